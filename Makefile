@@ -15,6 +15,8 @@ SANITY_ROOT := $(abspath $(BUILD)/sanity)/ansible_collections/knlab/serverless
 SANITY_PYTHON ?= 3.11
 # Not part of the built collection (see build_ignore in galaxy.yml), so not part of its sanity run.
 ANSIBLE_TEST_DIR = $(shell $(BIN)/python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')
+# The doc fragment and module_utils our modules extend come from here (validate-modules needs them).
+KUBERNETES_CORE = $(shell $(BIN)/python -c 'import ansible_collections.kubernetes.core as c; print(list(c.__path__)[0])')
 SANITY_SKIP := ^(sandbox|benchmarks|tests/sandbox|docs)/
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3.11/site-packages
@@ -54,12 +56,13 @@ lint:
 	$(BIN)/ansible-lint --offline -q
 
 sanity:
-	rm -rf $(abspath $(BUILD)/sanity) && mkdir -p $(SANITY_ROOT)
+	rm -rf $(abspath $(BUILD)/sanity) && mkdir -p $(SANITY_ROOT) $(abspath $(BUILD)/sanity)/ansible_collections/kubernetes
 	git ls-files -co --exclude-standard | grep -vE '$(SANITY_SKIP)' | tr '\n' '\0' \
 	  | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(SANITY_ROOT)
 	@pip_version=$$(sed -n "s/^ *pip='\([0-9.]*\)',/\1/p" $(ANSIBLE_TEST_DIR)/_internal/python_requirements.py); \
 	  mkdir -p ~/.ansible/test/cache && \
 	  cp tests/sanity/get_pip_offline.py ~/.ansible/test/cache/get_pip_$${pip_version//./_}.py
+	ln -sfn $(KUBERNETES_CORE) $(abspath $(BUILD)/sanity)/ansible_collections/kubernetes/core
 	cd $(SANITY_ROOT) && git init -q && git add -A && \
 	  $(abspath $(BIN))/ansible-test sanity --python $(SANITY_PYTHON) --color no
 

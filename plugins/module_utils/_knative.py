@@ -1,0 +1,547 @@
+# Copyright (c) knlab serverless developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Knative Services: options → desired object, validation, write, readiness.
+
+What the user owns is exactly what the options say; options left out are not managed, so the
+values a defaulting webhook or another tool put on the Service never cause a change.
+
+Private to knlab.serverless: not a public API.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ansible_collections.knlab.serverless.plugins.module_utils._diff import (
+    merge_patch,
+    owned_diff,
+    project,
+    without_none,
+)
+from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
+    Conflict,
+    DryRunUnsupported,
+    NotFound,
+    ServerlessError,
+)
+from ansible_collections.knlab.serverless.plugins.module_utils._waiter import (
+    Verdict,
+    WaitFailed,
+    WaitTimeout,
+    wait_for,
+)
+
+API_VERSION = "serving.knative.dev/v1"
+KIND = "Service"
+
+VISIBILITY_LABEL = "networking.knative.dev/visibility"
+MIN_SCALE = "autoscaling.knative.dev/min-scale"
+MAX_SCALE = "autoscaling.knative.dev/max-scale"
+# The pre-1.1 spellings still work, and lose to the kebab-case key when both are set (FACTS 1.4).
+OLD_SPELLING = {
+    MIN_SCALE: "autoscaling.knative.dev/minScale",
+    MAX_SCALE: "autoscaling.knative.dev/maxScale",
+}
+
+# Knative's validation (FACTS 1.3): queue-proxy and profiling ports, injected variables, paths.
+RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091, 8008})
+RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
+RESERVED_MOUNT_PATHS = frozenset({"/", "/dev", "/dev/log"})
+MAX_TIMEOUT_SECONDS = 600
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+VOLUME_SOURCES = {
+    "persistent_volume_claim": "persistentVolumeClaim",
+    "config_map": "configMap",
+    "secret": "secret",
+    "empty_dir": "emptyDir",
+}
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$")
+_QUANTITY_FACTOR = {
+    None: Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+
+
+class InvalidOption(ServerlessError):
+    """A module option Knative (or Kubernetes) would reject; found before any API call."""
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+def validate(params: dict[str, Any]) -> None:
+    """Raise ``InvalidOption`` for anything the API server would reject or we cannot honour."""
+    _check_name("name", params["name"])
+    _check_name("namespace", params["namespace"])
+    if params.get("wait_timeout") is not None and params["wait_timeout"] <= 0:
+        raise InvalidOption(f"wait_timeout must be greater than 0, got {params['wait_timeout']}")
+    if params["state"] != "present":
+        return
+    if not params.get("image"):
+        raise InvalidOption("image is required when state is present")
+    for option in ("min_scale", "max_scale", "concurrency"):
+        if params.get(option) is not None and params[option] < 0:
+            raise InvalidOption(f"{option} must be 0 or more, got {params[option]}")
+    min_scale, max_scale = params.get("min_scale"), params.get("max_scale")
+    # max-scale 0 means "no upper bound" to Knative, so it never conflicts with min-scale.
+    if min_scale is not None and max_scale and max_scale < min_scale:
+        raise InvalidOption(f"max_scale ({max_scale}) is less than min_scale ({min_scale})")
+    timeout = params.get("timeout_seconds")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+        raise InvalidOption(f"timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, got {timeout}")
+    _check_port(params.get("port"))
+    _check_annotations(params)
+    _check_labels(params)
+    env = env_list(params.get("env"))
+    reserved = sorted(RESERVED_ENV & {item["name"] for item in env})
+    if reserved:
+        raise InvalidOption(f"env must not set {', '.join(reserved)}: Knative sets these itself")
+    _check_volumes(params.get("volumes"))
+    _check_resources(params.get("resources"))
+
+
+def _check_name(option: str, value: str) -> None:
+    if len(value) > 63 or not DNS1123_LABEL.match(value):
+        raise InvalidOption(
+            f"{option} {value!r} is not a valid DNS-1123 label: at most 63 lowercase letters, digits "
+            "and '-', starting and ending with a letter or digit"
+        )
+
+
+def _check_port(port: Any) -> None:
+    if port is None:
+        return
+    if not 0 < port < 65536:
+        raise InvalidOption(f"port must be between 1 and 65535, got {port}")
+    if port in RESERVED_PORTS:
+        raise InvalidOption(f"port {port} is reserved by Knative (queue-proxy and profiling ports)")
+
+
+def _check_annotations(params: dict[str, Any]) -> None:
+    annotations = params.get("annotations") or {}
+    for option, key in (("min_scale", MIN_SCALE), ("max_scale", MAX_SCALE)):
+        given = {key, OLD_SPELLING[key]} & set(annotations)
+        if params.get(option) is not None and given:
+            raise InvalidOption(f"set either {option} or the annotation {sorted(given)[0]}, not both")
+
+
+def _check_labels(params: dict[str, Any]) -> None:
+    if VISIBILITY_LABEL in (params.get("labels") or {}):
+        raise InvalidOption(f"use cluster_local instead of the label {VISIBILITY_LABEL}")
+
+
+def env_list(env: Any) -> list[dict[str, Any]]:
+    """``env`` as Kubernetes EnvVars: a dict maps names to values; a list is taken as EnvVars."""
+    if env is None:
+        return []
+    if isinstance(env, dict):
+        return [{"name": str(name), "value": _env_value(value)} for name, value in env.items()]
+    if not isinstance(env, list):
+        raise InvalidOption("env must be a dict of name: value or a list of EnvVar dicts")
+    result = []
+    for item in env:
+        if not isinstance(item, dict) or not item.get("name"):
+            raise InvalidOption(f"each env list item needs a name (an EnvVar dict), got {item!r}")
+        unknown = set(item) - {"name", "value", "valueFrom"}
+        if unknown:
+            raise InvalidOption(f"env item {item['name']!r} has unknown keys: {', '.join(sorted(unknown))}")
+        if ("value" in item) == ("valueFrom" in item):
+            raise InvalidOption(f"env item {item['name']!r} needs exactly one of value or valueFrom")
+        if "value" in item:
+            result.append({"name": str(item["name"]), "value": _env_value(item["value"]), "valueFrom": None})
+        else:
+            result.append({"name": str(item["name"]), "value": None, "valueFrom": item["valueFrom"]})
+    names = [item["name"] for item in result]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise InvalidOption(f"env sets {', '.join(duplicates)} more than once")
+    return result
+
+
+def _env_value(value: Any) -> str:
+    # Kubernetes wants strings; YAML booleans become what a shell script expects.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _check_volumes(volumes: list[dict[str, Any]] | None) -> None:
+    names: set[str] = set()
+    paths: set[str] = set()
+    for volume in volumes or []:
+        name, path = volume["name"], volume["mount_path"]
+        if len(name) > 63 or not DNS1123_LABEL.match(name):
+            raise InvalidOption(f"volume name {name!r} is not a valid DNS-1123 label")
+        if name in names:
+            raise InvalidOption(f"volume {name!r} is listed more than once")
+        names.add(name)
+        if not path.startswith("/"):
+            raise InvalidOption(f"mount_path of volume {name!r} must be absolute, got {path!r}")
+        normalized = path.rstrip("/") or "/"
+        if normalized in RESERVED_MOUNT_PATHS:
+            raise InvalidOption(f"mount_path {path!r} of volume {name!r} is reserved by Knative")
+        if normalized in paths:
+            raise InvalidOption(f"mount_path {path!r} is used by more than one volume")
+        paths.add(normalized)
+        sources = [option for option in VOLUME_SOURCES if volume.get(option) is not None]
+        if len(sources) != 1:
+            raise InvalidOption(f"volume {name!r} needs exactly one of {', '.join(VOLUME_SOURCES)}")
+        if sources[0] in ("config_map", "secret") and volume.get("read_only") is False:
+            raise InvalidOption(f"volume {name!r}: Knative always mounts {sources[0]} volumes read-only")
+
+
+def _check_resources(resources: dict[str, Any] | None) -> None:
+    for section, quantities in (resources or {}).items():
+        if quantities is None:
+            continue
+        if section not in ("requests", "limits"):
+            raise InvalidOption(f"resources takes requests and limits, not {section!r}")
+        if not isinstance(quantities, dict):
+            raise InvalidOption(f"resources.{section} must be a dict of resource name: quantity")
+        for resource, quantity in quantities.items():
+            if parse_quantity(quantity) is None:
+                raise InvalidOption(f"resources.{section}.{resource}: {quantity!r} is not a Kubernetes quantity")
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity (``500m``, ``1Gi``, ``1e3``, 2) as a number; None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    match = _QUANTITY.match(str(value).strip())
+    if not match:
+        return None
+    number, exponent, suffix = match.groups()
+    try:
+        if exponent:
+            return Decimal(number + exponent)
+        return Decimal(number) * _QUANTITY_FACTOR[suffix]
+    except InvalidOperation:
+        return None
+
+
+# -- the desired object -------------------------------------------------------------------------
+
+
+def desired_service(params: dict[str, Any]) -> dict[str, Any]:
+    """The owned part of the Service: only what the options set (``None`` = must be absent)."""
+    container = _container(params)
+    template_spec: dict[str, Any] = {"containers": [container]}
+    _set(template_spec, "serviceAccountName", params.get("service_account"))
+    _set(template_spec, "containerConcurrency", params.get("concurrency"))
+    _set(template_spec, "timeoutSeconds", params.get("timeout_seconds"))
+    if params.get("image_pull_secrets") is not None:
+        template_spec["imagePullSecrets"] = [{"name": name} for name in params["image_pull_secrets"]]
+    if params.get("volumes") is not None:
+        template_spec["volumes"] = [_volume(volume) for volume in params["volumes"]]
+
+    template: dict[str, Any] = {"spec": template_spec}
+    annotations = _template_annotations(params)
+    if annotations:
+        template["metadata"] = {"annotations": annotations}
+
+    labels = {str(key): str(value) for key, value in (params.get("labels") or {}).items()}
+    # cluster_local is a yes/no the module owns: false removes a visibility label set earlier.
+    labels[VISIBILITY_LABEL] = "cluster-local" if params.get("cluster_local") else None
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": params["name"], "namespace": params["namespace"], "labels": labels},
+        "spec": {"template": template},
+    }
+
+
+def _set(target: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        target[key] = value
+
+
+def _container(params: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = {"image": params["image"]}
+    _set(container, "command", params.get("command"))
+    _set(container, "args", params.get("args"))
+    if params.get("env") is not None:
+        container["env"] = env_list(params["env"])
+    if params.get("port") is not None:
+        container["ports"] = [{"containerPort": params["port"]}]
+    if params.get("resources") is not None:
+        container["resources"] = {
+            section: {name: _quantity_text(value) for name, value in quantities.items()}
+            for section, quantities in params["resources"].items()
+            if quantities is not None
+        }
+    if params.get("volumes") is not None:
+        container["volumeMounts"] = [_mount(volume) for volume in params["volumes"]]
+    return container
+
+
+def _quantity_text(value: Any) -> str:
+    return str(value).strip()
+
+
+def _template_annotations(params: dict[str, Any]) -> dict[str, Any]:
+    annotations: dict[str, Any] = {str(k): str(v) for k, v in (params.get("annotations") or {}).items()}
+    for option, key in (("min_scale", MIN_SCALE), ("max_scale", MAX_SCALE)):
+        if params.get(option) is not None:
+            annotations[key] = str(params[option])
+            # Write the current key only: the old spelling goes, so one value is left to read.
+            annotations[OLD_SPELLING[key]] = None
+    return annotations
+
+
+def _volume(volume: dict[str, Any]) -> dict[str, Any]:
+    # Every source key is owned: switching a volume from configMap to secret must drop configMap.
+    result: dict[str, Any] = {"name": volume["name"], **dict.fromkeys(VOLUME_SOURCES.values())}
+    if volume.get("persistent_volume_claim") is not None:
+        claim: dict[str, Any] = {"claimName": volume["persistent_volume_claim"]}
+        if volume.get("read_only"):
+            claim["readOnly"] = True  # Knative wants a read-only claim mounted read-only too
+        result["persistentVolumeClaim"] = claim
+    elif volume.get("config_map") is not None:
+        result["configMap"] = {"name": volume["config_map"]}
+    elif volume.get("secret") is not None:
+        result["secret"] = {"secretName": volume["secret"]}
+    else:
+        empty_dir = volume.get("empty_dir") or {}
+        result["emptyDir"] = without_none(
+            {"medium": empty_dir.get("medium") or None, "sizeLimit": empty_dir.get("size_limit")}
+        )
+    return result
+
+
+def _mount(volume: dict[str, Any]) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": volume["name"], "mountPath": volume["mount_path"]}
+    _set(mount, "readOnly", volume.get("read_only"))
+    return mount
+
+
+def align_quantities(desired: dict[str, Any], live: dict[str, Any] | None) -> None:
+    """Take the server's spelling of quantities that equal ours (it turns ``1000m`` into ``1``)."""
+    if live is None:
+        return
+    live_containers = (((live.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    desired_containers = desired["spec"]["template"]["spec"]["containers"]
+    for wanted, current in zip(desired_containers, live_containers, strict=False):
+        for section, quantities in (wanted.get("resources") or {}).items():
+            current_section = (current.get("resources") or {}).get(section) or {}
+            for name, value in quantities.items():
+                if name in current_section and parse_quantity(current_section[name]) == parse_quantity(value):
+                    quantities[name] = current_section[name]
+
+
+# -- readiness ----------------------------------------------------------------------------------
+
+
+def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((obj.get("status") or {}).get("conditions") or [])
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in _conditions(obj) if c.get("type") == kind), None)
+
+
+def readiness(obj: dict[str, Any] | None) -> Verdict | None:
+    """Done on Ready=True for the current generation; terminal on Ready=False for it."""
+    if obj is None:
+        return Verdict(False, True, "Deleted", "the Service was deleted while waiting for it")
+    generation = int((obj.get("metadata") or {}).get("generation") or 0)
+    observed = int((obj.get("status") or {}).get("observedGeneration") or 0)
+    if observed < generation:
+        return None  # the status still describes an older spec
+    ready = _condition(obj, "Ready")
+    if ready is None or ready.get("status") == "Unknown":
+        return None
+    if ready.get("status") == "True":
+        return Verdict(True, False, "Ready", ready.get("message") or "")
+    return Verdict(False, True, ready.get("reason") or "NotReady", _failure_detail(obj, ready))
+
+
+def _failure_detail(obj: dict[str, Any], ready: dict[str, Any]) -> str:
+    """Ready's message plus what ConfigurationsReady/RoutesReady add to it."""
+    parts = [ready.get("message") or ""]
+    for kind in ("ConfigurationsReady", "RoutesReady"):
+        condition = _condition(obj, kind)
+        if condition is None or condition.get("status") != "False":
+            continue
+        text = ": ".join(str(condition[key]) for key in ("reason", "message") if condition.get(key))
+        if condition.get("message") and condition["message"] in parts[0]:
+            continue  # Ready copies its message from one of these; do not say it twice
+        parts.append(f"{kind}=False ({text})")
+    return "; ".join(part for part in parts if part)
+
+
+def _gone(obj: dict[str, Any] | None) -> Verdict | None:
+    return Verdict(True, False, "Deleted", "") if obj is None else None
+
+
+# -- the action ---------------------------------------------------------------------------------
+
+
+class ServiceReconciler:
+    """Make one Knative Service match the module's options (or be absent) and report on it."""
+
+    def __init__(self, client: Any, params: dict[str, Any], *, check_mode: bool, warn: Any = None) -> None:
+        self.client = client
+        self.params = params
+        self.check_mode = check_mode
+        self.warn = warn or (lambda _msg: None)
+        self.name = params["name"]
+        self.namespace = params["namespace"]
+        self.started = time.monotonic()
+        self.changed = False
+
+    @property
+    def where(self) -> str:
+        return f"Knative Service {self.namespace}/{self.name}"
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            return self.client.get(API_VERSION, KIND, self.name, self.namespace)
+        except NotFound:
+            return None
+
+    # -- present -----------------------------------------------------------------------------------
+
+    def present(self) -> dict[str, Any]:
+        desired = desired_service(self.params)
+        live = self.read()
+        obj, diff = self._converge(desired, live)
+        if self.params["wait"] and not self.check_mode:
+            obj = self._wait_ready(obj)
+        return self._result(obj, diff)
+
+    def _converge(self, desired: dict[str, Any], live: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict]:
+        for attempt in (1, 2):
+            try:
+                return self._write_once(desired, live)
+            except Conflict:
+                # Someone wrote in between (or created it first): read again and redo the
+                # comparison once; a second conflict means a writer is fighting us.
+                if attempt == 2:
+                    raise
+                live = self.read()
+        raise AssertionError("unreachable")
+
+    def _write_once(self, desired: dict[str, Any], live: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict]:
+        if live is not None and (live.get("metadata") or {}).get("deletionTimestamp"):
+            raise ServerlessError(f"{self.where} is being deleted; run again once it is gone")
+        align_quantities(desired, live)
+        changed, before, after = owned_diff(desired, live)
+        diff = {"before": before, "after": after if changed else before}
+        if not changed:
+            return live, diff
+        self._warn_old_spellings(live)
+        self.changed = True
+        if live is None:
+            body = without_none(desired)
+            return self._dry_run_or(lambda: self.client.create(API_VERSION, KIND, body, self.namespace), body), diff
+        # Write strategy: a JSON merge patch of the owned metadata and spec.template, carrying the
+        # resourceVersion we read. Lists (containers, env, volumes) are sent whole, rebuilt from
+        # the live object so webhook defaults and unowned keys inside them survive; the
+        # resourceVersion makes that read-modify-write safe (a concurrent writer gives 409, and we
+        # re-read once). A PUT would have to round-trip the whole object, including status and
+        # fields of other writers; a merge patch touches only what we own.
+        patch = merge_patch(desired, live)
+        patch["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        for key in ("apiVersion", "kind"):
+            patch.pop(key, None)
+        patch["metadata"].pop("name", None)
+        patch["metadata"].pop("namespace", None)
+        written = self._dry_run_or(lambda: self.client.patch(API_VERSION, KIND, self.name, patch, self.namespace), live)
+        return written, diff
+
+    def _dry_run_or(self, write: Any, fallback: dict[str, Any]) -> dict[str, Any]:
+        """The write (a server dry run in check mode); a server that cannot dry-run gets no write."""
+        try:
+            return write()
+        except DryRunUnsupported:
+            self.warn(f"The API server could not dry-run the change to {self.where}; it was not validated.")
+            return fallback
+
+    def _warn_old_spellings(self, live: dict[str, Any] | None) -> None:
+        annotations = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+        annotations = annotations.get("annotations") or {}
+        for option, key in (("min_scale", MIN_SCALE), ("max_scale", MAX_SCALE)):
+            old = OLD_SPELLING[key]
+            if self.params.get(option) is not None and old in annotations:
+                self.warn(f"{self.where}: replacing the old annotation {old} with {key}")
+
+    def _wait_ready(self, obj: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            return wait_for(
+                self.client,
+                API_VERSION,
+                KIND,
+                self.name,
+                self.namespace,
+                readiness,
+                self.params["wait_timeout"],
+                initial=obj,
+            )
+        except WaitFailed as err:
+            raise ServerlessError(f"{self.where} is not ready: {err.msg}", **self._failure_result(err.obj)) from err
+        except WaitTimeout as err:
+            raise ServerlessError(f"{self.where}: {err.msg}", **self._failure_result(err.obj)) from err
+
+    def _failure_result(self, obj: dict[str, Any] | None) -> dict[str, Any]:
+        return {"changed": self.changed, "service": obj, "conditions": _conditions(obj or {})}
+
+    def _result(self, obj: dict[str, Any] | None, diff: dict) -> dict[str, Any]:
+        status = (obj or {}).get("status") or {}
+        return {
+            "changed": self.changed,
+            "service": obj,
+            "url": status.get("url"),
+            "address": (status.get("address") or {}).get("url"),
+            "latest_created_revision": status.get("latestCreatedRevisionName"),
+            "latest_ready_revision": status.get("latestReadyRevisionName"),
+            "conditions": _conditions(obj or {}),
+            "duration": round(time.monotonic() - self.started, 3),
+            "diff": diff,
+        }
+
+    # -- absent ------------------------------------------------------------------------------------
+
+    def absent(self) -> dict[str, Any]:
+        live = self.read()
+        if live is None:
+            return self._result(None, {"before": {}, "after": {}})
+        before = project(_summary_shape(), live)
+        try:
+            self._dry_run_or(lambda: self.client.delete(API_VERSION, KIND, self.name, self.namespace), live)
+        except NotFound:
+            return self._result(None, {"before": {}, "after": {}})  # someone else deleted it first
+        self.changed = True
+        if self.params["wait"] and not self.check_mode:
+            try:
+                wait_for(self.client, API_VERSION, KIND, self.name, self.namespace, _gone, self.params["wait_timeout"])
+            except WaitTimeout as err:
+                raise ServerlessError(f"{self.where} was not deleted in time: {err.msg}", changed=True) from err
+        return self._result(None, {"before": before, "after": {}})
+
+
+def _summary_shape() -> dict[str, Any]:
+    """What the diff shows of a Service being deleted."""
+    return {"metadata": {"name": None, "namespace": None, "labels": None}, "spec": {"template": None}}
+
+
+def run_service(client: Any, params: dict[str, Any], *, check_mode: bool, warn: Any = None) -> dict[str, Any]:
+    """Converge and report; ``params`` must have passed ``validate`` (before the client was built)."""
+    reconciler = ServiceReconciler(client, params, check_mode=check_mode, warn=warn)
+    return reconciler.present() if params["state"] == "present" else reconciler.absent()

@@ -1,0 +1,171 @@
+"""The kubernetes.core adapter: auth spec, error translation, watch stream parsing."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import urllib3
+from ansible_collections.knlab.serverless.plugins.module_utils import _client
+from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
+    ApiError,
+    Conflict,
+    DryRunUnsupported,
+    Gone,
+    MissingDependency,
+    NotFound,
+    ServerlessError,
+)
+from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC as K8S_AUTH_ARG_SPEC
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError, api_exception
+
+
+def test_auth_spec_is_kubernetes_cores_and_the_fallback_copy_matches_it():
+    assert _client.AUTH_ARG_SPEC == K8S_AUTH_ARG_SPEC
+    assert _client._AUTH_ARG_SPEC_COPY == K8S_AUTH_ARG_SPEC
+
+
+def test_missing_library_gives_the_standard_message(monkeypatch):
+    monkeypatch.setattr(_client, "KUBERNETES_IMPORT_ERROR", "Traceback: No module named 'kubernetes'")
+    with pytest.raises(MissingDependency, match=r"Failed to import the required Python library \(kubernetes\)"):
+        _client.get_client(SimpleNamespace(params={}, check_mode=False))
+
+
+def test_unreadable_kubeconfig_is_a_one_line_error(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    module = SimpleNamespace(params={"kubeconfig": str(missing)}, check_mode=False)
+    with pytest.raises(ServerlessError, match="Could not create the Kubernetes API client") as caught:
+        _client.get_client(module)
+    assert "\n" not in caught.value.msg
+
+
+def status_error(status: int, reason: str, message: str) -> Exception:
+    raw = ApiException(status=status, reason=reason)
+    raw.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message}).encode()
+    return api_exception(raw)
+
+
+class FakeResource:
+    """A dynamic-client resource whose calls are answered from a script."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = []
+
+    def _respond(self, name, kwargs):
+        self.calls.append((name, kwargs))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return SimpleNamespace(to_dict=lambda: dict(self.answer))
+
+    def get(self, **kwargs):
+        return self._respond("get", kwargs)
+
+    def create(self, **kwargs):
+        return self._respond("create", kwargs)
+
+    def patch(self, **kwargs):
+        return self._respond("patch", kwargs)
+
+
+def client_with(resource, *, dry_run=False):
+    dynamic = SimpleNamespace(resources=SimpleNamespace(get=lambda **_: resource))
+    return _client.KubeClient(dynamic, dry_run=dry_run)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "cls"),
+    [(404, "NotFound", NotFound), (409, "Conflict", Conflict), (410, "Expired", Gone), (422, "Invalid", ApiError)],
+)
+def test_api_errors_become_typed_one_line_errors(status, reason, cls):
+    client = client_with(FakeResource(status_error(status, reason, "something\nwent wrong")))
+    with pytest.raises(cls) as caught:
+        client.get("v1", "ConfigMap", "x", "default")
+    assert caught.value.status == status
+    assert caught.value.reason == reason
+    assert caught.value.message == "something went wrong"
+
+
+def test_connection_failure_is_status_zero():
+    client = client_with(FakeResource(urllib3.exceptions.MaxRetryError(None, "/api", "refused")))
+    with pytest.raises(ApiError) as caught:
+        client.get("v1", "ConfigMap", "x", "default")
+    assert caught.value.status == 0
+    assert "cannot reach the Kubernetes API server" in caught.value.msg
+
+
+def test_unknown_kind_says_which_one():
+    def missing(**_):
+        raise ResourceNotFoundError("no matches")
+
+    client = _client.KubeClient(SimpleNamespace(resources=SimpleNamespace(get=missing)))
+    with pytest.raises(ServerlessError, match=r"does not serve Service in serving.knative.dev/v1"):
+        client.get("serving.knative.dev/v1", "Service", "x", "default")
+
+
+def test_writes_are_dry_run_in_check_mode_and_reads_are_not():
+    resource = FakeResource({"metadata": {"name": "x"}})
+    client = client_with(resource, dry_run=True)
+    client.get("v1", "ConfigMap", "x", "default")
+    client.create("v1", "ConfigMap", {"metadata": {"name": "x"}}, "default")
+    client.patch("v1", "ConfigMap", "x", {"data": {}}, "default")
+    (get_call, create_call, patch_call) = resource.calls
+    assert "dry_run" not in get_call[1]
+    assert create_call[1]["dry_run"] == "All"
+    assert patch_call[1]["dry_run"] == "All"
+    assert patch_call[1]["content_type"] == "application/merge-patch+json"
+
+
+def test_a_webhook_without_dry_run_support_is_reported_as_such():
+    resource = FakeResource(status_error(400, "BadRequest", 'admission webhook "x" does not support dry run'))
+    with pytest.raises(DryRunUnsupported):
+        client_with(resource, dry_run=True).create("v1", "ConfigMap", {"metadata": {"name": "x"}}, "default")
+
+
+class FakeStream:
+    def __init__(self, chunks, error=None):
+        self.chunks = chunks
+        self.error = error
+        self.released = False
+
+    def stream(self, amt=None, decode_content=True):
+        yield from self.chunks
+        if self.error:
+            raise self.error
+
+    def release_conn(self):
+        self.released = True
+
+
+def watch_client(response):
+    dynamic = SimpleNamespace(
+        resources=SimpleNamespace(get=lambda **_: SimpleNamespace(path=lambda **__: "/apis/x")),
+        request=lambda *args, **kwargs: response,
+    )
+    return _client.KubeClient(dynamic)
+
+
+def lines(*events):
+    return b"".join(json.dumps(e).encode() + b"\n" for e in events)
+
+
+def test_watch_splits_events_across_chunks_and_ends_quietly_on_a_dropped_connection():
+    payload = lines(
+        {"type": "ADDED", "object": {"metadata": {"resourceVersion": "1"}}},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "2"}}},
+    )
+    response = FakeStream([payload[:10], payload[10:50], payload[50:]], error=urllib3.exceptions.ProtocolError("reset"))
+    events = list(watch_client(response).watch("v1", "ConfigMap", "default", resource_version="0"))
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["resourceVersion"] == "2"
+    assert response.released
+
+
+def test_watch_error_event_410_raises_gone():
+    response = FakeStream(
+        [lines({"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": "too old"}})]
+    )
+    with pytest.raises(Gone, match="too old"):
+        list(watch_client(response).watch("v1", "ConfigMap", "default", resource_version="5"))

@@ -1,0 +1,241 @@
+"""The waiter against scripted watch streams: drop, 410, stale generation, terminal False, timeout."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.knlab.serverless.plugins.module_utils._errors import ApiError, Gone
+from ansible_collections.knlab.serverless.plugins.module_utils._waiter import (
+    Verdict,
+    WaitFailed,
+    WaitTimeout,
+    describe_conditions,
+    wait_for,
+)
+from fakes import FakeClock, FakeKubeClient, api_error, bookmark, event
+
+API = "serving.knative.dev/v1"
+KIND = "Service"
+
+
+def ksvc(version: str, generation: int, observed: int | None, ready: str | None, *details: str):
+    reason, message = (*details, "", "")[:2]
+    status: dict = {}
+    if observed is not None:
+        status["observedGeneration"] = observed
+    if ready is not None:
+        status["conditions"] = [{"type": "Ready", "status": ready, "reason": reason, "message": message}]
+    return {
+        "apiVersion": API,
+        "kind": KIND,
+        "metadata": {"name": "hello", "namespace": "default", "resourceVersion": version, "generation": generation},
+        "status": status,
+    }
+
+
+def ready_check(obj):
+    """Generation-aware readiness, the rule the Knative check follows."""
+    if obj is None:
+        return None
+    status = obj.get("status") or {}
+    if (status.get("observedGeneration") or 0) < obj["metadata"]["generation"]:
+        return None
+    for condition in status.get("conditions") or []:
+        if condition["type"] == "Ready" and condition["status"] == "True":
+            return Verdict(True, False, "Ready", "")
+        if condition["type"] == "Ready" and condition["status"] == "False":
+            return Verdict(False, True, condition["reason"], condition["message"])
+    return None
+
+
+def gone_check(obj):
+    return Verdict(True, False, "Deleted", "") if obj is None else None
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def wait(client, clock, check=ready_check, timeout=60, initial=None):
+    return wait_for(
+        client, API, KIND, "hello", "default", check, timeout, initial=initial, clock=clock, sleep=clock.sleep
+    )
+
+
+def watches(client):
+    return [details for method, details in client.requests if method == "watch"]
+
+
+def test_initial_object_already_done_needs_no_watch(clock):
+    client = FakeKubeClient()
+    done = ksvc("10", 2, 2, "True")
+    assert wait(client, clock, initial=done) == done
+    assert client.requests == []
+
+
+def test_watch_starts_at_the_initial_version_and_ignores_a_stale_ready(clock):
+    client = FakeKubeClient()
+    client.watch_script = [
+        [
+            # Ready=True still describes generation 1: the controller has not seen the update.
+            event("MODIFIED", ksvc("11", 2, 1, "True")),
+            event("MODIFIED", ksvc("12", 2, 2, "Unknown", "RevisionMissing")),
+            event("MODIFIED", ksvc("13", 2, 2, "True")),
+        ]
+    ]
+    result = wait(client, clock, initial=ksvc("10", 2, 1, "True"))
+    assert result["metadata"]["resourceVersion"] == "13"
+    (only,) = watches(client)
+    assert only["resource_version"] == "10"
+    assert only["field_selector"] == "metadata.name=hello"
+    assert only["timeout_seconds"] == 60
+
+
+def test_dropped_stream_resumes_from_last_version_seen(clock):
+    client = FakeKubeClient()
+    client.watch_script = [
+        [event("MODIFIED", ksvc("11", 2, 2, "Unknown"))],  # the connection drops here
+        [bookmark("15")],  # a quiet stream ends at its timeout
+        [event("MODIFIED", ksvc("16", 2, 2, "True"))],
+    ]
+    result = wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+    assert result["metadata"]["resourceVersion"] == "16"
+    assert [w["resource_version"] for w in watches(client)] == ["10", "11", "15"]
+
+
+def test_gone_relists_then_watches_from_the_list_version(clock):
+    client = FakeKubeClient()
+    client.put(ksvc("50", 2, 2, "Unknown"))
+    client.watch_script = [
+        Gone(410, "Expired", "too old resource version: 10 (40)"),
+        [event("MODIFIED", ksvc("60", 2, 2, "True"))],
+    ]
+    result = wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+    assert result["metadata"]["resourceVersion"] == "60"
+    assert client.methods() == ["watch", "list", "watch"]
+    listed = client.requests[1][1]
+    assert listed["field_selector"] == "metadata.name=hello"
+    second_watch = watches(client)[1]
+    assert second_watch["resource_version"] not in (None, "10")  # the list's version, not the expired one
+
+
+def test_gone_relist_can_finish_the_wait_by_itself(clock):
+    client = FakeKubeClient()
+    client.put(ksvc("50", 2, 2, "True"))
+    client.watch_script = [Gone(410, "Expired", "too old")]
+    result = wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+    assert result["status"]["conditions"][0]["status"] == "True"
+    assert client.methods() == ["watch", "list"]
+
+
+def test_without_initial_object_the_wait_starts_with_a_list(clock):
+    client = FakeKubeClient()
+    client.put(ksvc("5", 1, 1, "True"))
+    assert wait(client, clock)["metadata"]["name"] == "hello"
+    assert client.methods() == ["list"]
+
+
+def test_terminal_false_fails_at_once_with_reason_and_message(clock):
+    client = FakeKubeClient()
+    client.watch_script = [
+        [
+            event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionFailed", 'Revision "hello-00002" failed')),
+            event("MODIFIED", ksvc("12", 2, 2, "True")),  # never reached
+        ]
+    ]
+    with pytest.raises(WaitFailed) as caught:
+        wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+    assert caught.value.reason == "RevisionFailed"
+    assert caught.value.msg == 'RevisionFailed: Revision "hello-00002" failed'
+    assert caught.value.obj["metadata"]["resourceVersion"] == "11"
+
+
+def test_false_for_an_old_generation_is_not_terminal(clock):
+    client = FakeKubeClient()
+    client.watch_script = [
+        [
+            event("MODIFIED", ksvc("11", 3, 2, "False", "RevisionFailed", "old revision")),
+            event("MODIFIED", ksvc("12", 3, 3, "True")),
+        ]
+    ]
+    assert wait(client, clock, initial=ksvc("10", 3, 2, "False", "RevisionFailed"))["metadata"]["generation"] == 3
+
+
+def test_timeout_reports_the_last_conditions(clock):
+    client = FakeKubeClient()
+    client.watch_script = [[event("MODIFIED", ksvc("11", 2, 2, "Unknown", "RevisionMissing", "not yet ready"))]]
+    with pytest.raises(WaitTimeout) as caught:
+        wait(client, clock, timeout=5, initial=ksvc("10", 2, 1, "Unknown"))
+    assert "Timed out after 5s waiting for Service default/hello" in caught.value.msg
+    assert "Ready=Unknown (RevisionMissing: not yet ready)" in caught.value.msg
+    assert caught.value.obj["metadata"]["resourceVersion"] == "11"
+    # The empty streams after the script backed off instead of spinning.
+    assert clock.slept and max(clock.slept) <= 2.0
+    assert len(watches(client)) < 40
+
+
+def test_refused_watch_falls_back_to_polling(clock):
+    client = FakeKubeClient()
+    client.put(ksvc("20", 2, 2, "Unknown"))
+    client.watch_script = [api_error(403, "Forbidden", "cannot watch services")]
+    polls = []
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        polls.append(seconds)
+        if len(polls) == 3:
+            client.put(ksvc("21", 2, 2, "True"))
+
+    result = wait_for(
+        client,
+        API,
+        KIND,
+        "hello",
+        "default",
+        ready_check,
+        60,
+        initial=ksvc("10", 2, 1, "Unknown"),
+        clock=clock,
+        sleep=sleep,
+    )
+    assert result["status"]["conditions"][0]["status"] == "True"
+    assert client.methods() == ["watch", "get", "get", "get"]
+    assert polls == [0.2, 0.4, 0.8]
+
+
+def test_transient_errors_are_retried_until_the_watch_works(clock):
+    client = FakeKubeClient()
+    client.watch_script = [
+        api_error(0, "ConnectionFailed", "connection refused"),
+        api_error(503, "ServiceUnavailable", "etcd leader changed"),
+        [event("MODIFIED", ksvc("11", 2, 2, "True"))],
+    ]
+    assert wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))["metadata"]["resourceVersion"] == "11"
+    assert [w["resource_version"] for w in watches(client)] == ["10", "10", "10"]
+
+
+def test_other_api_errors_end_the_wait(clock):
+    client = FakeKubeClient()
+    client.watch_script = [api_error(401, "Unauthorized", "token expired")]
+    with pytest.raises(ApiError, match="token expired"):
+        wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+
+
+def test_waiting_for_deletion_ends_on_the_deleted_event(clock):
+    client = FakeKubeClient()
+    client.watch_script = [[event("MODIFIED", ksvc("11", 2, 2, "True")), event("DELETED", ksvc("12", 2, 2, "True"))]]
+    assert wait(client, clock, check=gone_check, initial=ksvc("10", 2, 2, "True")) is None
+
+
+def test_waiting_for_deletion_of_an_absent_object_returns_at_once(clock):
+    client = FakeKubeClient()
+    assert wait(client, clock, check=gone_check) is None
+    assert client.methods() == ["list"]
+
+
+def test_describe_conditions():
+    obj = ksvc("1", 1, 1, "False", "RevisionFailed", "boom")
+    obj["status"]["conditions"].append({"type": "RoutesReady", "status": "Unknown"})
+    assert describe_conditions(obj) == "Ready=False (RevisionFailed: boom); RoutesReady=Unknown"
+    assert describe_conditions(None) == "the object does not exist"
+    assert describe_conditions({"status": {}}) == "no conditions reported yet"
