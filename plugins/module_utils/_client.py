@@ -115,7 +115,8 @@ def get_client(module: Any) -> KubeClient:
     try:
         k8s_client = get_api_client(**auth_params(module.params))
     except Exception as err:  # kubeconfig parsing raises many types; all mean "cannot configure"
-        raise ServerlessError(f"Could not create the Kubernetes API client: {_one_line(err)}") from err
+        detail = _one_line(err).removeprefix("Could not create API client: ")  # kubernetes.core's own prefix
+        raise ServerlessError(f"Could not create the Kubernetes API client: {detail}") from err
     return KubeClient(k8s_client.client, dry_run=bool(module.check_mode))
 
 

@@ -42,7 +42,8 @@ def project(desired: Any, live: Any) -> Any:
             wanted = [item["name"] for item in desired]
             owned = [project(item, live_by_name[item["name"]]) for item in desired if item["name"] in live_by_name]
             return owned + [copy.deepcopy(item) for item in live if item["name"] not in wanted]
-        return [project(d, li) for d, li in zip(desired, live, strict=False)] + copy.deepcopy(live[len(desired) :])
+        paired = [project(item, live[index]) for index, item in enumerate(desired) if index < len(live)]
+        return paired + copy.deepcopy(live[len(desired) :])
     return copy.deepcopy(live)
 
 
@@ -62,7 +63,7 @@ def same(desired: Any, live: Any) -> bool:
             return len(live_by_name) == len(live) and all(
                 item["name"] in live_by_name and same(item, live_by_name[item["name"]]) for item in desired
             )
-        return all(same(d, li) for d, li in zip(desired, live, strict=True))
+        return all(same(item, live[index]) for index, item in enumerate(desired))
     if isinstance(desired, bool) or isinstance(live, bool):
         return desired is live
     return desired == live

@@ -31,6 +31,10 @@ class ApiError(ServerlessError):
         text = f"{reason} ({status}): {message}" if status else f"{reason}: {message}"
         super().__init__(f"Kubernetes API error: {text}")
 
+    def __reduce__(self) -> tuple:
+        # Rebuild from the three fields (copy and pickle would pass only the message).
+        return (type(self), (self.status, self.reason, self.message))
+
 
 class NotFound(ApiError):
     """404: the object (or its namespace) does not exist."""

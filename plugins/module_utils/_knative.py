@@ -337,12 +337,17 @@ def align_quantities(desired: dict[str, Any], live: dict[str, Any] | None) -> No
         return
     live_containers = (((live.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
     desired_containers = desired["spec"]["template"]["spec"]["containers"]
-    for wanted, current in zip(desired_containers, live_containers, strict=False):
+    for wanted, current in _pairs(desired_containers, live_containers):
         for section, quantities in (wanted.get("resources") or {}).items():
             current_section = (current.get("resources") or {}).get(section) or {}
             for name, value in quantities.items():
                 if name in current_section and parse_quantity(current_section[name]) == parse_quantity(value):
                     quantities[name] = current_section[name]
+
+
+def _pairs(desired: list[Any], live: list[Any]) -> list[tuple[Any, Any]]:
+    """Items paired by position, as the diff pairs containers (no zip(strict=): Python 3.9 targets)."""
+    return [(item, live[index]) for index, item in enumerate(desired) if index < len(live)]
 
 
 # -- readiness ----------------------------------------------------------------------------------

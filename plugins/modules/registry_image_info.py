@@ -19,7 +19,7 @@ description:
   - Uses Ansible's own HTTP helpers, so it needs no Python library beyond ansible-core and no
     connection to Kubernetes.
 author:
-  - knlab serverless developers (!UNKNOWN)
+  - knlab serverless developers (@knlab)
 extends_documentation_fragment:
   - knlab.serverless._attributes
   - knlab.serverless._attributes.info_module

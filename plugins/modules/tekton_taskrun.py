@@ -24,7 +24,7 @@ description:
   - The module does not wait for the run; use M(knlab.serverless.tekton_taskrun_wait) for that.
   - Every option is validated before any request is sent to the cluster.
 author:
-  - knlab serverless developers (!UNKNOWN)
+  - knlab serverless developers (@knlab)
 options:
   name:
     description:

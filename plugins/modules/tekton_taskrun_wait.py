@@ -22,7 +22,7 @@ description:
     still in progress and C(PullImageFailed) while Kubernetes retries a pull.
   - On success, returns the run's results, its steps, its pod and how long it took.
 author:
-  - knlab serverless developers (!UNKNOWN)
+  - knlab serverless developers (@knlab)
 options:
   name:
     description:

@@ -25,8 +25,8 @@ def _satisfies(version: str, spec: str) -> bool:
         "<": lambda a, b: a < b,
         "==": lambda a, b: a == b,
     }
-    for clause in spec.split(","):
-        clause = clause.strip()
+    for raw_clause in spec.split(","):
+        clause = raw_clause.strip()
         for op in (">=", "<=", "==", ">", "<"):
             if clause.startswith(op):
                 if not ops[op](LooseVersion(version), LooseVersion(clause[len(op) :])):

@@ -1,0 +1,216 @@
+"""The ingress: one HTTP listener that routes by Host header to revision processes, as Kourier does.
+
+Knative gives every Service an external host (``name.ns.<domain>``) and a cluster-local one
+(``name.ns.svc.cluster.local``); the Knative controller registers both here for the revision that
+serves the Service's traffic. A request is routed by its ``Host`` header (port stripped,
+case-insensitive); an unknown host gets a 404, as an ingress with no matching virtual host does.
+
+The proxy streams both ways, so registry blob uploads of any size pass through without being
+buffered, and keeps the client's ``Host`` so a registry builds its ``Location`` URLs with the name
+the client used. A ``Location`` that still points at the backend's loopback address is rewritten to
+that name, so the next request of an upload comes back through the gateway.
+
+Inside the sandbox, builds and the runtime reach a hub the way a pod reaches a Knative Service:
+`Gateway.resolve` turns its host into the endpoint of the process behind it.
+
+server.py builds and starts it::
+
+    gateway = Gateway(settings.gateway_port, host=settings.api_host)
+    await gateway.start()          # gateway.address is then the bound (host, port)
+    ...
+    await gateway.stop()
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+# Hop-by-hop headers (RFC 9110 §7.6.1) belong to one connection and are never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+    }
+)
+CHUNK_SIZE = 64 * 1024
+CONNECT_TIMEOUT = 5.0
+
+
+class Endpoint(NamedTuple):
+    """Where a process listens: always a loopback address and a port."""
+
+    host: str
+    port: int
+
+
+def normalise_host(host: str) -> str:
+    """``Hub.Default.svc.cluster.local.:80`` → ``hub.default.svc.cluster.local``."""
+    host = host.strip().lower()
+    if host.startswith("["):  # an IPv6 literal keeps its brackets, loses its port
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+
+
+def _port_of(host: str) -> int | None:
+    tail = host.rsplit("]", 1)[-1]
+    if ":" not in tail:
+        return None
+    try:
+        return int(tail.rsplit(":", 1)[1])
+    except ValueError:
+        return -1
+
+
+class Gateway:
+    """Host-header router and streaming reverse proxy; see the module docstring for how it is built."""
+
+    def __init__(self, port: int = 0, *, host: str = "127.0.0.1"):
+        self._bind = (host, port)
+        self._routes: dict[str, Endpoint] = {}
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.address: tuple[str, int] = (host, port)
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def set_route(self, hosts: list[str], endpoint: Endpoint) -> None:
+        for host in hosts:
+            self._routes[normalise_host(host)] = Endpoint(*endpoint)
+
+    def remove_route(self, hosts: list[str]) -> None:
+        for host in hosts:
+            self._routes.pop(normalise_host(host), None)
+
+    def resolve(self, host: str) -> Endpoint | None:
+        """The endpoint behind ``host`` as seen from inside the sandbox, or None.
+
+        Knative Services listen on port 80 (the gateway's own port also works, for names written
+        from the outside); any other port is not served, as on a cluster.
+        """
+        port = _port_of(host.strip())
+        if port not in (None, 80, self.address[1]):
+            return None
+        return self._routes.get(normalise_host(host))
+
+    @property
+    def routes(self) -> dict[str, Endpoint]:
+        return dict(self._routes)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._proxy)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._bind[0], self._bind[1], reuse_address=True)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only through the server sockets
+        sockets = server.sockets if server is not None else ()
+        self.address = sockets[0].getsockname()[:2] if sockets else self._bind
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT),
+            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- proxy ----------------------------------------------------------------------------------
+
+    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        client_host = request.headers.get("Host", "")
+        endpoint = self._routes.get(normalise_host(client_host))
+        if endpoint is None:
+            return web.Response(
+                status=404,
+                text=f"no route for host {normalise_host(client_host) or '(none)'!r} in the sandbox gateway\n",
+            )
+        assert self._session is not None
+        headers = self._upstream_headers(request)
+        body = None
+        if request.body_exists:
+            body = request.content.iter_chunked(CHUNK_SIZE)
+        url = f"http://{endpoint.host}:{endpoint.port}{request.rel_url}"
+        try:
+            upstream = await self._session.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            )
+        except (aiohttp.ClientError, OSError) as error:
+            return web.Response(
+                status=502, text=f"upstream for {normalise_host(client_host)!r} is not reachable: {error}\n"
+            )
+        try:
+            return await self._relay(request, upstream, endpoint, client_host)
+        finally:
+            upstream.release()
+
+    @staticmethod
+    def _upstream_headers(request: web.Request) -> CIMultiDict[str]:
+        # Host goes through unchanged: the backend names itself after what the client asked for.
+        headers = CIMultiDict(
+            (name, value) for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP
+        )
+        peer = request.remote or ""
+        forwarded_for = request.headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
+        headers.setdefault("X-Forwarded-Proto", request.scheme)
+        return headers
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, endpoint: Endpoint, client_host: str
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in upstream.headers.items():
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP:
+                continue
+            if lowered == "location":
+                response.headers.add(name, rewrite_location(value, endpoint, client_host))
+            else:
+                response.headers.add(name, value)
+        if "Content-Length" not in upstream.headers and request.method != "HEAD" and upstream.status not in (204, 304):
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method != "HEAD":
+            try:
+                async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
+                    await response.write(chunk)
+            except (aiohttp.ClientPayloadError, ConnectionResetError):
+                # Half a body must not look whole: drop the client connection instead of ending it.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+        await response.write_eof()
+        return response
+
+
+def rewrite_location(location: str, endpoint: Endpoint, client_host: str) -> str:
+    """Point an absolute ``Location`` at the backend's own address back at the host the client used."""
+    parts = urlsplit(location)
+    if not parts.netloc or not client_host:
+        return location
+    backend = {f"{endpoint.host}:{endpoint.port}", f"localhost:{endpoint.port}"}
+    if parts.netloc.lower() not in backend:
+        return location
+    return urlunsplit(("http", client_host, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,324 @@
+"""knative_service run as Ansible runs it (arguments in, JSON out) against a scripted fake cluster.
+
+The fake applies Knative's defaulting webhook (FACTS 1.5) on every write and a controller that
+reports the Service ready, so idempotency is tested against what a real server returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.knlab.serverless.plugins.module_utils._errors import Conflict
+from ansible_collections.knlab.serverless.plugins.module_utils._knative import API_VERSION, KIND
+from ansible_collections.knlab.serverless.plugins.modules import knative_service
+from fakes import FakeKubeClient
+
+IMAGE = "hub.default.svc.cluster.local/hello@sha256:" + "ab" * 32
+BASE = {"name": "hello", "namespace": "default", "image": IMAGE, "port": 8080, "min_scale": 1, "env": {"A": "1"}}
+
+
+def knative_webhook(obj: dict, old: dict | None) -> None:
+    """What Knative's defaulting webhook adds to a Service (FACTS 1.5)."""
+    template = obj["spec"].setdefault("template", {})
+    template.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+    spec = template.setdefault("spec", {})
+    for container in spec.get("containers", []):
+        container.setdefault("name", "user-container")
+        container.setdefault("resources", {})
+        container.setdefault("readinessProbe", {"tcpSocket": {"port": 0}, "successThreshold": 1})
+        for mount in container.get("volumeMounts", []):
+            source = next(v for v in spec.get("volumes", []) if v["name"] == mount["name"])
+            if "emptyDir" not in source and "persistentVolumeClaim" not in source:
+                mount["readOnly"] = True
+    spec.setdefault("containerConcurrency", 0)
+    if not spec.get("timeoutSeconds"):
+        spec["timeoutSeconds"] = 300
+    if old is None:
+        spec.setdefault("enableServiceLinks", False)
+    obj["spec"].setdefault("traffic", [{"latestRevision": True, "percent": 100}])
+    annotations = obj["metadata"].setdefault("annotations", {})
+    if old is None:
+        annotations["serving.knative.dev/creator"] = "kubernetes-admin"
+    if old is None or old.get("spec") != obj.get("spec"):
+        annotations["serving.knative.dev/lastModifier"] = "kubernetes-admin"
+
+
+def ready_controller(obj: dict) -> None:
+    name, generation = obj["metadata"]["name"], obj["metadata"]["generation"]
+    revision = f"{name}-{generation:05d}"
+    obj["status"] = {
+        "observedGeneration": generation,
+        "url": f"http://{name}.default.127.0.0.1.sslip.io",
+        "address": {"url": f"http://{name}.default.svc.cluster.local"},
+        "latestCreatedRevisionName": revision,
+        "latestReadyRevisionName": revision,
+        "conditions": [
+            {"type": "ConfigurationsReady", "status": "True"},
+            {"type": "Ready", "status": "True"},
+            {"type": "RoutesReady", "status": "True"},
+        ],
+    }
+
+
+def failing_controller(obj: dict) -> None:
+    generation = obj["metadata"]["generation"]
+    message = f'Revision "hello-{generation:05d}" failed with message: Unable to fetch image.'
+    obj["status"] = {
+        "observedGeneration": generation,
+        "conditions": [
+            {"type": "ConfigurationsReady", "status": "False", "reason": "RevisionFailed", "message": message},
+            {"type": "Ready", "status": "False", "reason": "RevisionFailed", "message": message},
+        ],
+    }
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """The fake API server behind ``get_client``; ``clients`` records every client the module built."""
+    client = FakeKubeClient(admit=knative_webhook, controller=ready_controller, watch_store=True)
+    client.clients = []
+
+    def get_client(module):
+        client.dry_run = bool(module.check_mode)
+        client.clients.append(client)
+        return client
+
+    monkeypatch.setattr(knative_service, "get_client", get_client)
+    return client
+
+
+def run_module(capsys, *, check_mode: bool = False, diff: bool = False, **args) -> dict:
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args), pytest.raises(SystemExit):
+        knative_service.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def stored(client: FakeKubeClient) -> dict | None:
+    return client.stored(API_VERSION, KIND, "hello", "default")
+
+
+def test_create_writes_kebab_case_keys_waits_and_reports(cluster, capsys):
+    result = run_module(capsys, **BASE, cluster_local=True, labels={"app": "hello"})
+    assert result["changed"] is True
+    assert cluster.methods() == ["get", "create", "watch"]
+    body = cluster.writes[0][1]["body"]
+    assert body["spec"]["template"]["metadata"]["annotations"] == {"autoscaling.knative.dev/min-scale": "1"}
+    assert body["metadata"]["labels"] == {"app": "hello", "networking.knative.dev/visibility": "cluster-local"}
+    assert body["spec"]["template"]["spec"]["containers"] == [
+        {"image": IMAGE, "env": [{"name": "A", "value": "1"}], "ports": [{"containerPort": 8080}]}
+    ]
+    assert result["url"] == "http://hello.default.127.0.0.1.sslip.io"
+    assert result["address"] == "http://hello.default.svc.cluster.local"
+    assert (result["latest_created_revision"], result["latest_ready_revision"]) == ("hello-00001", "hello-00001")
+    assert {c["type"]: c["status"] for c in result["conditions"]}["Ready"] == "True"
+    assert isinstance(result["duration"], float)
+    assert result["diff"]["before"] == {}
+    assert result["service"]["metadata"]["name"] == "hello"
+
+
+def test_second_run_against_the_defaulted_object_changes_nothing(cluster, capsys):
+    run_module(capsys, **BASE)
+    cluster.requests.clear()
+    result = run_module(capsys, **BASE)
+    assert result["changed"] is False
+    assert cluster.writes == []
+    assert result["diff"]["before"] == result["diff"]["after"]
+    assert result["latest_ready_revision"] == "hello-00001"
+
+
+def test_update_patches_owned_fields_with_the_resource_version_and_keeps_defaults(cluster, capsys):
+    run_module(capsys, **BASE, command=["/bin/app"])
+    version_read = stored(cluster)["metadata"]["resourceVersion"]
+    cluster.requests.clear()
+    result = run_module(capsys, **(BASE | {"image": "hello:2", "env": {"B": "2"}}))
+    assert result["changed"] is True
+    assert cluster.methods() == ["get", "patch", "watch"]
+    patch = cluster.writes[0][1]["patch"]
+    assert patch["metadata"]["resourceVersion"] == version_read
+    live = stored(cluster)
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "hello:2"
+    assert container["env"] == [{"name": "B", "value": "2"}]
+    assert container["command"] == ["/bin/app"]  # not an option this time: left alone
+    assert container["name"] == "user-container"
+    assert live["metadata"]["annotations"]["serving.knative.dev/creator"] == "kubernetes-admin"
+    assert result["latest_ready_revision"] == "hello-00002"
+    assert result["diff"]["before"]["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
+def test_check_mode_reports_what_a_real_run_would_and_writes_nothing(cluster, capsys):
+    predicted = run_module(capsys, check_mode=True, diff=True, **BASE)
+    assert predicted["changed"] is True
+    assert [details["dry_run"] for method, details in cluster.writes] == [True]
+    assert stored(cluster) is None
+    real = run_module(capsys, diff=True, **BASE)
+    assert real["diff"] == predicted["diff"]
+
+    update = BASE | {"max_scale": 4}
+    cluster.requests.clear()
+    predicted = run_module(capsys, check_mode=True, diff=True, **update)
+    assert predicted["changed"] is True
+    assert cluster.methods() == ["get", "patch"]  # a dry-run patch, and no wait
+    assert "autoscaling.knative.dev/max-scale" not in stored(cluster)["spec"]["template"]["metadata"]["annotations"]
+    real = run_module(capsys, diff=True, **update)
+    assert (real["changed"], real["diff"]) == (True, predicted["diff"])
+    again = run_module(capsys, check_mode=True, **update)
+    assert again["changed"] is False
+
+
+def test_missing_image_fails_before_any_request(cluster, capsys):
+    result = run_module(capsys, name="hello")
+    assert result["failed"] is True
+    assert result["msg"] == "state is present but all of the following are missing: image"
+    assert cluster.clients == []
+    assert cluster.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (BASE | {"name": "Hello_World"}, "name 'Hello_World' is not a valid DNS-1123 label"),
+        (BASE | {"min_scale": 3, "max_scale": 1}, "max_scale (1) is less than min_scale (3)"),
+        (BASE | {"timeout_seconds": -1}, "timeout_seconds must be between 1 and 600"),
+        (BASE | {"port": 9090}, "port 9090 is reserved by Knative"),
+        (BASE | {"env": {"K_SERVICE": "x"}}, "env must not set K_SERVICE"),
+        (BASE | {"state": "gone"}, "value of state must be one of: present, absent, got: gone"),
+        (BASE | {"volumes": [{"name": "v", "mount_path": "/v"}]}, "one of the following is required"),
+    ],
+)
+def test_invalid_arguments_fail_with_one_line_and_send_nothing(cluster, capsys, args, message):
+    result = run_module(capsys, **args)
+    assert result["failed"] is True
+    assert message in result["msg"]
+    assert "\n" not in result["msg"]
+    assert "exception" not in result
+    assert cluster.requests == []
+
+
+def test_ready_false_fails_fast_with_reason_and_message(cluster, capsys):
+    cluster.controller = failing_controller
+    result = run_module(capsys, **BASE)
+    assert result["failed"] is True
+    assert result["changed"] is True
+    assert result["msg"].startswith("Knative Service default/hello is not ready: RevisionFailed: ")
+    assert "Unable to fetch image" in result["msg"]
+    assert result["conditions"][1]["reason"] == "RevisionFailed"
+
+
+def test_wait_timeout_reports_the_last_conditions(cluster, capsys):
+    def slow_controller(obj):
+        obj["status"] = {
+            "observedGeneration": obj["metadata"]["generation"],
+            "conditions": [{"type": "Ready", "status": "Unknown", "reason": "RevisionMissing", "message": "not yet"}],
+        }
+
+    cluster.controller = slow_controller
+    result = run_module(capsys, **BASE, wait_timeout=1)
+    assert result["failed"] is True
+    assert "Timed out after 1s waiting for Service default/hello" in result["msg"]
+    assert "Ready=Unknown (RevisionMissing: not yet)" in result["msg"]
+
+
+def test_no_wait_returns_right_after_the_write(cluster, capsys):
+    cluster.controller = None
+    result = run_module(capsys, **BASE, wait=False)
+    assert result["changed"] is True
+    assert "watch" not in cluster.methods()
+    assert result["url"] is None
+
+
+def test_a_conflict_is_retried_once_after_reading_again(cluster, capsys):
+    run_module(capsys, **BASE)
+    cluster.requests.clear()
+    cluster.errors["patch"] = [Conflict(409, "Conflict", "the object has been modified")]
+    result = run_module(capsys, **(BASE | {"image": "hello:2"}))
+    assert result["changed"] is True
+    assert cluster.methods() == ["get", "patch", "get", "patch", "watch"]
+    assert stored(cluster)["spec"]["template"]["spec"]["containers"][0]["image"] == "hello:2"
+
+
+def test_a_second_conflict_fails(cluster, capsys):
+    run_module(capsys, **BASE)
+    conflict = Conflict(409, "Conflict", "the object has been modified")
+    cluster.errors["patch"] = [conflict, copy.copy(conflict)]
+    result = run_module(capsys, **(BASE | {"image": "hello:2"}))
+    assert result["failed"] is True
+    assert result["msg"] == "Kubernetes API error: Conflict (409): the object has been modified"
+
+
+def test_old_camel_case_scale_key_is_replaced_with_a_warning(cluster, capsys):
+    run_module(capsys, **BASE)
+    live = stored(cluster)
+    live["spec"]["template"]["metadata"]["annotations"] = {"autoscaling.knative.dev/minScale": "1"}
+    cluster.put(live)
+    result = run_module(capsys, **BASE)
+    assert result["changed"] is True
+    assert "replacing the old annotation autoscaling.knative.dev/minScale" in json.dumps(result["warnings"])
+    assert stored(cluster)["spec"]["template"]["metadata"]["annotations"] == {"autoscaling.knative.dev/min-scale": "1"}
+    assert run_module(capsys, **BASE)["changed"] is False
+
+
+def test_unmanaged_scale_and_foreign_labels_stay(cluster, capsys):
+    run_module(capsys, **(BASE | {"max_scale": 5}))
+    live = stored(cluster)
+    live["metadata"]["labels"] = {"team": "web"}
+    cluster.put(live)
+    result = run_module(capsys, **BASE)  # max_scale no longer given: not managed
+    assert result["changed"] is False
+    annotations = stored(cluster)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/max-scale"] == "5"
+
+
+def test_absent_deletes_waits_and_is_idempotent(cluster, capsys):
+    run_module(capsys, **BASE)
+    cluster.requests.clear()
+    predicted = run_module(capsys, check_mode=True, name="hello", state="absent")
+    assert predicted["changed"] is True
+    assert stored(cluster) is not None
+    result = run_module(capsys, name="hello", state="absent")
+    assert result["changed"] is True
+    assert stored(cluster) is None
+    assert result["diff"]["before"]["metadata"]["name"] == "hello"
+    assert cluster.methods()[-2:] == ["delete", "list"]  # the wait saw it gone
+    again = run_module(capsys, name="hello", state="absent")
+    assert again["changed"] is False
+
+
+def test_an_unexpected_error_is_one_line(cluster, capsys):
+    # The traceback goes to ``exception``, which Ansible only fills when tracebacks are enabled.
+    cluster.errors["get"] = [RuntimeError("boom\nsecond line")]
+    result = run_module(capsys, **BASE)
+    assert result["failed"] is True
+    assert result["msg"] == "Unexpected RuntimeError: boom second line"
+
+
+def test_volumes_and_resources_are_idempotent_against_the_webhook(cluster, capsys):
+    args = BASE | {
+        "volumes": [
+            {"name": "config", "mount_path": "/etc/app", "config_map": "app-config"},
+            {"name": "scratch", "mount_path": "/scratch", "empty_dir": {}},
+            {"name": "data", "mount_path": "/data", "persistent_volume_claim": "app-data"},
+        ],
+        "resources": {"requests": {"cpu": "1000m", "memory": "64Mi"}},
+    }
+    assert run_module(capsys, **args)["changed"] is True
+    spec = stored(cluster)["spec"]["template"]["spec"]
+    assert spec["volumes"] == [
+        {"name": "config", "configMap": {"name": "app-config"}},
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "app-data"}},
+    ]
+    assert spec["containers"][0]["volumeMounts"][0] == {"name": "config", "mountPath": "/etc/app", "readOnly": True}
+    # The API server canonicalises quantities; 1 CPU is still 1000m.
+    spec["containers"][0]["resources"]["requests"]["cpu"] = "1"
+    live = stored(cluster)
+    live["spec"]["template"]["spec"] = spec
+    cluster.put(live)
+    assert run_module(capsys, **args)["changed"] is False
