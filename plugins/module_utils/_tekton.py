@@ -555,7 +555,9 @@ def run_report(taskrun: dict[str, Any]) -> dict[str, Any]:
         "succeeded": result.finished and result.succeeded,
         "reason": result.reason,
         "message": result.message,
-        "results": results(taskrun),
+        # Ansible reserves a module's top-level ``results`` key (loops) and renames it, so the
+        # TaskRun's results travel as ``task_results``.
+        "task_results": results(taskrun),
         "steps": steps(taskrun),
         "pod_name": status.get("podName"),
         "start_time": status.get("startTime"),

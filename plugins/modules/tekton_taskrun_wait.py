@@ -99,7 +99,7 @@ EXAMPLES = r"""
 
 - name: Use the digest kaniko pushed
   ansible.builtin.set_fact:
-    hello_image: "hub.default.svc.cluster.local/demo/hello@{{ built.results.IMAGE_DIGEST }}"
+    hello_image: "hub.default.svc.cluster.local/demo/hello@{{ built.task_results.IMAGE_DIGEST }}"
 """
 
 RETURN = r"""
@@ -128,9 +128,11 @@ message:
   returned: always
   type: str
   sample: All Steps have completed executing
-results:
+task_results:
   description:
-    - The run's results, name to value. String results are strings (kaniko's C(IMAGE_DIGEST) is
+    - The run's results (C(status.results)), name to value. Ansible reserves a module's top-level
+      C(results) key, so they are returned under this name.
+    - String results are strings (kaniko's C(IMAGE_DIGEST) is
       C(sha256:<hex>)), array results lists and object results dicts.
   returned: always
   type: dict

@@ -14,13 +14,19 @@ renders them (messages merged by text, sorted, ``<message>: <paths>`` with optio
 
 from __future__ import annotations
 
-import copy
 import json
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from . import admission, kinds
+from .errors import ApiStatusError, bad_request
+
+if TYPE_CHECKING:
+    from .admission import AdmissionContext
+    from .resources import ResourceAPI
 
 GROUP = "serving.knative.dev"
 API_VERSION = f"{GROUP}/v1"
@@ -576,9 +582,7 @@ def default_service(obj: dict, old: dict | None, *, operation: str, user: str, c
     set_user_info(obj, _as_dict(old).get("spec") if old else None, operation=operation, user=user)
 
 
-def default_configuration(
-    obj: dict, old: dict | None, *, operation: str, user: str, config: KnativeConfig
-) -> None:
+def default_configuration(obj: dict, old: dict | None, *, operation: str, user: str, config: KnativeConfig) -> None:
     spec = obj.get("spec")
     if not isinstance(spec, dict):
         spec = obj["spec"] = {}
@@ -758,13 +762,6 @@ def _validate_min_max_scale(annotations: Mapping[str, Any], path: str, config: K
     return causes
 
 
-def _float(value: str) -> float:
-    number = float(value)
-    if number != number:  # NaN parses in Go too, but never compares in range
-        return number
-    return number
-
-
 def _validate_floats(annotations: Mapping[str, Any], path: str) -> list[Cause]:
     causes: list[Cause] = []
     bounded = (
@@ -778,7 +775,7 @@ def _validate_floats(annotations: Mapping[str, Any], path: str) -> list[Cause]:
             continue
         key, value = found
         try:
-            number = _float(value)
+            number = float(value)
         except ValueError:
             causes.append(_invalid(value, join_path(path, key)))
             continue
@@ -788,7 +785,7 @@ def _validate_floats(annotations: Mapping[str, Any], path: str) -> list[Cause]:
     if found:
         key, value = found
         try:
-            if _float(value) < 0.01:
+            if float(value) < 0.01:
                 causes.append(Cause(f"target {value} should be at least 0.01", (join_path(path, key),)))
         except ValueError:
             causes.append(_invalid(value, join_path(path, key)))
@@ -796,7 +793,7 @@ def _validate_floats(annotations: Mapping[str, Any], path: str) -> list[Cause]:
     if found:
         key, value = found
         try:
-            number = _float(value)
+            number = float(value)
             if number < 0 and number != -1:
                 causes.append(_invalid(value, join_path(path, key)))
         except ValueError:
@@ -816,7 +813,9 @@ def _validate_durations(annotations: Mapping[str, Any], path: str) -> list[Cause
         else:
             if not WINDOW_MIN <= seconds <= WINDOW_MAX:
                 causes.append(
-                    _out_of_bounds(window[1], format_go_duration(WINDOW_MIN), format_go_duration(WINDOW_MAX), window_path)
+                    _out_of_bounds(
+                        window[1], format_go_duration(WINDOW_MIN), format_go_duration(WINDOW_MAX), window_path
+                    )
                 )
             elif seconds != int(seconds):
                 causes.append(Cause("must be specified with at most second precision", (window_path,)))
@@ -926,9 +925,11 @@ def _validate_volume(volume: dict, path: str, config: KnativeConfig) -> list[Cau
     causes += _disallowed_keys(volume, allowed_sources | {"name"}, path)
     if not name:
         causes = [_missing(join_path(path, "name"))]  # Knative replaces the earlier errors here
-    elif dns1035_errors(name) and not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name):
+    elif len(name) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name):
         causes = [_invalid(name, join_path(path, "name"))]
-    specified = [source for source in allowed_sources if volume.get(source) is not None]
+    # emptyDir and PVC count as "specified" even when their flag refuses them, as in Knative.
+    counted = allowed_sources | {"emptyDir", "persistentVolumeClaim"}
+    specified = [source for source in counted if volume.get(source) is not None]
     if not specified:
         options = ["secret", "configMap", "projected"]
         if config.feature_enabled("kubernetes.podspec-volumes-emptydir"):
@@ -1016,7 +1017,9 @@ def _validate_container_ports(container: dict, path: str) -> list[Cause]:
     port_name = user_port.get("name") or ""
     if port_name not in VALID_PORT_NAMES:
         causes.append(
-            Cause(f"Port name {port_name} is not allowed", (ports_path,), "Name must be empty, or one of: 'h2c', 'http1'")
+            Cause(
+                f"Port name {port_name} is not allowed", (ports_path,), "Name must be empty, or one of: 'h2c', 'http1'"
+            )
         )
     return causes
 
@@ -1051,11 +1054,9 @@ def _validate_probe(probe: Any, serving_port: dict, path: str, *, readiness: boo
     handlers = [key for key in ("httpGet", "tcpSocket", "exec", "grpc") if probe.get(key) is not None]
     for key in ("httpGet", "tcpSocket"):
         action = probe.get(key)
-        if isinstance(action, dict) and isinstance(action.get("port"), str) and action["port"]:
-            if action["port"] != serving_port["name"]:
-                causes.append(
-                    _invalid(action["port"], join_path(path, f"{key}.port"), "Probe port must match container port")
-                )
+        named_port = action.get("port") if isinstance(action, dict) else None
+        if isinstance(named_port, str) and named_port and named_port != serving_port["name"]:
+            causes.append(_invalid(named_port, join_path(path, f"{key}.port"), "Probe port must match container port"))
     if not handlers:
         causes.append(_one_of_missing(*(join_path(path, h) for h in ("httpGet", "tcpSocket", "exec", "grpc"))))
     elif len(handlers) > 1:
@@ -1150,8 +1151,12 @@ def _validate_container_common(
 
 def _validate_serving_container(container: dict, volumes: dict, serving_port: dict, path: str) -> list[Cause]:
     return [
-        *_validate_probe(container.get("livenessProbe"), serving_port, join_path(path, "livenessProbe"), readiness=False),
-        *_validate_probe(container.get("readinessProbe"), serving_port, join_path(path, "readinessProbe"), readiness=True),
+        *_validate_probe(
+            container.get("livenessProbe"), serving_port, join_path(path, "livenessProbe"), readiness=False
+        ),
+        *_validate_probe(
+            container.get("readinessProbe"), serving_port, join_path(path, "readinessProbe"), readiness=True
+        ),
         *_validate_container_common(container, volumes, path, reserved_env=RESERVED_ENV_VARS),
     ]
 
@@ -1227,7 +1232,9 @@ def validate_revision_name(template_metadata: dict, parent_metadata: dict, path:
     if generate_name:
         errors = dns1035_errors(generate_name, prefix=True)
         if errors:
-            return [_invalid(f"not a DNS 1035 label prefix: {_go_list(errors)}", join_path(path, "metadata.generateName"))]
+            return [
+                _invalid(f"not a DNS 1035 label prefix: {_go_list(errors)}", join_path(path, "metadata.generateName"))
+            ]
     if not name:
         return []
     errors = dns1035_errors(name)
@@ -1433,7 +1440,10 @@ def validate_revision(obj: dict, old: dict | None, *, operation: str, config: Kn
     causes += validate_autoscaling_annotations(_as_dict(metadata.get("annotations")), "metadata.annotations", config)
     if operation == "UPDATE" and old is not None:
         if old.get("spec") != obj.get("spec"):
-            return [*causes, Cause("Immutable fields changed (-old +new)", ("spec",), _short_diff(old.get("spec"), obj.get("spec")))]
+            return [
+                *causes,
+                Cause("Immutable fields changed (-old +new)", ("spec",), _short_diff(old.get("spec"), obj.get("spec"))),
+            ]
         return causes
     return [*causes, *validate_revision_spec(_as_dict(obj.get("spec")), "spec", config)]
 
@@ -1504,5 +1514,65 @@ SEED_OBJECTS: list[dict] = [
 ]
 
 
-def deepcopy_seed() -> list[dict]:
-    return copy.deepcopy(SEED_OBJECTS)
+# ---------------------------------------------------------------------------------------------
+# Admission hooks: read the ConfigMaps at admission time, as the webhook's config store does
+# ---------------------------------------------------------------------------------------------
+
+
+async def read_configmap_data(api: ResourceAPI, name: str) -> dict[str, str]:
+    """``data`` of a knative-serving ConfigMap; ``{}`` when it is absent (Knative's defaults apply)."""
+    try:
+        configmap = await api.get(kinds.lookup("v1", "ConfigMap"), name, namespace=SYSTEM_NAMESPACE)
+    except ApiStatusError as error:
+        if error.code == 404:
+            return {}
+        raise
+    return dict(configmap.get("data") or {})
+
+
+async def load_config(api: ResourceAPI) -> KnativeConfig:
+    return KnativeConfig(
+        features=await read_configmap_data(api, "config-features"),
+        defaults=await read_configmap_data(api, "config-defaults"),
+        autoscaler=await read_configmap_data(api, "config-autoscaler"),
+    )
+
+
+Defaulter = Callable[..., None]
+Validator = Callable[..., list[Cause]]
+
+
+def _defaulting_hook(defaulter: Defaulter) -> Callable[[dict, dict | None, AdmissionContext], Awaitable[None]]:
+    async def hook(obj: dict, old: dict | None, ctx: AdmissionContext) -> None:
+        config = await load_config(ctx.api)
+        defaulter(obj, old, operation=ctx.operation, user=ctx.user, config=config)
+
+    return hook
+
+
+def _validation_hook(validator: Validator) -> Callable[[dict, dict | None, AdmissionContext], Awaitable[None]]:
+    async def hook(obj: dict, old: dict | None, ctx: AdmissionContext) -> None:
+        causes = validator(obj, old, operation=ctx.operation, config=await load_config(ctx.api))
+        if causes:
+            # A webhook denial reaches the client as 400 BadRequest, not as a 422 from the API server.
+            raise bad_request(denial_message(causes))
+
+    return hook
+
+
+HOOKS: dict[str, tuple[Defaulter, Validator]] = {
+    "Service": (default_service, validate_service),
+    "Configuration": (default_configuration, validate_configuration),
+    "Route": (default_route, validate_route),
+    "Revision": (default_revision, validate_revision),
+}
+
+
+def register_hooks() -> None:
+    for kind, (defaulter, validator) in HOOKS.items():
+        admission.register(
+            f"{API_VERSION}/{kind}", default=_defaulting_hook(defaulter), validate=_validation_hook(validator)
+        )
+
+
+register_hooks()

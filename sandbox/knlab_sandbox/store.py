@@ -86,9 +86,7 @@ class Store:
 
     def list(self, kind_key: str, namespace: str | None = None) -> list[dict]:
         if namespace is None:
-            rows = self._db.execute(
-                "SELECT data FROM objects WHERE kind_key = ? ORDER BY namespace, name", (kind_key,)
-            )
+            rows = self._db.execute("SELECT data FROM objects WHERE kind_key = ? ORDER BY namespace, name", (kind_key,))
         else:
             rows = self._db.execute(
                 "SELECT data FROM objects WHERE kind_key = ? AND namespace = ? ORDER BY name",

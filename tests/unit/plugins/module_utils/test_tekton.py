@@ -662,7 +662,7 @@ def test_wait_returns_results_steps_and_duration_after_the_watch_reports_success
     result = wait(client)
     assert result["changed"] is False
     assert (result["succeeded"], result["reason"], result["message"]) == (True, "Succeeded", "All Steps done")
-    assert result["results"] == {"IMAGE_DIGEST": "sha256:" + "1" * 64}
+    assert result["task_results"] == {"IMAGE_DIGEST": "sha256:" + "1" * 64}
     assert (result["pod_name"], result["duration"]) == ("build-1-pod", 42.0)
     assert result["start_time"] == "2026-08-01T10:00:00Z"
     assert result["completion_time"] == "2026-08-01T10:00:42Z"

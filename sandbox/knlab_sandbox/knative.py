@@ -1,0 +1,1154 @@
+"""Knative Serving's controllers, simulated: Service → Configuration + Route → Revision → a process.
+
+How server.py wires it::
+
+    controller = KnativeController(api, settings, runtime, gateway)
+    task = asyncio.create_task(controller.run())   # cancel the task to stop; it stops its processes
+
+and creates ``knative_admission.SEED_OBJECTS`` (the ``knative-serving`` namespace and ConfigMaps)
+when they do not exist yet. Importing this module registers the webhooks (knative_admission).
+
+What it does, as the real reconcilers in ``pkg/reconciler/{service,configuration,revision,route}``:
+
+- Service: owns a Configuration and a Route of the same name (labels and annotations copied,
+  ``ownerReferences`` with ``controller: true``); its status mirrors theirs, ``OutOfDate`` while a
+  child has not observed its latest generation (FACTS §1.6).
+- Configuration: one Revision per generation, ``<name>-<generation as %05d>`` or the template's
+  own name (FACTS §1.7); ``latestCreatedRevisionName``/``latestReadyRevisionName``; ``RevisionFailed``.
+- Revision: asks the runtime to run its pod spec with Knative's env (PORT, K_SERVICE,
+  K_CONFIGURATION, K_REVISION) and keeps a Pod object named like a Deployment's pod, whose
+  ``user-container`` log is the process output (``kubectl logs`` works). Ready when the process
+  answers; a ``RuntimeFailure`` becomes ``ContainerHealthy=False`` with the runtime's reason and
+  message. A revision that no longer receives traffic is stopped (a cluster scales it to zero) but
+  kept. min-scale/max-scale are accepted and recorded in an Event: exactly one process runs.
+- Route: resolves traffic, points the gateway's external and cluster-local hosts at the revision
+  with the largest percent (a split is not load-balanced: the biggest share takes every request)
+  and at each tagged revision; URLs come from ``config-domain``/``config-network``.
+
+Every write goes through the same ``ResourceAPI`` (admission included) as an external client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from . import kinds
+from .errors import ApiStatusError
+from .knative_admission import (
+    API_VERSION,
+    DEPLOYMENT_DEFAULTS,
+    GROUP,
+    LAST_APPLIED_ANNOTATION,
+    LAST_MODIFIER_ANNOTATION,
+    NETWORK_DEFAULTS,
+    SYSTEM_NAMESPACE,
+    VISIBILITY_CLUSTER_LOCAL,
+    VISIBILITY_LABEL,
+    CREATOR_ANNOTATION,
+    parse_go_duration,
+    read_configmap_data,
+    scale_bounds,
+)
+
+if TYPE_CHECKING:
+    from .gateway import Endpoint, Gateway
+    from .resources import ResourceAPI
+    from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONTROLLER_USER = "system:serviceaccount:knative-serving:controller"
+USER_CONTAINER = "user-container"
+DEFAULT_PORT = 8080
+
+SERVICE_LABEL = f"{GROUP}/service"
+SERVICE_UID_LABEL = f"{GROUP}/serviceUID"
+CONFIGURATION_LABEL = f"{GROUP}/configuration"
+CONFIGURATION_UID_LABEL = f"{GROUP}/configurationUID"
+CONFIGURATION_GENERATION_LABEL = f"{GROUP}/configurationGeneration"
+REVISION_LABEL = f"{GROUP}/revision"
+REVISION_UID_LABEL = f"{GROUP}/revisionUID"
+ROUTING_STATE_LABEL = f"{GROUP}/routingState"
+ROUTES_ANNOTATION = f"{GROUP}/routes"
+ROUTING_STATE_MODIFIED_ANNOTATION = f"{GROUP}/routingStateModified"
+PROGRESS_DEADLINE_ANNOTATION = f"{GROUP}/progress-deadline"
+
+SERVICE_DEPENDENTS = ("ConfigurationsReady", "RoutesReady")
+ROUTE_DEPENDENTS = ("AllTrafficAssigned", "IngressReady", "CertificateProvisioned")
+REVISION_DEPENDENTS = ("ResourcesAvailable", "ContainerHealthy")
+
+RETRY_DELAY = 0.2  # seconds before a reconcile that lost a write race (409) runs again
+WATCH_RESTART_DELAY = 0.05
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditions, with knative.dev/pkg ConditionSet semantics
+# ---------------------------------------------------------------------------------------------
+
+
+class Conditions:
+    """A living condition set: ``Ready`` is True only when every dependent is True.
+
+    ``mark_false`` on a dependent makes Ready False with its reason; ``mark_unknown`` makes Ready
+    Unknown unless some dependent is False; other condition types (``Active``) are informational
+    (severity Info). ``lastTransitionTime`` changes only when a condition really changes.
+    """
+
+    def __init__(self, status: dict, dependents: tuple[str, ...], timestamp: str):
+        self.status = status
+        self.dependents = dependents
+        self.timestamp = timestamp
+
+    def get(self, kind: str) -> dict | None:
+        return next((c for c in self.status.get("conditions") or [] if c.get("type") == kind), None)
+
+    def is_(self, kind: str, value: str) -> bool:
+        condition = self.get(kind)
+        return condition is not None and condition.get("status") == value
+
+    def set(self, kind: str, value: str, reason: str = "", message: str = "") -> None:
+        new = {"type": kind, "status": value}
+        if kind != "Ready" and kind not in self.dependents:
+            new["severity"] = "Info"
+        if reason:
+            new["reason"] = reason
+        if message:
+            new["message"] = message
+        old = self.get(kind)
+        if old is not None and {k: v for k, v in old.items() if k != "lastTransitionTime"} == new:
+            return
+        new["lastTransitionTime"] = self.timestamp
+        others = [c for c in self.status.get("conditions") or [] if c.get("type") != kind]
+        self.status["conditions"] = sorted([*others, new], key=lambda c: c["type"])
+
+    def initialize(self) -> None:
+        if self.get("Ready") is None:
+            self.set("Ready", "Unknown")
+        for kind in self.dependents:
+            if self.get(kind) is None:
+                self.set(kind, "Unknown")
+
+    def mark_true(self, kind: str, reason: str = "", message: str = "") -> None:
+        self.set(kind, "True", reason, message)
+        if kind in self.dependents and all(self.is_(d, "True") for d in self.dependents):
+            self.set("Ready", "True")
+
+    def mark_unknown(self, kind: str, reason: str = "", message: str = "") -> None:
+        self.set(kind, "Unknown", reason, message)
+        if kind not in self.dependents:
+            return
+        if any(self.is_(d, "False") for d in self.dependents):
+            if not self.is_("Ready", "False"):
+                self.set("Ready", "False", reason, message)
+            return
+        self.set("Ready", "Unknown", reason, message)
+
+    def mark_false(self, kind: str, reason: str, message: str) -> None:
+        self.set(kind, "False", reason, message)
+        if kind in self.dependents:
+            self.set("Ready", "False", reason, message)
+
+    def copy_ready(self, kind: str, source: dict | None) -> None:
+        """Mirror a child's Ready condition into ``kind`` (PropagateConfigurationStatus & co)."""
+        if source is None:
+            return
+        value = source.get("status")
+        if value == "True":
+            self.mark_true(kind)
+        elif value == "False":
+            self.mark_false(kind, source.get("reason", ""), source.get("message", ""))
+        else:
+            self.mark_unknown(kind, source.get("reason", ""), source.get("message", ""))
+
+
+def ready_condition(obj: dict | None) -> dict | None:
+    if not obj:
+        return None
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+
+
+def observed_current(obj: dict) -> bool:
+    return (obj.get("status") or {}).get("observedGeneration") == obj["metadata"].get("generation")
+
+
+def is_failed(obj: dict) -> bool:
+    condition = ready_condition(obj)
+    return observed_current(obj) and condition is not None and condition.get("status") == "False"
+
+
+def is_ready(obj: dict) -> bool:
+    condition = ready_condition(obj)
+    return observed_current(obj) and condition is not None and condition.get("status") == "True"
+
+
+# ---------------------------------------------------------------------------------------------
+# Object shapes
+# ---------------------------------------------------------------------------------------------
+
+
+def owner_reference(owner: dict) -> dict:
+    return {
+        "apiVersion": owner.get("apiVersion", API_VERSION),
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def controlled_by(obj: dict, owner: dict) -> bool:
+    uid = owner["metadata"].get("uid")
+    return any(ref.get("controller") and ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def child_name(parent: str, suffix: str) -> str:
+    """kmeta.ChildName: ``parent + suffix``, with the parent hashed when that exceeds 63 characters."""
+    if len(parent) + len(suffix) <= 63:
+        return parent + suffix
+    digest = hashlib.md5(parent.encode(), usedforsecurity=False).hexdigest()
+    head = parent[: max(63 - len(suffix) - len(digest), 0)]
+    return (head + digest)[: 63 - len(suffix)] + suffix
+
+
+def revision_name(configuration: dict) -> str:
+    template_name = ((configuration["spec"].get("template") or {}).get("metadata") or {}).get("name")
+    if template_name:
+        return template_name
+    return child_name(configuration["metadata"]["name"], f"-{configuration['metadata']['generation']:05d}")
+
+
+def _inherited_annotations(meta: dict) -> dict:
+    return {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED_ANNOTATION}
+
+
+def desired_configuration(service: dict) -> dict:
+    meta = service["metadata"]
+    labels = {**(meta.get("labels") or {}), SERVICE_LABEL: meta["name"], SERVICE_UID_LABEL: meta["uid"]}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Configuration",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": _inherited_annotations(meta),
+            "ownerReferences": [owner_reference(service)],
+        },
+        "spec": {"template": copy.deepcopy(service["spec"].get("template") or {})},
+    }
+
+
+def desired_route(service: dict) -> dict:
+    meta = service["metadata"]
+    labels = {**(meta.get("labels") or {}), SERVICE_LABEL: meta["name"], SERVICE_UID_LABEL: meta["uid"]}
+    traffic = []
+    for target in copy.deepcopy(service["spec"].get("traffic") or []):
+        if not target.get("revisionName") and not target.get("configurationName"):
+            target["configurationName"] = meta["name"]
+        traffic.append(target)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Route",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": _inherited_annotations(meta),
+            "ownerReferences": [owner_reference(service)],
+        },
+        "spec": {"traffic": traffic},
+    }
+
+
+def desired_revision(configuration: dict, name: str, timestamp: str) -> dict:
+    meta = configuration["metadata"]
+    template = configuration["spec"].get("template") or {}
+    template_meta = template.get("metadata") or {}
+    config_labels = meta.get("labels") or {}
+    labels = {
+        **(template_meta.get("labels") or {}),
+        CONFIGURATION_LABEL: meta["name"],
+        CONFIGURATION_GENERATION_LABEL: str(meta["generation"]),
+        CONFIGURATION_UID_LABEL: meta["uid"],
+        SERVICE_LABEL: config_labels.get(SERVICE_LABEL, ""),
+        SERVICE_UID_LABEL: config_labels.get(SERVICE_UID_LABEL, ""),
+        ROUTING_STATE_LABEL: "pending",
+    }
+    annotations = {**(template_meta.get("annotations") or {}), ROUTING_STATE_MODIFIED_ANNOTATION: timestamp}
+    creator = (meta.get("annotations") or {}).get(LAST_MODIFIER_ANNOTATION)
+    if creator:
+        annotations[CREATOR_ANNOTATION] = creator
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Revision",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(configuration)],
+        },
+        "spec": copy.deepcopy(template.get("spec") or {}),
+    }
+
+
+def serving_container(spec: dict) -> dict:
+    containers = spec.get("containers") or [{}]
+    return next((c for c in containers if c.get("ports")), containers[0])
+
+
+def serving_port(spec: dict) -> int:
+    ports = serving_container(spec).get("ports") or []
+    return int(ports[0].get("containerPort") or DEFAULT_PORT) if ports else DEFAULT_PORT
+
+
+def knative_env(revision: dict) -> dict[str, str]:
+    labels = revision["metadata"].get("labels") or {}
+    return {
+        "PORT": str(serving_port(revision["spec"])),
+        "K_REVISION": revision["metadata"]["name"],
+        "K_CONFIGURATION": labels.get(CONFIGURATION_LABEL, ""),
+        "K_SERVICE": labels.get(SERVICE_LABEL, ""),
+    }
+
+
+def runtime_pod_spec(revision: dict) -> dict:
+    """The revision's pod spec as the Deployment would run it: Knative's env and ``user-port``."""
+    spec = copy.deepcopy(revision["spec"])
+    for key in ("containerConcurrency", "timeoutSeconds", "responseStartTimeoutSeconds", "idleTimeoutSeconds"):
+        spec.pop(key, None)
+    container = serving_container(spec)
+    env = [e for e in container.get("env") or [] if e.get("name") not in knative_env(revision)]
+    container["env"] = env + [{"name": k, "value": v} for k, v in knative_env(revision).items()]
+    container["ports"] = [{"name": "user-port", "containerPort": serving_port(revision["spec"]), "protocol": "TCP"}]
+    return spec
+
+
+def pod_name_for(revision: dict) -> str:
+    # A Deployment's pod: <revision>-deployment-<ReplicaSet hash>-<random suffix>.
+    template_hash = hashlib.sha256(revision["metadata"]["uid"].encode()).hexdigest()[:10]
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"
+    suffix = "".join(secrets.choice(alphabet) for _ in range(5))
+    return f"{revision['metadata']['name']}-deployment-{template_hash}-{suffix}"
+
+
+def route_hosts_cluster_local(name: str, namespace: str) -> list[str]:
+    return [f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+
+
+def select_domain(domain_data: dict[str, str], labels: dict[str, str]) -> str:
+    """config-domain: the most specific matching ``selector:`` wins, then the default (empty) key."""
+    best, best_size, default = None, -1, None
+    for domain, value in domain_data.items():
+        if domain.startswith("_"):
+            continue
+        selector = _parse_selector(value or "")
+        if not selector:
+            default = default or domain
+        elif all(labels.get(k) == v for k, v in selector.items()) and len(selector) > best_size:
+            best, best_size = domain, len(selector)
+    return best or default or "svc.cluster.local"
+
+
+def _parse_selector(text: str) -> dict[str, str]:
+    selector: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped == "selector:" or ":" not in stripped:
+            continue
+        key, _, value = stripped.partition(":")
+        selector[key.strip()] = value.strip().strip("\"'")
+    return selector
+
+
+def render_domain_template(template: str, name: str, namespace: str, domain: str) -> str:
+    return template.replace("{{.Name}}", name).replace("{{.Namespace}}", namespace).replace("{{.Domain}}", domain)
+
+
+# ---------------------------------------------------------------------------------------------
+# The controller
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RevisionRun:
+    """One revision's process as the controller knows it."""
+
+    key: str
+    pod_name: str
+    task: asyncio.Task | None = None
+    endpoint: Endpoint | None = None
+    failure_reason: str = ""
+    failure_message: str = ""
+    deadline_exceeded: bool = False
+    started_at: str = field(default_factory=now)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failure_reason)
+
+
+class _WorkQueue:
+    """Deduplicating queue of (kind, namespace, name) keys."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self._pending: set[tuple[str, str, str]] = set()
+
+    def add(self, key: tuple[str, str, str]) -> None:
+        if key not in self._pending:
+            self._pending.add(key)
+            self._queue.put_nowait(key)
+
+    async def get(self) -> tuple[str, str, str]:
+        key = await self._queue.get()
+        self._pending.discard(key)
+        return key
+
+
+class KnativeController:
+    def __init__(self, api: ResourceAPI, settings: Settings, runtime: Any, gateway: Gateway):
+        self.api = api
+        self.settings = settings
+        self.runtime = runtime
+        self.gateway = gateway
+        self.rt = {kind: kinds.lookup(API_VERSION, kind) for kind in ("Service", "Configuration", "Revision", "Route")}
+        self.rt_pod = kinds.lookup("v1", "Pod")
+        self.rt_event = kinds.lookup("v1", "Event")
+        self.rt_configmap = kinds.lookup("v1", "ConfigMap")
+        self.queue = _WorkQueue()
+        self.runs: dict[str, RevisionRun] = {}
+        self.route_hosts: dict[str, list[str]] = {}
+        self._retry_tasks: set[asyncio.Task] = set()
+
+    # --- main loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        watches = [
+            self._watch(self.rt["Service"], self._on_service),
+            self._watch(self.rt["Configuration"], self._on_configuration),
+            self._watch(self.rt["Revision"], self._on_revision),
+            self._watch(self.rt["Route"], self._on_route),
+            self._watch(self.rt_configmap, self._on_configmap, namespace=SYSTEM_NAMESPACE),
+        ]
+        tasks = [asyncio.create_task(w) for w in watches]
+        tasks.append(asyncio.create_task(self._work()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_all()
+
+    async def _watch(self, rt: kinds.ResourceType, handler: Callable[[str, dict], None], namespace=None) -> None:
+        """List, then watch from the list's resourceVersion; relist after 410, resume after a drop."""
+        resource_version = None
+        while True:
+            if resource_version is None:
+                items, resource_version = await self.api.list(rt, namespace=namespace)
+                for item in items:
+                    handler("ADDED", item)
+            try:
+                async for event in self.api.watch(rt, namespace=namespace, resource_version=resource_version):
+                    obj = event.get("object") or {}
+                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+                    if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                        handler(event["type"], obj)
+            except ApiStatusError as error:
+                if error.code != 410:
+                    raise
+                resource_version = None
+            await asyncio.sleep(WATCH_RESTART_DELAY)
+
+    async def _work(self) -> None:
+        reconcilers = {
+            "Service": self._reconcile_service,
+            "Configuration": self._reconcile_configuration,
+            "Revision": self._reconcile_revision,
+            "Route": self._reconcile_route,
+        }
+        while True:
+            kind, namespace, name = await self.queue.get()
+            try:
+                await reconcilers[kind](namespace, name)
+            except ApiStatusError as error:
+                # 409: someone wrote first; 404: the object went away mid-way. Both resolve on a retry.
+                if error.code not in (404, 409):
+                    log.warning("reconciling %s %s/%s: %s", kind, namespace, name, error.message)
+                self._retry((kind, namespace, name))
+            except Exception:
+                log.exception("reconciling %s %s/%s failed", kind, namespace, name)
+                self._retry((kind, namespace, name))
+
+    def _retry(self, key: tuple[str, str, str]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(RETRY_DELAY)
+            self.queue.add(key)
+
+        task = asyncio.create_task(later())
+        self._retry_tasks.add(task)
+        task.add_done_callback(self._retry_tasks.discard)
+
+    # --- event handlers: which keys an event concerns ----------------------------------------
+
+    @staticmethod
+    def _ns_name(obj: dict) -> tuple[str, str]:
+        return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+    def _owner_names(self, obj: dict, kind: str) -> Iterable[str]:
+        return [r["name"] for r in obj["metadata"].get("ownerReferences") or [] if r.get("kind") == kind]
+
+    def _on_service(self, event: str, obj: dict) -> None:
+        self.queue.add(("Service", *self._ns_name(obj)))
+
+    def _on_configuration(self, event: str, obj: dict) -> None:
+        namespace, name = self._ns_name(obj)
+        self.queue.add(("Configuration", namespace, name))
+        for owner in self._owner_names(obj, "Service"):
+            self.queue.add(("Service", namespace, owner))
+        self._enqueue_routes(namespace)
+
+    def _on_revision(self, event: str, obj: dict) -> None:
+        namespace, name = self._ns_name(obj)
+        self.queue.add(("Revision", namespace, name))
+        for owner in self._owner_names(obj, "Configuration"):
+            self.queue.add(("Configuration", namespace, owner))
+        self._enqueue_routes(namespace)
+
+    def _on_route(self, event: str, obj: dict) -> None:
+        namespace, name = self._ns_name(obj)
+        self.queue.add(("Route", namespace, name))
+        for owner in self._owner_names(obj, "Service"):
+            self.queue.add(("Service", namespace, owner))
+
+    def _on_configmap(self, event: str, obj: dict) -> None:
+        # A new domain or domain template changes every URL: re-reconcile all Routes.
+        if obj["metadata"]["name"] in ("config-domain", "config-network"):
+            self._enqueue_routes(None)
+
+    def _enqueue_routes(self, namespace: str | None) -> None:
+        for key in list(self.route_hosts):
+            route_namespace, route_name = key.split("/", 1)
+            if namespace is None or route_namespace == namespace:
+                self.queue.add(("Route", route_namespace, route_name))
+        self._known_routes_pending = True
+
+    # --- small API helpers --------------------------------------------------------------------
+
+    async def _get(self, rt: kinds.ResourceType, name: str, namespace: str) -> dict | None:
+        try:
+            return await self.api.get(rt, name, namespace=namespace)
+        except ApiStatusError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    async def _write_status(self, rt: kinds.ResourceType, obj: dict, status: dict) -> None:
+        if status == (obj.get("status") or {}):
+            return
+        updated = copy.deepcopy(obj)
+        updated["status"] = status
+        await self.api.update(rt, updated, subresource="status", user=CONTROLLER_USER)
+
+    # --- Service ------------------------------------------------------------------------------
+
+    async def _ensure_child(self, service: dict, kind: str, desired: dict) -> tuple[dict | None, bool]:
+        """Create or update a child; returns (child, owned)."""
+        rt = self.rt[kind]
+        namespace, name = self._ns_name(service)
+        existing = await self._get(rt, name, namespace)
+        if existing is None:
+            created = await self.api.create(rt, desired, namespace=namespace, user=CONTROLLER_USER)
+            return created, True
+        if not controlled_by(existing, service):
+            return existing, False
+        meta = existing["metadata"]
+        wanted_meta = desired["metadata"]
+        if (
+            existing.get("spec") != desired["spec"]
+            or (meta.get("labels") or {}) != wanted_meta["labels"]
+            or (meta.get("annotations") or {}) != wanted_meta["annotations"]
+        ):
+            updated = copy.deepcopy(existing)
+            updated["spec"] = desired["spec"]
+            updated["metadata"]["labels"] = wanted_meta["labels"]
+            updated["metadata"]["annotations"] = wanted_meta["annotations"]
+            existing = await self.api.update(rt, updated, user=CONTROLLER_USER)
+        return existing, True
+
+    async def _reconcile_service(self, namespace: str, name: str) -> None:
+        service = await self._get(self.rt["Service"], name, namespace)
+        if service is None or service["metadata"].get("deletionTimestamp"):
+            return
+        status = copy.deepcopy(service.get("status") or {})
+        conditions = Conditions(status, SERVICE_DEPENDENTS, now())
+        conditions.initialize()
+        status["observedGeneration"] = service["metadata"].get("generation")
+
+        configuration, owned = await self._ensure_child(service, "Configuration", desired_configuration(service))
+        if not owned:
+            message = f'There is an existing Configuration "{name}" that we do not own.'
+            conditions.mark_false("ConfigurationsReady", "NotOwned", message)
+            await self._write_status(self.rt["Service"], service, status)
+            return
+        if not observed_current(configuration):
+            conditions.mark_unknown(
+                "ConfigurationsReady", "OutOfDate", "The Configuration is still working to reflect the latest desired specification."
+            )
+            if ((service["spec"].get("template") or {}).get("metadata") or {}).get("name"):
+                # A bring-your-own name: the Route must wait for that Revision to exist.
+                await self._write_status(self.rt["Service"], service, status)
+                return
+        else:
+            for key in ("latestCreatedRevisionName", "latestReadyRevisionName"):
+                value = (configuration.get("status") or {}).get(key)
+                if value:
+                    status[key] = value
+            conditions.copy_ready("ConfigurationsReady", ready_condition(configuration))
+
+        route, owned = await self._ensure_child(service, "Route", desired_route(service))
+        if not owned:
+            conditions.mark_false("RoutesReady", "NotOwned", f'There is an existing Route "{name}" that we do not own.')
+            await self._write_status(self.rt["Service"], service, status)
+            return
+        if not observed_current(route):
+            conditions.mark_unknown(
+                "RoutesReady", "OutOfDate", "The Route is still working to reflect the latest desired specification."
+            )
+        else:
+            route_status = route.get("status") or {}
+            for key in ("url", "address", "traffic"):
+                if key in route_status:
+                    status[key] = copy.deepcopy(route_status[key])
+            conditions.copy_ready("RoutesReady", ready_condition(route))
+            self._check_routes_not_ready(configuration, route, conditions)
+        await self._write_status(self.rt["Service"], service, status)
+
+    @staticmethod
+    def _check_routes_not_ready(configuration: dict, route: dict, conditions: Conditions) -> None:
+        """RoutesReady stays Unknown until the Route serves what the Service asked for."""
+        if not conditions.is_("RoutesReady", "True"):
+            return
+        wanted = copy.deepcopy(route["spec"].get("traffic") or [])
+        got = copy.deepcopy((route.get("status") or {}).get("traffic") or [])
+        latest_ready = (configuration.get("status") or {}).get("latestReadyRevisionName", "")
+        for target in wanted:
+            if target.get("configurationName") == configuration["metadata"]["name"]:
+                target["revisionName"] = latest_ready
+                target.pop("configurationName")
+        ignored = ("url", "latestRevision")
+
+        def strip(targets: list[dict]) -> list[dict]:
+            return [{k: v for k, v in t.items() if k not in ignored} for t in targets]
+
+        if strip(wanted) != strip(got):
+            conditions.mark_unknown("RoutesReady", "TrafficNotMigrated", "Traffic is not yet migrated to the latest revision.")
+
+    # --- Configuration ------------------------------------------------------------------------
+
+    async def _reconcile_configuration(self, namespace: str, name: str) -> None:
+        configuration = await self._get(self.rt["Configuration"], name, namespace)
+        if configuration is None or configuration["metadata"].get("deletionTimestamp"):
+            return
+        status = copy.deepcopy(configuration.get("status") or {})
+        conditions = Conditions(status, (), now())
+        conditions.initialize()
+        status["observedGeneration"] = configuration["metadata"].get("generation")
+
+        wanted_name = revision_name(configuration)
+        revision = await self._get(self.rt["Revision"], wanted_name, namespace)
+        if revision is None:
+            try:
+                body = desired_revision(configuration, wanted_name, now())
+                revision = await self.api.create(self.rt["Revision"], body, namespace=namespace, user=CONTROLLER_USER)
+            except ApiStatusError as error:
+                message = f"Revision creation failed with message: {error.message}."
+                conditions.mark_false("Ready", "RevisionFailed", message)
+                await self._write_status(self.rt["Configuration"], configuration, status)
+                return
+        elif not self._is_revision_of(revision, configuration):
+            taken = f'revisions.{GROUP} "{wanted_name}" already exists'
+            conditions.mark_false("Ready", "RevisionFailed", f"Revision creation failed with message: {taken}.")
+            await self._write_status(self.rt["Configuration"], configuration, status)
+            return
+
+        status["latestCreatedRevisionName"] = wanted_name
+        if status.get("latestReadyRevisionName") != wanted_name:
+            conditions.mark_unknown("Ready")
+        revision_ready = ready_condition(revision)
+        if revision_ready is not None and revision_ready.get("status") == "False":
+            message = f'Revision "{wanted_name}" failed with message: {revision_ready.get("message", "")}.'
+            conditions.mark_false("Ready", "RevisionFailed", message)
+        latest_ready = await self._latest_ready_revision(configuration)
+        if latest_ready:
+            status["latestReadyRevisionName"] = latest_ready
+            if latest_ready == wanted_name:
+                conditions.mark_true("Ready")
+        elif status.get("latestReadyRevisionName"):
+            message = f'Revision "{status["latestReadyRevisionName"]}" was deleted.'
+            conditions.mark_false("Ready", "RevisionDeleted", message)
+        await self._write_status(self.rt["Configuration"], configuration, status)
+
+    @staticmethod
+    def _is_revision_of(revision: dict, configuration: dict) -> bool:
+        labels = revision["metadata"].get("labels") or {}
+        return controlled_by(revision, configuration) and labels.get(CONFIGURATION_GENERATION_LABEL) == str(
+            configuration["metadata"]["generation"]
+        )
+
+    async def _latest_ready_revision(self, configuration: dict) -> str:
+        namespace, name = self._ns_name(configuration)
+        revisions, _ = await self.api.list(
+            self.rt["Revision"], namespace=namespace, label_selector=f"{CONFIGURATION_LABEL}={name}"
+        )
+
+        def generation(revision: dict) -> int:
+            try:
+                return int((revision["metadata"].get("labels") or {}).get(CONFIGURATION_GENERATION_LABEL, "0"))
+            except ValueError:
+                return 0
+
+        ready = [r for r in revisions if controlled_by(r, configuration) and is_ready(r)]
+        return max(ready, key=generation)["metadata"]["name"] if ready else ""
+
+    # --- Revision -----------------------------------------------------------------------------
+
+    async def _reconcile_revision(self, namespace: str, name: str) -> None:
+        key = f"{namespace}/{name}"
+        revision = await self._get(self.rt["Revision"], name, namespace)
+        if revision is None or revision["metadata"].get("deletionTimestamp"):
+            await self._stop_run(key, delete_pod=False)  # the Pod goes with its owner (GC)
+            return
+        status = copy.deepcopy(revision.get("status") or {})
+        conditions = Conditions(status, REVISION_DEPENDENTS, now())
+        conditions.initialize()
+        status["observedGeneration"] = revision["metadata"].get("generation")
+        container_name = serving_container(revision["spec"]).get("name") or USER_CONTAINER
+        status["containerStatuses"] = [{"name": container_name}]
+
+        routing_state = (revision["metadata"].get("labels") or {}).get(ROUTING_STATE_LABEL, "pending")
+        wanted = routing_state in ("pending", "active")
+        run = self.runs.get(key)
+        already_failed = conditions.is_("Ready", "False")
+        if wanted and run is None and not already_failed:
+            run = await self._start_run(revision)
+        elif not wanted and run is not None and not run.failed:
+            await self._stop_run(key, delete_pod=True)
+            run = None
+
+        if run is None:
+            if conditions.is_("Ready", "True") and not wanted:
+                conditions.set("Active", "False", "NoTraffic", "The target is not receiving traffic.")
+                status["actualReplicas"] = 0
+                status["desiredReplicas"] = 0
+        elif run.failed:
+            self._mark_run_failed(conditions, run)
+            status["actualReplicas"] = 0
+        elif run.endpoint is not None:
+            conditions.mark_true("ResourcesAvailable")
+            conditions.mark_true("ContainerHealthy")
+            conditions.set("Active", "True")
+            status["actualReplicas"] = 1
+            status["desiredReplicas"] = 1
+        elif not conditions.is_("Ready", "True"):
+            conditions.set("Active", "Unknown", "Deploying")
+            conditions.mark_unknown("ResourcesAvailable", "Deploying")
+            status["desiredReplicas"] = 1
+        await self._write_status(self.rt["Revision"], revision, status)
+
+    @staticmethod
+    def _mark_run_failed(conditions: Conditions, run: RevisionRun) -> None:
+        if run.deadline_exceeded:
+            conditions.mark_false("ResourcesAvailable", run.failure_reason, run.failure_message)
+        else:
+            conditions.mark_false("ContainerHealthy", run.failure_reason, run.failure_message)
+        conditions.set("Active", "False", run.failure_reason, run.failure_message)
+
+    async def _progress_deadline(self, revision: dict) -> float:
+        annotation = (revision["metadata"].get("annotations") or {}).get(PROGRESS_DEADLINE_ANNOTATION)
+        configured = (await read_configmap_data(self.api, "config-deployment")).get("progress-deadline")
+        for text in (annotation, configured, DEPLOYMENT_DEFAULTS["progress-deadline"]):
+            if text:
+                try:
+                    return parse_go_duration(text)
+                except ValueError:
+                    continue
+        return 600.0
+
+    async def _start_run(self, revision: dict) -> RevisionRun:
+        namespace, name = self._ns_name(revision)
+        key = f"{namespace}/{name}"
+        run = RevisionRun(key=key, pod_name=pod_name_for(revision))
+        self.runs[key] = run
+        await self._delete_stale_pods(revision, keep=run.pod_name)
+        await self._record_scale_request(revision)
+        pod = await self._create_pod(revision, run)
+        deadline = await self._progress_deadline(revision)
+        run.task = asyncio.create_task(self._run_revision(revision, run, pod, deadline))
+        return run
+
+    async def _run_revision(self, revision: dict, run: RevisionRun, pod: dict | None, deadline: float) -> None:
+        namespace, name = self._ns_name(revision)
+        log_path = self.settings.log_path(namespace, run.pod_name, USER_CONTAINER)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            endpoint = await asyncio.wait_for(
+                self.runtime.start(run.key, namespace, runtime_pod_spec(revision), knative_env(revision), log_path),
+                timeout=deadline,
+            )
+        except TimeoutError:
+            with contextlib.suppress(Exception):
+                await self.runtime.stop(run.key)
+            run.failure_reason, run.failure_message = "ProgressDeadlineExceeded", "Initial scale was never achieved"
+            run.deadline_exceeded = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # RuntimeFailure carries reason/message; anything else is a sandbox bug
+            run.failure_reason = getattr(error, "reason", "") or "RuntimeError"
+            run.failure_message = getattr(error, "message", "") or f"the sandbox runtime failed: {error!r}"
+            log.info("revision %s/%s failed: %s: %s", namespace, name, run.failure_reason, run.failure_message)
+        else:
+            run.endpoint = endpoint
+        if pod is not None:
+            await self._update_pod_status(pod, run, revision)
+        self.queue.add(("Revision", namespace, name))
+        self._enqueue_routes(namespace)
+
+    async def _stop_run(self, key: str, *, delete_pod: bool) -> None:
+        run = self.runs.pop(key, None)
+        if run is None:
+            return
+        if run.task is not None and not run.task.done():
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run.task
+        with contextlib.suppress(Exception):
+            await self.runtime.stop(key)
+        if delete_pod:
+            namespace = key.split("/", 1)[0]
+            with contextlib.suppress(ApiStatusError):
+                await self.api.delete(self.rt_pod, run.pod_name, namespace=namespace)
+
+    async def _stop_all(self) -> None:
+        for key in list(self.runs):
+            await self._stop_run(key, delete_pod=False)
+
+    async def _record_scale_request(self, revision: dict) -> None:
+        minimum, maximum = scale_bounds(revision["metadata"].get("annotations") or {})
+        if minimum <= 1 and maximum <= 1:
+            return
+        message = (
+            f"min-scale={minimum} max-scale={maximum}: the sandbox runs exactly one instance of a revision; "
+            "scaling beyond one is not simulated"
+        )
+        log.info("revision %s/%s: %s", revision["metadata"]["namespace"], revision["metadata"]["name"], message)
+        await self._emit_event(revision, "Normal", "ScalingNotSimulated", message)
+
+    async def _emit_event(self, obj: dict, event_type: str, reason: str, message: str) -> None:
+        timestamp = now()
+        meta = obj["metadata"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", API_VERSION),
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": event_type,
+            "source": {"component": "revision-controller"},
+            "reportingComponent": "revision-controller",
+            "firstTimestamp": timestamp,
+            "lastTimestamp": timestamp,
+            "count": 1,
+        }
+        with contextlib.suppress(ApiStatusError):
+            await self.api.create(self.rt_event, event, namespace=meta["namespace"], user=CONTROLLER_USER)
+
+    # --- the revision's Pod object -------------------------------------------------------------
+
+    def _pod_labels(self, revision: dict) -> dict:
+        meta = revision["metadata"]
+        labels = meta.get("labels") or {}
+        return {
+            "app": meta["name"],
+            CONFIGURATION_LABEL: labels.get(CONFIGURATION_LABEL, ""),
+            CONFIGURATION_GENERATION_LABEL: labels.get(CONFIGURATION_GENERATION_LABEL, ""),
+            CONFIGURATION_UID_LABEL: labels.get(CONFIGURATION_UID_LABEL, ""),
+            REVISION_LABEL: meta["name"],
+            REVISION_UID_LABEL: meta["uid"],
+            SERVICE_LABEL: labels.get(SERVICE_LABEL, ""),
+            SERVICE_UID_LABEL: labels.get(SERVICE_UID_LABEL, ""),
+        }
+
+    async def _create_pod(self, revision: dict, run: RevisionRun) -> dict | None:
+        namespace = revision["metadata"]["namespace"]
+        spec = runtime_pod_spec(revision)
+        container = serving_container(spec)
+        container["name"] = USER_CONTAINER if not container.get("name") else container["name"]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": run.pod_name,
+                "namespace": namespace,
+                "labels": self._pod_labels(revision),
+                "annotations": {k: v for k, v in (revision["metadata"].get("annotations") or {}).items()},
+                # A real pod is owned by the ReplicaSet; owning it by the Revision lets GC remove it.
+                "ownerReferences": [owner_reference(revision)],
+            },
+            "spec": {**spec, "restartPolicy": "Always", "nodeName": "knlab-sandbox"},
+        }
+        try:
+            created = await self.api.create(self.rt_pod, pod, namespace=namespace, user=CONTROLLER_USER)
+        except ApiStatusError as error:
+            log.warning("creating pod %s/%s: %s", namespace, run.pod_name, error.message)
+            return None
+        pending = copy.deepcopy(created)
+        pending["status"] = {
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": run.started_at}],
+            "containerStatuses": [self._container_status(c, waiting=("ContainerCreating", "")) for c in spec["containers"]],
+            "hostIP": self.settings.api_host,
+            "startTime": run.started_at,
+            "qosClass": "BestEffort",
+        }
+        try:
+            return await self.api.update(self.rt_pod, pending, subresource="status", user=CONTROLLER_USER)
+        except ApiStatusError:
+            return created
+
+    @staticmethod
+    def _container_status(container: dict, *, waiting: tuple[str, str] | None = None, started: str = "") -> dict:
+        state: dict[str, Any]
+        if waiting is not None:
+            reason, message = waiting
+            state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        else:
+            state = {"running": {"startedAt": started}}
+        return {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": "",
+            "ready": waiting is None,
+            "started": waiting is None,
+            "restartCount": 0,
+            "state": state,
+        }
+
+    async def _update_pod_status(self, pod: dict, run: RevisionRun, revision: dict) -> None:
+        namespace = pod["metadata"]["namespace"]
+        current = await self._get(self.rt_pod, pod["metadata"]["name"], namespace)
+        if current is None:
+            return
+        timestamp = now()
+        containers = current["spec"].get("containers") or []
+        status = copy.deepcopy(current.get("status") or {})
+        if run.endpoint is not None:
+            status["phase"] = "Running"
+            status["podIP"] = run.endpoint.host
+            status["podIPs"] = [{"ip": run.endpoint.host}]
+            status["containerStatuses"] = [self._container_status(c, started=timestamp) for c in containers]
+            ready = "True"
+        else:
+            waiting = ("ErrImagePull" if run.failure_reason == "ContainerMissing" else run.failure_reason, run.failure_message)
+            status["containerStatuses"] = [self._container_status(c, waiting=waiting) for c in containers]
+            ready = "False"
+        status["conditions"] = [
+            {"type": kind, "status": value, "lastTransitionTime": timestamp}
+            for kind, value in (
+                ("Initialized", "True"),
+                ("Ready", ready),
+                ("ContainersReady", ready),
+                ("PodScheduled", "True"),
+            )
+        ]
+        current["status"] = status
+        with contextlib.suppress(ApiStatusError):
+            await self.api.update(self.rt_pod, current, subresource="status", user=CONTROLLER_USER)
+
+    async def _delete_stale_pods(self, revision: dict, *, keep: str) -> None:
+        # Pods left by an earlier sandbox process have no process behind them any more.
+        namespace, name = self._ns_name(revision)
+        pods, _ = await self.api.list(self.rt_pod, namespace=namespace, label_selector=f"{REVISION_LABEL}={name}")
+        for pod in pods:
+            if pod["metadata"]["name"] != keep:
+                with contextlib.suppress(ApiStatusError):
+                    await self.api.delete(self.rt_pod, pod["metadata"]["name"], namespace=namespace)
+
+    # --- Route --------------------------------------------------------------------------------
+
+    async def _reconcile_route(self, namespace: str, name: str) -> None:
+        key = f"{namespace}/{name}"
+        route = await self._get(self.rt["Route"], name, namespace)
+        if route is None or route["metadata"].get("deletionTimestamp"):
+            self.gateway.remove_route(self.route_hosts.pop(key, []))
+            return
+        self.route_hosts.setdefault(key, [])
+        status = copy.deepcopy(route.get("status") or {})
+        conditions = Conditions(status, ROUTE_DEPENDENTS, now())
+        conditions.initialize()
+        status["observedGeneration"] = route["metadata"].get("generation")
+        labels = route["metadata"].get("labels") or {}
+        cluster_local = labels.get(VISIBILITY_LABEL) == VISIBILITY_CLUSTER_LOCAL
+        domain_data = await read_configmap_data(self.api, "config-domain")
+        network = {**NETWORK_DEFAULTS, **await read_configmap_data(self.api, "config-network")}
+        domain = "svc.cluster.local" if cluster_local else select_domain(domain_data, labels)
+        local_host = f"{name}.{namespace}.svc.cluster.local"
+        external_host = (
+            local_host if domain == "svc.cluster.local" else render_domain_template(network["domain-template"], name, namespace, domain)
+        )
+        status["url"] = f"http://{external_host}"
+        status["address"] = {"url": f"http://{local_host}"}
+
+        resolved = await self._resolve_traffic(route, conditions)
+        if resolved is not None:
+            conditions.mark_true("AllTrafficAssigned")
+            for target in resolved:
+                if target.get("tag"):
+                    tag_name = network["tag-template"].replace("{{.Tag}}", target["tag"]).replace("{{.Name}}", name)
+                    tag_host = render_domain_template(network["domain-template"], tag_name, namespace, domain)
+                    target["url"] = f"http://{tag_host}"
+            status["traffic"] = resolved
+            await self._label_revisions(route, resolved)
+            self._program_gateway(key, route, resolved, external_host, conditions, cluster_local)
+        await self._write_status(self.rt["Route"], route, status)
+
+    async def _resolve_traffic(self, route: dict, conditions: Conditions) -> list[dict] | None:
+        """Spec traffic → status traffic with revision names, or None after marking why not."""
+        namespace = route["metadata"]["namespace"]
+        resolved = []
+        for target in route["spec"].get("traffic") or []:
+            entry = {k: target[k] for k in ("tag",) if target.get(k)}
+            configuration_name = target.get("configurationName")
+            if configuration_name:
+                configuration = await self._get(self.rt["Configuration"], configuration_name, namespace)
+                if configuration is None:
+                    message = f'Configuration "{configuration_name}" referenced in traffic not found.'
+                    conditions.mark_false("AllTrafficAssigned", "ConfigurationMissing", message)
+                    return None
+                latest_ready = (configuration.get("status") or {}).get("latestReadyRevisionName")
+                if not latest_ready:
+                    if is_failed(configuration):
+                        message = f'Configuration "{configuration_name}" does not have any ready Revision.'
+                        conditions.mark_false("AllTrafficAssigned", "RevisionMissing", message)
+                    else:
+                        message = f'Configuration "{configuration_name}" is waiting for a Revision to become ready.'
+                        conditions.mark_unknown("AllTrafficAssigned", "RevisionMissing", message)
+                    return None
+                entry.update(revisionName=latest_ready, latestRevision=True)
+            else:
+                revision_name_ = target.get("revisionName", "")
+                revision = await self._get(self.rt["Revision"], revision_name_, namespace)
+                if revision is None:
+                    message = f'Revision "{revision_name_}" referenced in traffic not found.'
+                    conditions.mark_false("AllTrafficAssigned", "RevisionMissing", message)
+                    return None
+                if not is_ready(revision):
+                    if is_failed(revision):
+                        message = f'Revision "{revision_name_}" failed to become ready.'
+                        conditions.mark_false("AllTrafficAssigned", "RevisionMissing", message)
+                    else:
+                        message = f'Revision "{revision_name_}" is not yet ready.'
+                        conditions.mark_unknown("AllTrafficAssigned", "RevisionMissing", message)
+                    return None
+                entry.update(revisionName=revision_name_, latestRevision=False)
+            entry["percent"] = target.get("percent", 0)
+            resolved.append(entry)
+        return resolved
+
+    def _program_gateway(
+        self, key: str, route: dict, resolved: list[dict], external_host: str, conditions: Conditions, cluster_local: bool
+    ) -> None:
+        namespace, name = key.split("/", 1)
+        # No load balancing: the revision with the largest share takes every request.
+        shares: dict[str, int] = {}
+        for target in resolved:
+            shares[target["revisionName"]] = shares.get(target["revisionName"], 0) + int(target.get("percent") or 0)
+        main_revision = max(shares, key=lambda r: shares[r]) if shares else ""
+        plan: list[tuple[list[str], str]] = []
+        main_hosts = route_hosts_cluster_local(name, namespace)
+        if not cluster_local:
+            main_hosts.append(external_host)
+        plan.append((main_hosts, main_revision))
+        for target in resolved:
+            if target.get("tag"):
+                tag_host = target["url"].removeprefix("http://")
+                plan.append(([tag_host], target["revisionName"]))
+        endpoints = [(hosts, self._endpoint(namespace, revision)) for hosts, revision in plan]
+        if any(endpoint is None for _, endpoint in endpoints):
+            conditions.mark_unknown("IngressReady", "IngressNotConfigured", "Ingress has not yet been reconciled.")
+            return
+        programmed = [host for hosts, _ in endpoints for host in hosts]
+        stale = [host for host in self.route_hosts.get(key, []) if host not in programmed]
+        if stale:
+            self.gateway.remove_route(stale)
+        for hosts, endpoint in endpoints:
+            self.gateway.set_route(hosts, endpoint)
+        self.route_hosts[key] = programmed
+        conditions.mark_true("IngressReady")
+        message = "TLS is not enabled for cluster-local" if cluster_local else "external-domain-tls is not enabled"
+        conditions.mark_true("CertificateProvisioned", "TLSNotEnabled", message)
+
+    def _endpoint(self, namespace: str, revision: str) -> Endpoint | None:
+        run = self.runs.get(f"{namespace}/{revision}")
+        return run.endpoint if run is not None else None
+
+    async def _label_revisions(self, route: dict, resolved: list[dict]) -> None:
+        """routingState active for routed revisions, reserve for those that lost their traffic."""
+        namespace, name = self._ns_name(route)
+        routed = {t["revisionName"] for t in resolved}
+        configurations = {t["configurationName"] for t in route["spec"].get("traffic") or [] if t.get("configurationName")}
+        candidates: dict[str, dict] = {}
+        for configuration in configurations:
+            revisions, _ = await self.api.list(
+                self.rt["Revision"], namespace=namespace, label_selector=f"{CONFIGURATION_LABEL}={configuration}"
+            )
+            candidates.update({r["metadata"]["name"]: r for r in revisions})
+        for revision_name_ in routed - set(candidates):
+            revision = await self._get(self.rt["Revision"], revision_name_, namespace)
+            if revision is not None:
+                candidates[revision_name_] = revision
+        for revision in candidates.values():
+            meta = revision["metadata"]
+            labels = meta.get("labels") or {}
+            annotations = meta.get("annotations") or {}
+            state = labels.get(ROUTING_STATE_LABEL, "pending")
+            routes = {r for r in annotations.get(ROUTES_ANNOTATION, "").split(",") if r}
+            if meta["name"] in routed:
+                new_state, new_routes = "active", routes | {name}
+            else:
+                new_state = "reserve" if state == "active" and routes <= {name} else state
+                new_routes = routes - {name}
+            if new_state == state and new_routes == routes:
+                continue
+            updated = copy.deepcopy(revision)
+            updated["metadata"].setdefault("labels", {})[ROUTING_STATE_LABEL] = new_state
+            updated_annotations = updated["metadata"].setdefault("annotations", {})
+            if new_routes:
+                updated_annotations[ROUTES_ANNOTATION] = ",".join(sorted(new_routes))
+            else:
+                updated_annotations.pop(ROUTES_ANNOTATION, None)
+            if new_state != state:
+                updated_annotations[ROUTING_STATE_MODIFIED_ANNOTATION] = now()
+            await self.api.update(self.rt["Revision"], updated, user=CONTROLLER_USER)
