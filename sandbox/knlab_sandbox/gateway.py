@@ -15,7 +15,7 @@ Inside the sandbox, builds and the runtime reach a hub the way a pod reaches a K
 
 server.py builds and starts it::
 
-    gateway = Gateway(settings.gateway_port, host=settings.api_host)
+    gateway = Gateway(settings.gateway_port, host=settings.gateway_host)
     await gateway.start()          # gateway.address is then the bound (host, port)
     ...
     await gateway.stop()

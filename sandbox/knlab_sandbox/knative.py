@@ -45,6 +45,7 @@ from . import kinds
 from .errors import ApiStatusError
 from .knative_admission import (
     API_VERSION,
+    CREATOR_ANNOTATION,
     DEPLOYMENT_DEFAULTS,
     GROUP,
     LAST_APPLIED_ANNOTATION,
@@ -53,7 +54,6 @@ from .knative_admission import (
     SYSTEM_NAMESPACE,
     VISIBILITY_CLUSTER_LOCAL,
     VISIBILITY_LABEL,
-    CREATOR_ANNOTATION,
     parse_go_duration,
     read_configmap_data,
     scale_bounds,
@@ -85,6 +85,9 @@ PROGRESS_DEADLINE_ANNOTATION = f"{GROUP}/progress-deadline"
 SERVICE_DEPENDENTS = ("ConfigurationsReady", "RoutesReady")
 ROUTE_DEPENDENTS = ("AllTrafficAssigned", "IngressReady", "CertificateProvisioned")
 REVISION_DEPENDENTS = ("ResourcesAvailable", "ContainerHealthy")
+
+CONFIGURATION_OUT_OF_DATE = "The Configuration is still working to reflect the latest desired specification."
+ROUTE_OUT_OF_DATE = "The Route is still working to reflect the latest desired specification."
 
 RETRY_DELAY = 0.2  # seconds before a reconcile that lost a write race (409) runs again
 WATCH_RESTART_DELAY = 0.05
@@ -433,6 +436,7 @@ class KnativeController:
         self.queue = _WorkQueue()
         self.runs: dict[str, RevisionRun] = {}
         self.route_hosts: dict[str, list[str]] = {}
+        self.known_routes: set[tuple[str, str]] = set()
         self._retry_tasks: set[asyncio.Task] = set()
 
     # --- main loop ---------------------------------------------------------------------------
@@ -532,6 +536,10 @@ class KnativeController:
 
     def _on_route(self, event: str, obj: dict) -> None:
         namespace, name = self._ns_name(obj)
+        if event == "DELETED":
+            self.known_routes.discard((namespace, name))
+        else:
+            self.known_routes.add((namespace, name))
         self.queue.add(("Route", namespace, name))
         for owner in self._owner_names(obj, "Service"):
             self.queue.add(("Service", namespace, owner))
@@ -542,11 +550,9 @@ class KnativeController:
             self._enqueue_routes(None)
 
     def _enqueue_routes(self, namespace: str | None) -> None:
-        for key in list(self.route_hosts):
-            route_namespace, route_name = key.split("/", 1)
+        for route_namespace, route_name in list(self.known_routes):
             if namespace is None or route_namespace == namespace:
                 self.queue.add(("Route", route_namespace, route_name))
-        self._known_routes_pending = True
 
     # --- small API helpers --------------------------------------------------------------------
 
@@ -606,10 +612,12 @@ class KnativeController:
             conditions.mark_false("ConfigurationsReady", "NotOwned", message)
             await self._write_status(self.rt["Service"], service, status)
             return
-        if not observed_current(configuration):
-            conditions.mark_unknown(
-                "ConfigurationsReady", "OutOfDate", "The Configuration is still working to reflect the latest desired specification."
-            )
+        configuration_current = observed_current(configuration)
+        if not configuration_current:
+            conditions.mark_unknown("ConfigurationsReady", "OutOfDate", CONFIGURATION_OUT_OF_DATE)
+            # The Route's status was computed against the old Configuration: it is out of date too,
+            # so a Ready=False from the previous generation is not reported for this one.
+            conditions.mark_unknown("RoutesReady", "OutOfDate", ROUTE_OUT_OF_DATE)
             if ((service["spec"].get("template") or {}).get("metadata") or {}).get("name"):
                 # A bring-your-own name: the Route must wait for that Revision to exist.
                 await self._write_status(self.rt["Service"], service, status)
@@ -626,10 +634,8 @@ class KnativeController:
             conditions.mark_false("RoutesReady", "NotOwned", f'There is an existing Route "{name}" that we do not own.')
             await self._write_status(self.rt["Service"], service, status)
             return
-        if not observed_current(route):
-            conditions.mark_unknown(
-                "RoutesReady", "OutOfDate", "The Route is still working to reflect the latest desired specification."
-            )
+        if not observed_current(route) or not configuration_current:
+            conditions.mark_unknown("RoutesReady", "OutOfDate", ROUTE_OUT_OF_DATE)
         else:
             route_status = route.get("status") or {}
             for key in ("url", "address", "traffic"):
@@ -657,7 +663,9 @@ class KnativeController:
             return [{k: v for k, v in t.items() if k not in ignored} for t in targets]
 
         if strip(wanted) != strip(got):
-            conditions.mark_unknown("RoutesReady", "TrafficNotMigrated", "Traffic is not yet migrated to the latest revision.")
+            conditions.mark_unknown(
+                "RoutesReady", "TrafficNotMigrated", "Traffic is not yet migrated to the latest revision."
+            )
 
     # --- Configuration ------------------------------------------------------------------------
 
@@ -928,7 +936,9 @@ class KnativeController:
         pending["status"] = {
             "phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": run.started_at}],
-            "containerStatuses": [self._container_status(c, waiting=("ContainerCreating", "")) for c in spec["containers"]],
+            "containerStatuses": [
+                self._container_status(c, waiting=("ContainerCreating", "")) for c in spec["containers"]
+            ],
             "hostIP": self.settings.api_host,
             "startTime": run.started_at,
             "qosClass": "BestEffort",
@@ -971,7 +981,10 @@ class KnativeController:
             status["containerStatuses"] = [self._container_status(c, started=timestamp) for c in containers]
             ready = "True"
         else:
-            waiting = ("ErrImagePull" if run.failure_reason == "ContainerMissing" else run.failure_reason, run.failure_message)
+            waiting = (
+                "ErrImagePull" if run.failure_reason == "ContainerMissing" else run.failure_reason,
+                run.failure_message,
+            )
             status["containerStatuses"] = [self._container_status(c, waiting=waiting) for c in containers]
             ready = "False"
         status["conditions"] = [
@@ -1004,7 +1017,6 @@ class KnativeController:
         if route is None or route["metadata"].get("deletionTimestamp"):
             self.gateway.remove_route(self.route_hosts.pop(key, []))
             return
-        self.route_hosts.setdefault(key, [])
         status = copy.deepcopy(route.get("status") or {})
         conditions = Conditions(status, ROUTE_DEPENDENTS, now())
         conditions.initialize()
@@ -1016,7 +1028,9 @@ class KnativeController:
         domain = "svc.cluster.local" if cluster_local else select_domain(domain_data, labels)
         local_host = f"{name}.{namespace}.svc.cluster.local"
         external_host = (
-            local_host if domain == "svc.cluster.local" else render_domain_template(network["domain-template"], name, namespace, domain)
+            local_host
+            if domain == "svc.cluster.local"
+            else render_domain_template(network["domain-template"], name, namespace, domain)
         )
         status["url"] = f"http://{external_host}"
         status["address"] = {"url": f"http://{local_host}"}
@@ -1031,7 +1045,9 @@ class KnativeController:
                     target["url"] = f"http://{tag_host}"
             status["traffic"] = resolved
             await self._label_revisions(route, resolved)
-            self._program_gateway(key, route, resolved, external_host, conditions, cluster_local)
+            self._program_gateway(
+                key, resolved, external_host=external_host, conditions=conditions, cluster_local=cluster_local
+            )
         await self._write_status(self.rt["Route"], route, status)
 
     async def _resolve_traffic(self, route: dict, conditions: Conditions) -> list[dict] | None:
@@ -1078,7 +1094,7 @@ class KnativeController:
         return resolved
 
     def _program_gateway(
-        self, key: str, route: dict, resolved: list[dict], external_host: str, conditions: Conditions, cluster_local: bool
+        self, key: str, resolved: list[dict], *, external_host: str, conditions: Conditions, cluster_local: bool
     ) -> None:
         namespace, name = key.split("/", 1)
         # No load balancing: the revision with the largest share takes every request.
@@ -1118,7 +1134,9 @@ class KnativeController:
         """routingState active for routed revisions, reserve for those that lost their traffic."""
         namespace, name = self._ns_name(route)
         routed = {t["revisionName"] for t in resolved}
-        configurations = {t["configurationName"] for t in route["spec"].get("traffic") or [] if t.get("configurationName")}
+        configurations = {
+            t["configurationName"] for t in route["spec"].get("traffic") or [] if t.get("configurationName")
+        }
         candidates: dict[str, dict] = {}
         for configuration in configurations:
             revisions, _ = await self.api.list(

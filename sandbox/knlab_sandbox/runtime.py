@@ -30,8 +30,9 @@ directory the caller materialised for that volume name (``volume_sources``). Env
 
 server.py builds it after the gateway and before the controllers::
 
-    runtime = Runtime(settings, gateway, on_exit=knative_controller_callback_or_None)
+    runtime = Runtime(settings, gateway)
     runtime.stop_orphans()   # processes a killed server left behind (their records are in the state dir)
+    runtime.on_exit = knative_controller.on_runtime_exit   # optional: key, RuntimeFailure; may be async
     ...
     await runtime.stop_all()
 """
@@ -335,7 +336,12 @@ class Runtime:
             pid_dir=self.pid_dir,
             scratch_dirs=[plan.scratch],
         )
-        if not await wait_for_port(child, HOST, port, self.ready_timeout):
+        try:
+            ready = await wait_for_port(child, HOST, port, self.ready_timeout)
+        except BaseException:  # cancelled (the caller's deadline): the process must not outlive the start
+            await terminate(child)
+            raise
+        if not ready:
             exited = child.returncode is not None
             await terminate(child)
             if exited:

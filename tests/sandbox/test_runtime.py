@@ -237,8 +237,36 @@ async def test_the_hub_keeps_its_images_on_a_pvc_and_loses_them_without(sandbox)
 async def test_orphans_of_a_killed_server_are_stopped(sandbox):
     settings, gateway, runtime, _ = sandbox
     await _start_hub(settings, gateway, runtime)
-    pid = runtime._pods["default/hub-00001"].child.pid
+    async with aiohttp.ClientSession() as session:
+        await Pusher(session, _url(gateway), host=HUB).hello_app("demo/hello", "v1")
+    await runtime.start("default/hello-00001", "default", _app_spec(f"{HUB}/demo/hello:v1"), {}, settings.run_dir / "l")
+    pids = {runtime._pods[key].child.pid for key in ("default/hub-00001", "default/hello-00001")}
     # A new server (or `knlab-sandbox down`) finds the records the old one left.
-    assert Runtime(settings, gateway).stop_orphans() == [pid]
+    assert set(Runtime(settings, gateway).stop_orphans()) == pids
     assert not list((settings.run_dir / "pids").glob("*.json"))
     assert not list((settings.run_dir / "pods").iterdir())
+
+
+async def test_a_process_that_never_listens_is_stopped_on_deadline_or_cancel(sandbox, tmp_path):
+    settings, gateway, runtime, _ = sandbox
+    await _start_hub(settings, gateway, runtime)
+    async with aiohttp.ClientSession() as session:
+        await Pusher(session, _url(gateway), host=HUB).image(
+            "demo/sleepy",
+            "v1",
+            [layer({"sleepy.py": b"import time\ntime.sleep(600)\n"})],
+            config={"Cmd": ["/sleepy.py"]},
+        )
+    spec = _app_spec(f"{HUB}/demo/sleepy:v1")
+    impatient = Runtime(settings, gateway, ready_timeout=0.5)
+    with pytest.raises(RuntimeFailure) as failure:
+        await impatient.start("default/sleepy-00001", "default", spec, {}, tmp_path / "l")
+    assert failure.value.reason == "ProgressDeadlineExceeded"
+    assert failure.value.message.startswith("Initial scale was never achieved")
+
+    # The caller's own deadline (Knative's progress deadline) cancels the start: nothing may survive it.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(runtime.start("default/sleepy-00002", "default", spec, {}, tmp_path / "l"), 0.5)
+    records = [path.name for path in (settings.run_dir / "pids").glob("*.json")]
+    assert len(records) == 1 and records[0].startswith("default_hub")
+    assert [path.name.split("-")[0] for path in (settings.run_dir / "pods").iterdir()] == ["default_hub"]
