@@ -1522,7 +1522,8 @@ async def execute(argv: Sequence[str], write: Callable[[str], None], environment
             options.get("verbosity", "info"), options.get("log-format", "color"), options.get("log-timestamp", False)
         )
         executor = Executor(options, log, environment)
-        image, destinations = executor.build()
+        # Reading the context and compressing layers is file work: keep it off the event loop.
+        image, destinations = await asyncio.to_thread(executor.build)
     except UsageError as error:
         log.raw(f"Error: {error}")
         return 1
@@ -1583,6 +1584,8 @@ class Executor:
                 ) from None
         context = self.context()
         dockerfile = self.dockerfile(context)
+        if not context.root.is_dir():
+            raise BuildError(f"error resolving source context: context directory {context.shown_root} does not exist")
         ignore_lines: list[str] = []
         for candidate in (Path(str(dockerfile) + ".dockerignore"), context.root / ".dockerignore"):
             if candidate.is_file():
@@ -1618,8 +1621,6 @@ class Executor:
         if sub_path:
             text = f"{text.rstrip('/')}/{sub_path}"
         root = self.environment.host_path(text)
-        if not root.is_dir():
-            raise BuildError(f"error resolving source context: context directory {text} does not exist")
         shown = text if text.startswith("/") else f"{self.environment.cwd.rstrip('/')}/{text}"
         return BuildContext(root, "/" + _clean(shown), DockerIgnore([]))
 

@@ -5,8 +5,10 @@ How server.py wires it::
     controller = KnativeController(api, settings, runtime, gateway)
     task = asyncio.create_task(controller.run())   # cancel the task to stop; it stops its processes
 
-and creates ``knative_admission.SEED_OBJECTS`` (the ``knative-serving`` namespace and ConfigMaps)
-when they do not exist yet. Importing this module registers the webhooks (knative_admission).
+and, when the runtime is built, ``runtime.on_exit = controller.on_runtime_exit`` (a process that
+dies after it was ready makes its Revision unhealthy). Importing this module imports
+knative_admission, which registers the webhooks and the ``knative-serving`` ConfigMaps as seeds
+(``knative_admission.SEED_OBJECTS``, created by ``ResourceAPI.seed_registered`` when absent).
 
 What it does, as the real reconcilers in ``pkg/reconciler/{service,configuration,revision,route}``:
 
@@ -31,14 +33,18 @@ Every write goes through the same ``ResourceAPI`` (admission included) as an ext
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import hashlib
+import json
 import logging
 import secrets
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from . import kinds
@@ -397,12 +403,32 @@ class RevisionRun:
     endpoint: Endpoint | None = None
     failure_reason: str = ""
     failure_message: str = ""
-    deadline_exceeded: bool = False
+    # Which Revision condition a failure falls on: the pod never came up vs. its container is broken.
+    failure_condition: str = "ContainerHealthy"
     started_at: str = field(default_factory=now)
 
     @property
     def failed(self) -> bool:
         return bool(self.failure_reason)
+
+
+class PodConfigError(Exception):
+    """The pod cannot be started as specified (what kubelet or the scheduler would refuse)."""
+
+    def __init__(self, reason: str, message: str, condition: str = "ContainerHealthy"):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.condition = condition
+
+
+@dataclass
+class PodInputs:
+    """What the runtime needs besides the pod spec, resolved the way kubelet resolves it."""
+
+    env: dict[str, str]
+    volume_sources: dict[str, Path]
+    pull_secrets: list[dict]
 
 
 class _WorkQueue:
@@ -431,8 +457,9 @@ class KnativeController:
         self.gateway = gateway
         self.rt = {kind: kinds.lookup(API_VERSION, kind) for kind in ("Service", "Configuration", "Revision", "Route")}
         self.rt_pod = kinds.lookup("v1", "Pod")
-        self.rt_event = kinds.lookup("v1", "Event")
         self.rt_configmap = kinds.lookup("v1", "ConfigMap")
+        self.rt_secret = kinds.lookup("v1", "Secret")
+        self.rt_pvc = kinds.lookup("v1", "PersistentVolumeClaim")
         self.queue = _WorkQueue()
         self.runs: dict[str, RevisionRun] = {}
         self.route_hosts: dict[str, list[str]] = {}
@@ -453,11 +480,20 @@ class KnativeController:
         tasks.append(asyncio.create_task(self._work()))
         try:
             await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            # Shut down: the processes go with the controller. (After a crash they keep running and
+            # the restarted run() finds them in self.runs.)
+            await self._cancel(tasks)
             await self._stop_all()
+            raise
+        finally:
+            await self._cancel(tasks)
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task]) -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _watch(self, rt: kinds.ResourceType, handler: Callable[[str, dict], None], namespace=None) -> None:
         """List, then watch from the list's resourceVersion; relist after 410, resume after a drop."""
@@ -612,6 +648,10 @@ class KnativeController:
             conditions.mark_false("ConfigurationsReady", "NotOwned", message)
             await self._write_status(self.rt["Service"], service, status)
             return
+        # Bring the children up to date first, so that the Service never mirrors a child status
+        # computed before this change (such as the previous generation's Ready=False).
+        await self._reconcile_configuration(namespace, name)
+        configuration = await self._get(self.rt["Configuration"], name, namespace) or configuration
         configuration_current = observed_current(configuration)
         if not configuration_current:
             conditions.mark_unknown("ConfigurationsReady", "OutOfDate", CONFIGURATION_OUT_OF_DATE)
@@ -634,6 +674,8 @@ class KnativeController:
             conditions.mark_false("RoutesReady", "NotOwned", f'There is an existing Route "{name}" that we do not own.')
             await self._write_status(self.rt["Service"], service, status)
             return
+        await self._reconcile_route(namespace, name)
+        route = await self._get(self.rt["Route"], name, namespace) or route
         if not observed_current(route) or not configuration_current:
             conditions.mark_unknown("RoutesReady", "OutOfDate", ROUTE_OUT_OF_DATE)
         else:
@@ -781,11 +823,134 @@ class KnativeController:
 
     @staticmethod
     def _mark_run_failed(conditions: Conditions, run: RevisionRun) -> None:
-        if run.deadline_exceeded:
-            conditions.mark_false("ResourcesAvailable", run.failure_reason, run.failure_message)
-        else:
-            conditions.mark_false("ContainerHealthy", run.failure_reason, run.failure_message)
+        conditions.mark_false(run.failure_condition, run.failure_reason, run.failure_message)
         conditions.set("Active", "False", run.failure_reason, run.failure_message)
+
+    # --- what kubelet resolves before starting a container --------------------------------------
+
+    async def _pod_inputs(self, revision: dict) -> PodInputs:
+        namespace, name = self._ns_name(revision)
+        spec = revision["spec"]
+        container = serving_container(spec)
+        env = await self._resolve_env(container, namespace)
+        env.update(knative_env(revision))
+        volume_root = self.settings.run_dir / "volumes" / namespace / name
+        volume_sources = await self._materialise_volumes(spec, namespace, volume_root)
+        pull_secrets = []
+        for reference in spec.get("imagePullSecrets") or []:
+            secret = await self._get(self.rt_secret, reference.get("name", ""), namespace)
+            encoded = ((secret or {}).get("data") or {}).get(".dockerconfigjson")
+            if encoded:  # kubelet ignores a missing or malformed pull secret and pulls anonymously
+                with contextlib.suppress(ValueError):
+                    pull_secrets.append(json.loads(base64.b64decode(encoded)))
+        return PodInputs(env, volume_sources, pull_secrets)
+
+    async def _source_data(self, kind: str, name: str, namespace: str, *, optional: bool) -> dict[str, str] | None:
+        """A ConfigMap's or Secret's values as text; None when it is absent but optional."""
+        rt = self.rt_configmap if kind == "ConfigMap" else self.rt_secret
+        obj = await self._get(rt, name, namespace)
+        if obj is None:
+            if optional:
+                return None
+            raise PodConfigError("CreateContainerConfigError", f'{kind.lower()} "{name}" not found')
+        if kind == "Secret":
+            return {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
+        data = dict(obj.get("data") or {})
+        data.update({k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("binaryData") or {}).items()})
+        return data
+
+    async def _resolve_env(self, container: dict, namespace: str) -> dict[str, str]:
+        """envFrom values and valueFrom references; literal ``env`` values are the runtime's to apply."""
+        literal = {e.get("name") for e in container.get("env") or [] if "valueFrom" not in e}
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            prefix = source.get("prefix", "")
+            for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                ref = source.get(key)
+                if not ref:
+                    continue
+                data = await self._source_data(kind, ref.get("name", ""), namespace, optional=bool(ref.get("optional")))
+                for name, value in (data or {}).items():
+                    if prefix + name not in literal:  # an explicit env entry wins over envFrom
+                        env[prefix + name] = value
+        for item in container.get("env") or []:
+            value_from = item.get("valueFrom")
+            if not value_from:
+                continue
+            for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                ref = value_from.get(key)
+                if not ref:
+                    continue
+                optional = bool(ref.get("optional"))
+                data = await self._source_data(kind, ref.get("name", ""), namespace, optional=optional)
+                if data is None:
+                    continue
+                if ref.get("key") not in data:
+                    if optional:
+                        continue
+                    message = f"couldn't find key {ref.get('key')} in {kind} {namespace}/{ref.get('name')}"
+                    raise PodConfigError("CreateContainerConfigError", message)
+                env[item["name"]] = data[ref["key"]]
+            if "configMapKeyRef" not in value_from and "secretKeyRef" not in value_from:
+                raise PodConfigError(
+                    "CreateContainerConfigError",
+                    f"env {item.get('name')}: only configMapKeyRef and secretKeyRef can be resolved in the sandbox",
+                )
+        return env
+
+    async def _materialise_volumes(self, spec: dict, namespace: str, root: Path) -> dict[str, Path]:
+        """Write configMap/secret/projected volumes as files; check that claimed PVCs exist."""
+        shutil.rmtree(root, ignore_errors=True)
+        sources: dict[str, Path] = {}
+        for volume in spec.get("volumes") or []:
+            name = volume.get("name", "")
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and await self._get(self.rt_pvc, claim, namespace) is None:
+                # The scheduler cannot place a pod whose claim does not exist.
+                message = f'0/1 nodes are available: persistentvolumeclaim "{claim}" not found.'
+                raise PodConfigError("Unschedulable", message, "ResourcesAvailable")
+            projections = []
+            if volume.get("configMap") is not None:
+                projections.append(("ConfigMap", volume["configMap"], volume["configMap"].get("name", "")))
+            elif volume.get("secret") is not None:
+                projections.append(("Secret", volume["secret"], volume["secret"].get("secretName", "")))
+            elif volume.get("projected") is not None:
+                for source in volume["projected"].get("sources") or []:
+                    for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
+                        if source.get(key) is not None:
+                            projections.append((kind, source[key], source[key].get("name", "")))
+            else:
+                continue
+            directory = root / name
+            directory.mkdir(parents=True, exist_ok=True)
+            for kind, ref, source_name in projections:
+                data = await self._source_data(kind, source_name, namespace, optional=bool(ref.get("optional")))
+                for key, relative in self._volume_items(ref, data or {}, kind, source_name):
+                    target = directory / relative
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(data[key])
+            sources[name] = directory
+        return sources
+
+    @staticmethod
+    def _volume_items(ref: dict, data: dict[str, str], kind: str, name: str) -> list[tuple[str, str]]:
+        items = ref.get("items")
+        if not items:
+            return [(key, key) for key in data]
+        chosen = []
+        for item in items:
+            relative = str(item.get("path") or item.get("key"))
+            if relative.startswith("/") or ".." in PurePosixPath(relative).parts:
+                raise PodConfigError("CreateContainerConfigError", f"invalid path {relative!r} in volume items")
+            if item.get("key") not in data:
+                if ref.get("optional"):
+                    continue
+                message = f"configmap references non-existent config key: {item.get('key')}"
+                if kind == "Secret":
+                    message = f'references non-existent secret key: {item.get("key")} of secret "{name}"'
+                raise PodConfigError("CreateContainerConfigError", message)
+            chosen.append((item["key"], relative))
+        return chosen
 
     async def _progress_deadline(self, revision: dict) -> float:
         annotation = (revision["metadata"].get("annotations") or {}).get(PROGRESS_DEADLINE_ANNOTATION)
@@ -815,25 +980,56 @@ class KnativeController:
         log_path = self.settings.log_path(namespace, run.pod_name, USER_CONTAINER)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            inputs = await self._pod_inputs(revision)
             endpoint = await asyncio.wait_for(
-                self.runtime.start(run.key, namespace, runtime_pod_spec(revision), knative_env(revision), log_path),
+                self.runtime.start(
+                    run.key,
+                    namespace,
+                    runtime_pod_spec(revision),
+                    inputs.env,
+                    log_path,
+                    volume_sources=inputs.volume_sources,
+                    pull_secrets=inputs.pull_secrets,
+                ),
                 timeout=deadline,
             )
         except TimeoutError:
             with contextlib.suppress(Exception):
                 await self.runtime.stop(run.key)
-            run.failure_reason, run.failure_message = "ProgressDeadlineExceeded", "Initial scale was never achieved"
-            run.deadline_exceeded = True
+            self._fail(run, "ProgressDeadlineExceeded", "Initial scale was never achieved", "ResourcesAvailable")
+        except PodConfigError as error:
+            self._fail(run, error.reason, error.message, error.condition)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # RuntimeFailure carries reason/message; anything else is a sandbox bug
-            run.failure_reason = getattr(error, "reason", "") or "RuntimeError"
-            run.failure_message = getattr(error, "message", "") or f"the sandbox runtime failed: {error!r}"
-            log.info("revision %s/%s failed: %s: %s", namespace, name, run.failure_reason, run.failure_message)
+            reason = getattr(error, "reason", "") or "RuntimeError"
+            message = getattr(error, "message", "") or f"the sandbox runtime failed: {error!r}"
+            condition = "ResourcesAvailable" if reason == "ProgressDeadlineExceeded" else "ContainerHealthy"
+            self._fail(run, reason, message, condition)
         else:
             run.endpoint = endpoint
+        if run.failed:
+            log.info("revision %s/%s failed: %s: %s", namespace, name, run.failure_reason, run.failure_message)
         if pod is not None:
-            await self._update_pod_status(pod, run, revision)
+            await self._update_pod_status(pod, run)
+        self.queue.add(("Revision", namespace, name))
+        self._enqueue_routes(namespace)
+
+    @staticmethod
+    def _fail(run: RevisionRun, reason: str, message: str, condition: str) -> None:
+        run.failure_reason, run.failure_message, run.failure_condition = reason, message, condition
+
+    async def on_runtime_exit(self, key: str, failure: Any) -> None:
+        """The runtime's report of a process that ended on its own: the container is unhealthy."""
+        run = self.runs.get(key)
+        if run is None or run.task is None or not run.task.done():
+            return
+        run.endpoint = None
+        self._fail(run, failure.reason, failure.message, "ContainerHealthy")
+        namespace, name = key.split("/", 1)
+        pod = await self._get(self.rt_pod, run.pod_name, namespace)
+        if pod is not None:
+            await self._update_pod_status(pod, run)
         self.queue.add(("Revision", namespace, name))
         self._enqueue_routes(namespace)
 
@@ -865,33 +1061,8 @@ class KnativeController:
             "scaling beyond one is not simulated"
         )
         log.info("revision %s/%s: %s", revision["metadata"]["namespace"], revision["metadata"]["name"], message)
-        await self._emit_event(revision, "Normal", "ScalingNotSimulated", message)
-
-    async def _emit_event(self, obj: dict, event_type: str, reason: str, message: str) -> None:
-        timestamp = now()
-        meta = obj["metadata"]
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion", API_VERSION),
-                "kind": obj["kind"],
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": event_type,
-            "source": {"component": "revision-controller"},
-            "reportingComponent": "revision-controller",
-            "firstTimestamp": timestamp,
-            "lastTimestamp": timestamp,
-            "count": 1,
-        }
         with contextlib.suppress(ApiStatusError):
-            await self.api.create(self.rt_event, event, namespace=meta["namespace"], user=CONTROLLER_USER)
+            await self.api.record_event(revision, "ScalingNotSimulated", message, component="revision-controller")
 
     # --- the revision's Pod object -------------------------------------------------------------
 
@@ -966,7 +1137,7 @@ class KnativeController:
             "state": state,
         }
 
-    async def _update_pod_status(self, pod: dict, run: RevisionRun, revision: dict) -> None:
+    async def _update_pod_status(self, pod: dict, run: RevisionRun) -> None:
         namespace = pod["metadata"]["namespace"]
         current = await self._get(self.rt_pod, pod["metadata"]["name"], namespace)
         if current is None:

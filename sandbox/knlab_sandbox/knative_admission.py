@@ -14,6 +14,7 @@ renders them (messages merged by text, sorted, ``<message>: <paths>`` with optio
 
 from __future__ import annotations
 
+import copy
 import json
 import posixpath
 import re
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import admission, kinds
+from . import admission, kinds, resources
 from .errors import ApiStatusError, bad_request
 
 if TYPE_CHECKING:
@@ -1410,7 +1411,7 @@ def validate_configuration(obj: dict, old: dict | None, *, operation: str, confi
     return causes
 
 
-ROUTE_KNOWN_LABELS = ()
+ROUTE_KNOWN_LABELS = (f"{GROUP}/serviceUID",)
 
 
 def validate_route(obj: dict, old: dict | None, *, operation: str, config: KnativeConfig) -> list[Cause]:
@@ -1449,7 +1450,7 @@ def validate_revision(obj: dict, old: dict | None, *, operation: str, config: Kn
 
 
 # ---------------------------------------------------------------------------------------------
-# Seed objects: the knative-serving namespace and its ConfigMaps, as a fresh install has them
+# Seed objects: the knative-serving ConfigMaps (the namespace is a base object of every sandbox)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1470,11 +1471,6 @@ def _configmap(name: str, data: dict[str, str]) -> dict:
 
 
 SEED_OBJECTS: list[dict] = [
-    {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": SYSTEM_NAMESPACE, "labels": {"app.kubernetes.io/name": "knative-serving"}},
-    },
     _configmap(
         "config-features",
         {
@@ -1568,11 +1564,16 @@ HOOKS: dict[str, tuple[Defaulter, Validator]] = {
 }
 
 
+def seed_objects(settings: object) -> list[dict]:
+    return copy.deepcopy(SEED_OBJECTS)
+
+
 def register_hooks() -> None:
     for kind, (defaulter, validator) in HOOKS.items():
         admission.register(
             f"{API_VERSION}/{kind}", default=_defaulting_hook(defaulter), validate=_validation_hook(validator)
         )
+    resources.register_seed(seed_objects)
 
 
 register_hooks()

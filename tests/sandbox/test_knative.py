@@ -1,0 +1,486 @@
+"""The Knative controller simulation, driven through ResourceAPI as the HTTP API drives it.
+
+The runtime and the gateway are small fakes here (they have their own tests): this file checks what
+the controller makes of them — names, labels, owner references, conditions and messages (FACTS
+§1.6, §1.7), URLs, traffic, routing — and that the webhooks run on every write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from knlab_sandbox import kinds
+from knlab_sandbox.errors import ApiStatusError
+from knlab_sandbox.gateway import Endpoint
+from knlab_sandbox.knative import KnativeController
+from knlab_sandbox.resources import ResourceAPI
+from knlab_sandbox.runtime import RuntimeFailure
+from knlab_sandbox.settings import Settings
+from knlab_sandbox.store import Store
+
+SERVICE = kinds.lookup("serving.knative.dev/v1", "Service")
+CONFIGURATION = kinds.lookup("serving.knative.dev/v1", "Configuration")
+REVISION = kinds.lookup("serving.knative.dev/v1", "Revision")
+ROUTE = kinds.lookup("serving.knative.dev/v1", "Route")
+POD = kinds.lookup("v1", "Pod")
+EVENT = kinds.lookup("v1", "Event")
+CONFIGMAP = kinds.lookup("v1", "ConfigMap")
+PVC = kinds.lookup("v1", "PersistentVolumeClaim")
+WAIT = 10.0  # an upper bound for a wait, not a performance expectation
+
+
+class FakeRuntime:
+    """Starts nothing; remembers what it was asked to run. Images listed in `missing` fail."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, dict] = {}
+        self.stopped: list[str] = []
+        self.missing: set[str] = set()
+        self.port = 40000
+
+    async def start(self, key, namespace, pod_spec, env, log_path: Path, *, volume_sources=None, pull_secrets=()):
+        image = pod_spec["containers"][0]["image"]
+        if image in self.missing:
+            message = f'Unable to fetch image "{image}": failed to resolve image to digest: MANIFEST_UNKNOWN'
+            raise RuntimeFailure("ContainerMissing", message)
+        log_path.write_text(f"serving {image}\n")
+        self.port += 1
+        self.running[key] = {"pod_spec": pod_spec, "env": dict(env), "volumes": dict(volume_sources or {})}
+        return Endpoint("127.0.0.1", self.port)
+
+    async def stop(self, key: str) -> None:
+        if self.running.pop(key, None) is not None:
+            self.stopped.append(key)
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        self.routes: dict[str, Endpoint] = {}
+
+    def set_route(self, hosts, endpoint) -> None:
+        self.routes.update(dict.fromkeys(hosts, endpoint))
+
+    def remove_route(self, hosts) -> None:
+        for host in hosts:
+            self.routes.pop(host, None)
+
+
+class Cluster:
+    def __init__(self, api: ResourceAPI, runtime: FakeRuntime, gateway: FakeGateway, controller: KnativeController):
+        self.api, self.runtime, self.gateway, self.controller = api, runtime, gateway, controller
+
+    async def get(self, rt, name, namespace="default"):
+        try:
+            return await self.api.get(rt, name, namespace=namespace)
+        except ApiStatusError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    async def wait(self, rt, name, check, namespace="default"):
+        """Poll until `check(obj)` is true; the last object is in the failure message."""
+        obj = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WAIT):
+                while True:
+                    obj = await self.get(rt, name, namespace)
+                    if check(obj):
+                        return obj
+                    await asyncio.sleep(0.01)
+        pytest.fail(f"{rt.kind} {name} never satisfied the check; last seen: {obj}")
+
+    async def wait_ready(self, rt, name, status="True"):
+        return await self.wait(rt, name, lambda o: current(o) and condition(o, "Ready").get("status") == status)
+
+
+def condition(obj: dict | None, kind: str) -> dict:
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
+
+
+def current(obj: dict | None) -> bool:
+    return bool(obj) and obj.get("status", {}).get("observedGeneration") == obj["metadata"]["generation"]
+
+
+def ksvc(name: str = "hello", image: str = "127.0.0.1:5000/hello:v1", **template_spec) -> dict:
+    return {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"image": image}], **template_spec}}},
+    }
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    settings = Settings(state_dir=tmp_path / "state")
+    store = Store(settings.db_path)
+    api = ResourceAPI(store, settings)
+    await api.seed_registered()
+    runtime, gateway = FakeRuntime(), FakeGateway()
+    controller = KnativeController(api, settings, runtime, gateway)
+    task = asyncio.create_task(controller.run())
+    try:
+        yield Cluster(api, runtime, gateway, controller)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        store.close()
+
+
+async def test_service_becomes_ready_with_children_named_and_owned_like_knative(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default", user="alice")
+    service = await cluster.wait_ready(SERVICE, "hello")
+
+    status = service["status"]
+    assert status["url"] == "http://hello.default.127.0.0.1.sslip.io"
+    assert status["address"] == {"url": "http://hello.default.svc.cluster.local"}
+    assert status["latestCreatedRevisionName"] == status["latestReadyRevisionName"] == "hello-00001"
+    assert status["traffic"] == [{"revisionName": "hello-00001", "latestRevision": True, "percent": 100}]
+    assert [c["type"] for c in status["conditions"]] == ["ConfigurationsReady", "Ready", "RoutesReady"]
+
+    configuration = await cluster.get(CONFIGURATION, "hello")
+    route = await cluster.get(ROUTE, "hello")
+    revision = await cluster.get(REVISION, "hello-00001")
+    for child in (configuration, route):
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == ("Service", service["metadata"]["uid"], True)
+        assert child["metadata"]["labels"]["serving.knative.dev/service"] == "hello"
+    assert route["spec"]["traffic"] == [{"configurationName": "hello", "latestRevision": True, "percent": 100}]
+    labels = revision["metadata"]["labels"]
+    assert labels["serving.knative.dev/configuration"] == "hello"
+    assert labels["serving.knative.dev/configurationGeneration"] == "1"
+    assert labels["serving.knative.dev/configurationUID"] == configuration["metadata"]["uid"]
+    assert labels["serving.knative.dev/serviceUID"] == service["metadata"]["uid"]
+    assert labels["serving.knative.dev/routingState"] == "active"
+    assert revision["metadata"]["annotations"]["serving.knative.dev/creator"] == "alice"
+    assert revision["metadata"]["annotations"]["serving.knative.dev/routes"] == "hello"
+    assert revision["metadata"]["ownerReferences"][0]["kind"] == "Configuration"
+    assert {c["type"]: c["status"] for c in revision["status"]["conditions"]} == {
+        "Active": "True",
+        "ContainerHealthy": "True",
+        "Ready": "True",
+        "ResourcesAvailable": "True",
+    }
+    assert {c["type"]: c["status"] for c in route["status"]["conditions"]} == dict.fromkeys(
+        ("AllTrafficAssigned", "CertificateProvisioned", "IngressReady", "Ready"), "True"
+    )
+
+    run = cluster.runtime.running["default/hello-00001"]
+    assert {k: run["env"][k] for k in ("K_SERVICE", "K_CONFIGURATION", "K_REVISION")} == {
+        "K_SERVICE": "hello",
+        "K_CONFIGURATION": "hello",
+        "K_REVISION": "hello-00001",
+    }
+    endpoint = cluster.gateway.routes["hello.default.svc.cluster.local"]
+    assert cluster.gateway.routes["hello.default.127.0.0.1.sslip.io"] == endpoint
+
+
+async def test_revision_has_a_pod_whose_user_container_log_is_the_process_output(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    pods, _ = await cluster.api.list(
+        POD, namespace="default", label_selector="serving.knative.dev/revision=hello-00001"
+    )
+    (pod,) = pods
+    assert pod["metadata"]["name"].startswith("hello-00001-deployment-")
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["user-container"]
+    assert pod["status"]["phase"] == "Running"
+    log_path = cluster.controller.settings.log_path("default", pod["metadata"]["name"], "user-container")
+    assert log_path.read_text() == "serving 127.0.0.1:5000/hello:v1\n"
+
+
+async def test_template_change_makes_a_second_revision_and_retires_the_first(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    service = await cluster.wait_ready(SERVICE, "hello")
+    service["spec"]["template"]["spec"]["containers"][0]["image"] = "127.0.0.1:5000/hello:v2"
+    await cluster.api.update(SERVICE, service)
+    await cluster.wait(
+        SERVICE, "hello", lambda o: current(o) and o["status"].get("latestReadyRevisionName") == "hello-00002"
+    )
+    service = await cluster.wait_ready(SERVICE, "hello")
+    assert service["status"]["traffic"][0]["revisionName"] == "hello-00002"
+
+    old = await cluster.wait(REVISION, "hello-00001", lambda o: condition(o, "Active").get("reason") == "NoTraffic")
+    assert old["metadata"]["labels"]["serving.knative.dev/routingState"] == "reserve"
+    assert condition(old, "Ready")["status"] == "True"  # scaled to zero, still a good revision
+    assert "default/hello-00001" in cluster.runtime.stopped
+    endpoint = cluster.gateway.routes["hello.default.svc.cluster.local"]
+    assert cluster.runtime.running["default/hello-00002"] and endpoint.port == cluster.runtime.port
+
+
+async def test_traffic_only_change_bumps_the_service_but_not_the_configuration(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    service = await cluster.wait_ready(SERVICE, "hello")
+    service["spec"]["traffic"] = [{"revisionName": "hello-00001", "percent": 100}]
+    await cluster.api.update(SERVICE, service)
+    service = await cluster.wait(SERVICE, "hello", lambda o: o["metadata"]["generation"] == 2 and current(o))
+    service = await cluster.wait_ready(SERVICE, "hello")
+    configuration = await cluster.get(CONFIGURATION, "hello")
+    assert configuration["metadata"]["generation"] == 1
+    assert await cluster.get(REVISION, "hello-00002") is None
+    assert service["status"]["traffic"] == [{"revisionName": "hello-00001", "latestRevision": False, "percent": 100}]
+
+
+async def test_missing_image_fails_the_way_knative_reports_it(cluster):
+    image = "127.0.0.1:5000/nothing:v1"
+    cluster.runtime.missing.add(image)
+    await cluster.api.create(SERVICE, ksvc(image=image), namespace="default")
+    service = await cluster.wait_ready(SERVICE, "hello", status="False")
+
+    fetch = f'Unable to fetch image "{image}": failed to resolve image to digest: MANIFEST_UNKNOWN'
+    revision = await cluster.wait_ready(REVISION, "hello-00001", status="False")
+    healthy = condition(revision, "ContainerHealthy")
+    assert (healthy["status"], healthy["reason"], healthy["message"]) == ("False", "ContainerMissing", fetch)
+    configuration = await cluster.wait_ready(CONFIGURATION, "hello", status="False")
+    ready = condition(configuration, "Ready")
+    assert (ready["reason"], ready["message"]) == (
+        "RevisionFailed",
+        f'Revision "hello-00001" failed with message: {fetch}.',
+    )
+    route = await cluster.wait_ready(ROUTE, "hello", status="False")
+    assigned = condition(route, "AllTrafficAssigned")
+    assert (assigned["reason"], assigned["message"]) == (
+        "RevisionMissing",
+        'Configuration "hello" does not have any ready Revision.',
+    )
+    service = await cluster.wait(
+        SERVICE, "hello", lambda o: condition(o, "ConfigurationsReady").get("reason") == "RevisionFailed"
+    )
+    assert condition(service, "Ready")["status"] == "False"
+    assert "hello.default.svc.cluster.local" not in cluster.gateway.routes
+
+
+async def test_fixing_a_failed_service_does_not_report_the_old_failure_for_the_new_generation(cluster):
+    cluster.runtime.missing.add("127.0.0.1:5000/nothing:v1")
+    await cluster.api.create(SERVICE, ksvc(image="127.0.0.1:5000/nothing:v1"), namespace="default")
+    service = await cluster.wait_ready(SERVICE, "hello", status="False")
+    seen: list[tuple[int, str]] = []
+
+    async def record() -> None:
+        after = service["metadata"]["resourceVersion"]
+        async for event in cluster.api.watch(SERVICE, namespace="default", resource_version=after):
+            obj = event["object"]
+            if current(obj):
+                seen.append((obj["metadata"]["generation"], condition(obj, "Ready").get("status")))
+                if seen[-1] == (2, "True"):
+                    return
+
+    watcher = asyncio.create_task(record())
+    service["spec"]["template"]["spec"]["containers"][0]["image"] = "127.0.0.1:5000/hello:v1"
+    await cluster.api.update(SERVICE, service)
+    async with asyncio.timeout(WAIT):
+        await watcher
+    assert (2, "False") not in seen
+
+
+async def test_cluster_local_service_gets_the_cluster_url_and_no_external_host(cluster):
+    body = ksvc()
+    body["metadata"]["labels"] = {"networking.knative.dev/visibility": "cluster-local"}
+    await cluster.api.create(SERVICE, body, namespace="default")
+    service = await cluster.wait_ready(SERVICE, "hello")
+    assert service["status"]["url"] == "http://hello.default.svc.cluster.local"
+    assert "hello.default.127.0.0.1.sslip.io" not in cluster.gateway.routes
+    assert "hello.default.svc.cluster.local" in cluster.gateway.routes
+    route = await cluster.get(ROUTE, "hello")
+    assert condition(route, "CertificateProvisioned")["message"] == "TLS is not enabled for cluster-local"
+
+
+async def test_config_domain_change_moves_the_url(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    domain = await cluster.api.get(CONFIGMAP, "config-domain", namespace="knative-serving")
+    domain["data"] = {"example.test": ""}
+    await cluster.api.update(CONFIGMAP, domain)
+    await cluster.wait(SERVICE, "hello", lambda o: o["status"].get("url") == "http://hello.default.example.test")
+    assert "hello.default.example.test" in cluster.gateway.routes
+    assert "hello.default.127.0.0.1.sslip.io" not in cluster.gateway.routes
+
+
+async def test_deleting_the_service_stops_its_process_and_unroutes_it(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    await cluster.api.delete(SERVICE, "hello", namespace="default")
+    await cluster.wait(REVISION, "hello-00001", lambda o: o is None)
+    async with asyncio.timeout(WAIT):
+        while cluster.runtime.running or cluster.gateway.routes:
+            await asyncio.sleep(0.01)
+    pods, _ = await cluster.api.list(POD, namespace="default")
+    assert pods == []
+
+
+async def test_min_and_max_scale_run_one_process_and_say_so(cluster):
+    body = ksvc()
+    body["spec"]["template"]["metadata"] = {
+        "annotations": {"autoscaling.knative.dev/min-scale": "3", "autoscaling.knative.dev/max-scale": "3"}
+    }
+    await cluster.api.create(SERVICE, body, namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    assert list(cluster.runtime.running) == ["default/hello-00001"]
+    events, _ = await cluster.api.list(EVENT, namespace="default")
+    (event,) = [e for e in events if e["reason"] == "ScalingNotSimulated"]
+    assert event["involvedObject"]["name"] == "hello-00001"
+    assert "runs exactly one instance" in event["message"]
+
+
+async def test_a_process_that_dies_makes_the_revision_unhealthy(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    failure = RuntimeFailure("ExitCode3", "Container failed with: boom")
+    await cluster.controller.on_runtime_exit("default/hello-00001", failure)
+    revision = await cluster.wait_ready(REVISION, "hello-00001", status="False")
+    assert (condition(revision, "ContainerHealthy")["reason"], condition(revision, "Ready")["message"]) == (
+        "ExitCode3",
+        "Container failed with: boom",
+    )
+
+
+async def test_webhook_runs_on_api_writes_and_reads_feature_flags_at_admission(cluster):
+    body = ksvc()
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": "/var/lib/registry"}
+    ]
+    body["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "hub"}}]
+    with pytest.raises(ApiStatusError) as refused:
+        await cluster.api.create(SERVICE, body, namespace="default")
+    assert refused.value.code == 400
+    assert refused.value.message.startswith(
+        'admission webhook "validation.webhook.serving.knative.dev" denied the request: validation failed: '
+        "Persistent volume claim support is disabled, but found persistent volume claim hub: "
+    )
+    features = await cluster.api.get(CONFIGMAP, "config-features", namespace="knative-serving")
+    features["data"]["kubernetes.podspec-persistent-volume-claim"] = "enabled"
+    features["data"]["kubernetes.podspec-persistent-volume-write"] = "enabled"
+    await cluster.api.update(CONFIGMAP, features)
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "hub"}, "spec": {}}
+    await cluster.api.create(PVC, pvc, namespace="default")
+    created = await cluster.api.create(SERVICE, body, namespace="default")
+    assert created["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0].get("readOnly") is None
+    await cluster.wait_ready(SERVICE, "hello")
+
+
+async def test_missing_claim_leaves_the_revision_unschedulable(cluster):
+    features = await cluster.api.get(CONFIGMAP, "config-features", namespace="knative-serving")
+    features["data"]["kubernetes.podspec-persistent-volume-claim"] = "enabled"
+    features["data"]["kubernetes.podspec-persistent-volume-write"] = "enabled"
+    await cluster.api.update(CONFIGMAP, features)
+    body = ksvc(volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "nope"}}])
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    await cluster.api.create(SERVICE, body, namespace="default")
+    revision = await cluster.wait_ready(REVISION, "hello-00001", status="False")
+    available = condition(revision, "ResourcesAvailable")
+    assert (available["status"], available["reason"]) == ("False", "Unschedulable")
+    assert 'persistentvolumeclaim "nope" not found' in available["message"]
+
+
+async def test_config_map_volume_and_env_are_materialised_for_the_runtime(cluster):
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app"}, "data": {"greeting": "hi"}}
+    await cluster.api.create(CONFIGMAP, configmap, namespace="default")
+    body = ksvc(volumes=[{"name": "cfg", "configMap": {"name": "app"}}])
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/app"}]
+    container["env"] = [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "app", "key": "greeting"}}}]
+    await cluster.api.create(SERVICE, body, namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    run = cluster.runtime.running["default/hello-00001"]
+    assert run["env"]["GREETING"] == "hi"
+    assert (run["volumes"]["cfg"] / "greeting").read_text() == "hi"
+
+
+async def test_byo_revision_name_is_used(cluster):
+    body = ksvc()
+    body["spec"]["template"]["metadata"] = {"name": "hello-first"}
+    await cluster.api.create(SERVICE, body, namespace="default")
+    service = await cluster.wait_ready(SERVICE, "hello")
+    assert service["status"]["latestReadyRevisionName"] == "hello-first"
+
+
+# --- the same, end to end: the real server, kubectl and the real registry as the hub -------------
+
+HUB_MANIFEST = """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: hub
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/min-scale: "1"
+        autoscaling.knative.dev/max-scale: "1"
+    spec:
+      containers:
+      - image: docker.io/library/registry:2
+        ports:
+        - containerPort: 5000
+"""
+
+
+async def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        "kubectl",
+        f"--kubeconfig={kubeconfig}",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate(stdin.encode() if stdin else None)
+    return process.returncode, output.decode()
+
+
+@pytest.fixture
+async def sandbox_server(tmp_path):
+    from knlab_sandbox.server import Server
+
+    server = Server(Settings(state_dir=tmp_path / "sandbox", api_port=0, gateway_port=0))
+    info = await server.start()
+    try:
+        yield info
+    finally:
+        await server.stop()
+
+
+async def test_kubectl_walk_through_with_the_real_hub(sandbox_server):
+    import aiohttp
+
+    kubeconfig = Path(sandbox_server["kubeconfig"])
+    code, output = await kubectl(kubeconfig, "apply", "-f", "-", stdin=HUB_MANIFEST)
+    assert code == 0, output
+    code, output = await kubectl(kubeconfig, "wait", "ksvc/hub", "--for=condition=Ready", "--timeout=60s")
+    assert code == 0, output
+    code, output = await kubectl(kubeconfig, "get", "ksvc", "hub", "-o", "jsonpath={.status.url}")
+    assert output == "http://hub.default.127.0.0.1.sslip.io"
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{sandbox_server['gateway']}/v2/", headers={"Host": "hub.default.svc.cluster.local"}) as answer,
+    ):
+        assert answer.status == 200
+        assert answer.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+
+    code, pod = await kubectl(kubeconfig, "get", "pods", "-l", "serving.knative.dev/revision=hub-00001", "-o", "name")
+    code, logs = await kubectl(kubeconfig, "logs", pod.strip(), "-c", "user-container")
+    assert code == 0 and '"GET /v2/ HTTP/1.1" 200' in logs
+
+    refused = (
+        HUB_MANIFEST.replace("name: hub\n", "name: hub2\n").replace(
+            "ports:", "volumeMounts: [{name: data, mountPath: /var/lib/registry}]\n        ports:"
+        )
+        + "      volumes: [{name: data, persistentVolumeClaim: {claimName: hub-data}}]\n"
+    )
+    code, output = await kubectl(kubeconfig, "apply", "-f", "-", stdin=refused)
+    assert code != 0
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": admission webhook '
+        '"validation.webhook.serving.knative.dev" denied the request: validation failed: '
+        "Persistent volume claim support is disabled, but found persistent volume claim hub-data: "
+    ) in output
+
+    code, output = await kubectl(kubeconfig, "delete", "ksvc", "hub", "--wait=true")
+    assert code == 0, output
+    code, output = await kubectl(kubeconfig, "get", "revisions,pods", "-o", "name")
+    assert output.strip() == ""
