@@ -654,21 +654,25 @@ class ResourceAPI:
         ns = namespace if rt.namespaced and namespace else None
         queue = self.store.subscribe()  # subscribe first: nothing written from here on is missed
         try:
+            # Take the snapshot (and the version it stands for) before yielding anything: writes made
+            # while the consumer handles these events arrive through the queue.
             if resource_version in (None, "", "0"):
-                for obj in self.store.list(rt.storage_key, ns):
-                    if selector.matches(obj):
-                        yield {"type": "ADDED", "object": obj}
+                initial = [
+                    {"type": "ADDED", "object": obj}
+                    for obj in self.store.list(rt.storage_key, ns)
+                    if selector.matches(obj)
+                ]
                 last_rv = self.store.resource_version
             else:
                 try:
                     start = int(resource_version)
                 except ValueError:
                     raise bad_request(f"invalid resource version: {resource_version}") from None
-                for event in self.store.events_since(start):
-                    translated = self._translate(rt, ns, selector, event)
-                    if translated:
-                        yield translated
-                last_rv = max(start, self.store.resource_version)
+                history = self.store.events_since(start)
+                initial = [t for t in (self._translate(rt, ns, selector, e) for e in history) if t]
+                last_rv = max([start, *(e.rv for e in history)])
+            for event in initial:
+                yield event
             while True:
                 timeout = self.settings.bookmark_interval if bookmarks else None
                 try:

@@ -442,7 +442,7 @@ class TektonController:
                 await self._prepare_and_run(taskrun)
         except RunFailure as failure:
             await self._fail_pod(taskrun)
-            await self._fail(taskrun, failure.reason, failure.message)
+            await self._fail(taskrun, failure.reason, failure.message, step_reason=failure.reason)
             self._cleanup(taskrun)
         except TimeoutError:
             current = self.api.get_nowait(self.rt_taskrun, name, namespace=meta.get("namespace"))
