@@ -91,7 +91,10 @@ def test_waits_for_success_and_returns_results(cluster, capsys):
     assert result["changed"] is False
     assert result["succeeded"] is True
     assert result["reason"] == "Succeeded"
-    assert result["task_results"] == {"IMAGE_DIGEST": DIGEST, "IMAGE_URL": "hub.default.svc.cluster.local/demo/hello:latest"}
+    assert result["task_results"] == {
+        "IMAGE_DIGEST": DIGEST,
+        "IMAGE_URL": "hub.default.svc.cluster.local/demo/hello:latest",
+    }
     assert [s["name"] for s in result["steps"]] == ["build-and-push", "write-url"]
     assert (result["pod_name"], result["duration"]) == (POD, 65.0)
     assert (result["start_time"], result["completion_time"]) == ("2026-08-01T10:00:00Z", "2026-08-01T10:01:05Z")
