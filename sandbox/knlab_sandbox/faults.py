@@ -34,8 +34,9 @@ _MESSAGES = {
 
 def injected_error(code: int, retry_after: int) -> ApiStatusError:
     error = ApiStatusError(code, _REASONS.get(code, "InternalError"), _MESSAGES.get(code, _MESSAGES[500]))
-    error.details = {"retryAfterSeconds": retry_after} if retry_after else None
-    if retry_after:
+    # client-go retries a 429/5xx that carries Retry-After (0 = at once); a negative value sends none.
+    if retry_after >= 0:
+        error.details = {"retryAfterSeconds": retry_after}
         error.headers["Retry-After"] = str(retry_after)
     return error
 

@@ -49,8 +49,9 @@ def _container(doc: Any, tokens: list[str], path: str) -> Any:
         try:
             current = current[int(token)] if isinstance(current, list) else current[token]
         except (KeyError, IndexError, ValueError, TypeError):
-            raise unprocessable(f"the server rejected our request due to an error in our request: "
-                                f'path "{path}" does not exist') from None  # fmt: skip
+            raise unprocessable(
+                f'the server rejected our request due to an error in our request: path "{path}" does not exist'
+            ) from None
     return current
 
 
@@ -80,8 +81,10 @@ def _add(doc: Any, path: str, value: Any, *, replace: bool = False) -> Any:
             parent.insert(index, copy.deepcopy(value))
     elif isinstance(parent, dict):
         if replace and last not in parent:
-            raise unprocessable(f"the server rejected our request due to an error in our request: "
-                                f'replace operation does not apply: doc is missing key: "{path}"')  # fmt: skip
+            raise unprocessable(
+                f"the server rejected our request due to an error in our request: "
+                f'replace operation does not apply: doc is missing key: "{path}"'
+            )
         parent[last] = copy.deepcopy(value)
     else:
         raise unprocessable(f'path "{path}" does not point into an object or array')
@@ -100,8 +103,10 @@ def _remove(doc: Any, path: str) -> Any:
         else:
             del parent[last]
     except (KeyError, IndexError, ValueError, TypeError):
-        raise unprocessable(f"the server rejected our request due to an error in our request: "
-                            f'remove operation does not apply: doc is missing path: "{path}"') from None  # fmt: skip
+        raise unprocessable(
+            f"the server rejected our request due to an error in our request: "
+            f'remove operation does not apply: doc is missing path: "{path}"'
+        ) from None
     return doc
 
 
@@ -128,8 +133,9 @@ def json_patch(target: Any, operations: Any) -> Any:
             doc = _add(doc, path, value)
         elif kind == "test":
             if _get(doc, path) != op["value"]:
-                raise unprocessable(f"the server rejected our request due to an error in our request: "
-                                    f'testing value {path} failed')  # fmt: skip
+                raise unprocessable(
+                    f"the server rejected our request due to an error in our request: testing value {path} failed"
+                )
         else:
             raise bad_request(f'Unexpected kind: "{kind}"')
     return doc

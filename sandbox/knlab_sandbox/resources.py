@@ -418,9 +418,19 @@ class ResourceAPI:
         old = self.store.get(rt.storage_key, ns, name)
         if patch_type == "apply":
             return await self._apply(
-                rt, name, ns, old, patch, subresource=subresource, dry_run=dry_run, field_manager=field_manager,
-                force=force, user=user, field_validation=field_validation, warnings=warnings,
-            )  # fmt: skip
+                rt,
+                name,
+                ns,
+                old,
+                patch,
+                subresource=subresource,
+                dry_run=dry_run,
+                field_manager=field_manager,
+                force=force,
+                user=user,
+                field_validation=field_validation,
+                warnings=warnings,
+            )
         if old is None:
             raise not_found(rt, name)
         if patch_type == "merge":
@@ -484,8 +494,15 @@ class ResourceAPI:
                 raise not_found(rt, name)
             created = fieldmanager.apply(rt, None, config, field_manager, force=force)
             entries = created["metadata"].pop("managedFields", [])
-            return await self.create(rt, created, namespace=ns or None, dry_run=dry_run, user=user,
-                                     field_manager=field_manager, managed_fields=entries)  # fmt: skip
+            return await self.create(
+                rt,
+                created,
+                namespace=ns or None,
+                dry_run=dry_run,
+                user=user,
+                field_manager=field_manager,
+                managed_fields=entries,
+            )
         if meta.get("resourceVersion") and meta["resourceVersion"] != old["metadata"]["resourceVersion"]:
             raise conflict(rt, name)
         meta.pop("resourceVersion", None)
@@ -511,8 +528,11 @@ class ResourceAPI:
             raise not_found(rt, name)
         pre = preconditions or {}
         if pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]:
-            raise conflict(rt, name, f"Precondition failed: UID in precondition: {pre['uid']}, "
-                           f"UID in object meta: {obj['metadata']['uid']}")  # fmt: skip
+            raise conflict(
+                rt,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {obj['metadata']['uid']}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]:
             raise conflict(rt, name)
         if propagation not in ("Background", "Foreground", "Orphan"):
@@ -565,8 +585,9 @@ class ResourceAPI:
             if dep["metadata"].get("deletionTimestamp"):
                 continue
             try:
-                await self.delete(rt, dep["metadata"]["name"], namespace=dep["metadata"].get("namespace"),
-                                  propagation=propagation)  # fmt: skip
+                await self.delete(
+                    rt, dep["metadata"]["name"], namespace=dep["metadata"].get("namespace"), propagation=propagation
+                )
             except ApiStatusError as error:
                 if error.code != 404:
                     log.warning("garbage collection of %s failed: %s", dep["metadata"]["name"], error.message)
@@ -679,8 +700,10 @@ class ResourceAPI:
                     event = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError:
                     rv = str(self.store.resource_version)
-                    yield {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version,
-                                                         "metadata": {"resourceVersion": rv}}}  # fmt: skip
+                    yield {
+                        "type": "BOOKMARK",
+                        "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": rv}},
+                    }
                     continue
                 if event.rv <= last_rv:
                     continue

@@ -83,15 +83,17 @@ _KIND_FIELDS: dict[str, dict[str, Callable[[dict], str]]] = {
     "v1/Secret": {"type": _path_getter("type")},
     "v1/Namespace": {"status.phase": _path_getter("status", "phase")},
     "v1/Event": {
-        **{f"involvedObject.{f}": _path_getter("involvedObject", f) for f in (
-            "kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
+        **{
+            f"involvedObject.{f}": _path_getter("involvedObject", f)
+            for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+        },
         "reason": _path_getter("reason"),
         "reportingComponent": _path_getter("reportingComponent"),
         "source": _path_getter("source", "component"),
         "type": _path_getter("type"),
     },
     "v1/PersistentVolumeClaim": {"spec.volumeName": _path_getter("spec", "volumeName")},
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class FaultSettings:
     seed: int = 0
     error_rate: float = 0.0  # fraction of API requests answered with an error
     error_codes: tuple[int, ...] = (429, 500, 503)
-    retry_after: int = 1  # seconds in Retry-After on injected errors (client-go retries those)
+    retry_after: int = 1  # Retry-After seconds on injected errors (client-go retries those); -1: no header
     latency: float = 0.0  # seconds added to every API request
     drop_watch_after: float = 0.0  # close every watch stream after this many seconds (0 = never)
     history_limit: int = 0  # keep only the last K watch events (0 = the default history size)

@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from knlab_sandbox.processes import stop_recorded
 from knlab_sandbox.settings import Settings
 

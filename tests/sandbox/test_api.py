@@ -7,7 +7,6 @@ import ssl
 
 import pytest
 from conftest import Sandbox
-
 from knlab_sandbox.certs import make_ca
 
 
@@ -66,9 +65,7 @@ def test_status_errors(sandbox: Sandbox, namespace: str) -> None:
     assert (status, body["reason"]) == (400, "BadRequest")
     status, _, body = sandbox.request("PUT", base, cm)
     assert (status, body["reason"]) == (405, "MethodNotAllowed")
-    status, _, body = sandbox.request(
-        "PATCH", f"{base}/dup", {"data": {}}, headers={"Content-Type": "text/plain"}
-    )
+    status, _, body = sandbox.request("PATCH", f"{base}/dup", {"data": {}}, headers={"Content-Type": "text/plain"})
     assert (status, body["reason"]) == (415, "UnsupportedMediaType")
 
 
@@ -84,8 +81,9 @@ def test_field_validation_and_dry_run(sandbox: Sandbox, namespace: str) -> None:
 
 
 def test_table_output(sandbox: Sandbox, namespace: str) -> None:
-    sandbox.request("POST", f"/api/v1/namespaces/{namespace}/configmaps",
-                    {"metadata": {"name": "t"}, "data": {"a": "1", "b": "2"}})  # fmt: skip
+    sandbox.request(
+        "POST", f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "t"}, "data": {"a": "1", "b": "2"}}
+    )
     accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
     _, _, table = sandbox.request("GET", f"/api/v1/namespaces/{namespace}/configmaps", headers={"Accept": accept})
     assert table["kind"] == "Table"
@@ -95,25 +93,38 @@ def test_table_output(sandbox: Sandbox, namespace: str) -> None:
         "GET", f"/apis/serving.knative.dev/v1/namespaces/{namespace}/services", headers={"Accept": accept}
     )
     assert [c["name"] for c in ksvc_table["columnDefinitions"]] == [
-        "Name", "URL", "LatestCreated", "LatestReady", "Ready", "Reason"]  # fmt: skip
+        "Name",
+        "URL",
+        "LatestCreated",
+        "LatestReady",
+        "Ready",
+        "Reason",
+    ]
     _, _, tr_table = sandbox.request("GET", "/apis/tekton.dev/v1/taskruns", headers={"Accept": accept})
     assert [c["name"] for c in tr_table["columnDefinitions"]] == [
-        "Name", "Succeeded", "Reason", "StartTime", "CompletionTime"]  # fmt: skip
+        "Name",
+        "Succeeded",
+        "Reason",
+        "StartTime",
+        "CompletionTime",
+    ]
 
 
 def test_watch_resumes_from_a_resource_version(sandbox: Sandbox, namespace: str) -> None:
     base = f"/api/v1/namespaces/{namespace}/configmaps"
     _, _, created = sandbox.request("POST", base, {"metadata": {"name": "w"}})
     rv = created["metadata"]["resourceVersion"]
-    sandbox.request("PATCH", f"{base}/w", {"data": {"a": "1"}},
-                    headers={"Content-Type": "application/merge-patch+json"})  # fmt: skip
+    sandbox.request(
+        "PATCH", f"{base}/w", {"data": {"a": "1"}}, headers={"Content-Type": "application/merge-patch+json"}
+    )
     sandbox.request("DELETE", f"{base}/w")
     status, _, text = sandbox.request("GET", f"{base}?watch=1&resourceVersion={rv}&timeoutSeconds=1")
     assert status == 200
     events = [json.loads(line) for line in text.splitlines()] if isinstance(text, str) else [text]
     assert [e["type"] for e in events] == ["MODIFIED", "DELETED"]
-    assert int(events[1]["object"]["metadata"]["resourceVersion"]) > int(events[0]["object"]["metadata"][
-        "resourceVersion"])  # fmt: skip
+    assert int(events[1]["object"]["metadata"]["resourceVersion"]) > int(
+        events[0]["object"]["metadata"]["resourceVersion"]
+    )
 
 
 def test_watch_gets_410_after_compaction(start_sandbox) -> None:
@@ -121,8 +132,9 @@ def test_watch_gets_410_after_compaction(start_sandbox) -> None:
     base = "/api/v1/namespaces/default/configmaps"
     _, _, created = sb.request("POST", base, {"metadata": {"name": "c"}})
     for i in range(6):
-        sb.request("PATCH", f"{base}/c", {"data": {"i": str(i)}},
-                   headers={"Content-Type": "application/merge-patch+json"})  # fmt: skip
+        sb.request(
+            "PATCH", f"{base}/c", {"data": {"i": str(i)}}, headers={"Content-Type": "application/merge-patch+json"}
+        )
     status, _, body = sb.request("GET", f"{base}?watch=1&resourceVersion={created['metadata']['resourceVersion']}")
     assert status == 200
     assert body["type"] == "ERROR"

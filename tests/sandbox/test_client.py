@@ -51,8 +51,7 @@ def test_watch_resumes_from_the_last_resource_version(sandbox: Sandbox, namespac
     # Two short watches, each resuming where the last ended: together they see every change once.
     for _ in range(2):
         stream = watch.Watch()
-        for event in stream.stream(core.list_namespaced_config_map, namespace, resource_version=rv,
-                                   timeout_seconds=1):  # fmt: skip
+        for event in stream.stream(core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=1):
             seen.append(f"{event['type']} {event['object'].metadata.name}")
             rv = event["object"].metadata.resource_version
             if len(seen) == 2:
@@ -67,26 +66,33 @@ def test_watch_410_after_compaction(start_sandbox) -> None:
     for i in range(5):
         core.patch_namespaced_config_map("x", "default", {"data": {"i": str(i)}})
     with pytest.raises(ApiException) as gone:
-        for _ in watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=old,
-                                      timeout_seconds=2):  # fmt: skip
+        for _ in watch.Watch().stream(
+            core.list_namespaced_config_map, "default", resource_version=old, timeout_seconds=2
+        ):
             pass
     assert gone.value.status == 410
     # The way out: list again and watch from the new version.
     fresh = core.list_namespaced_config_map("default").metadata.resource_version
     core.patch_namespaced_config_map("x", "default", {"data": {"i": "last"}})
-    events = list(watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=fresh,
-                                       timeout_seconds=1))  # fmt: skip
+    events = list(
+        watch.Watch().stream(core.list_namespaced_config_map, "default", resource_version=fresh, timeout_seconds=1)
+    )
     assert [e["object"].data["i"] for e in events] == ["last"]
 
 
 def test_custom_objects(sandbox: Sandbox, namespace: str) -> None:
     custom = client.CustomObjectsApi(sandbox.api_client())
-    task = {"apiVersion": "tekton.dev/v1", "kind": "Task", "metadata": {"name": "t"},
-            "spec": {"steps": [{"name": "s", "image": "alpine", "script": "echo hi"}]}}  # fmt: skip
+    task = {
+        "apiVersion": "tekton.dev/v1",
+        "kind": "Task",
+        "metadata": {"name": "t"},
+        "spec": {"steps": [{"name": "s", "image": "alpine", "script": "echo hi"}]},
+    }
     created = custom.create_namespaced_custom_object("tekton.dev", "v1", namespace, "tasks", task)
     assert created["metadata"]["generation"] == 1
-    patched = custom.patch_namespaced_custom_object("tekton.dev", "v1", namespace, "tasks", "t",
-                                                    {"spec": {"description": "d"}})  # fmt: skip
+    patched = custom.patch_namespaced_custom_object(
+        "tekton.dev", "v1", namespace, "tasks", "t", {"spec": {"description": "d"}}
+    )
     assert patched["metadata"]["generation"] == 2 and patched["spec"]["description"] == "d"
     listed = custom.list_namespaced_custom_object("tekton.dev", "v1", namespace, "tasks")
     assert [i["metadata"]["name"] for i in listed["items"]] == ["t"]
@@ -137,8 +143,9 @@ def test_kubernetes_core_modules_through_ansible_playbook(sandbox: Sandbox, name
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
     }
     ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
-    result = subprocess.run([str(ansible_playbook), str(playbook)], capture_output=True, text=True, env=env,
-                            timeout=240, check=False)  # fmt: skip
+    result = subprocess.run(
+        [str(ansible_playbook), str(playbook)], capture_output=True, text=True, env=env, timeout=240, check=False
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "failed=0" in result.stdout
     names = sandbox.kubectl("get", "cm", "-n", namespace, "-o", "name").stdout.split()

@@ -7,8 +7,7 @@ import base64
 from pathlib import Path
 
 import pytest
-
-from knlab_sandbox import kinds
+from knlab_sandbox import admission, kinds
 from knlab_sandbox.errors import ApiStatusError
 from knlab_sandbox.resources import ResourceAPI
 from knlab_sandbox.settings import Settings
@@ -23,7 +22,9 @@ TASK = kinds.lookup("tekton.dev/v1", "Task")
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> ResourceAPI:
+async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ResourceAPI:
+    # The core alone: no Knative/Tekton webhooks, even when other tests imported their modules.
+    monkeypatch.setattr(admission, "_REGISTRY", {})
     settings = Settings(tmp_path)
     resource_api = ResourceAPI(Store(settings.db_path, history_size=50), settings)
     await resource_api.seed_registered()
@@ -78,8 +79,11 @@ async def test_status_subresource_separation(api: ResourceAPI) -> None:
     # The main resource ignores status; /status ignores everything else.
     main = await api.update(KSVC, {**obj, "status": {"url": "changed"}, "spec": {"traffic": []}})
     assert main["status"] == {"url": "http://x"}
-    via_status = await api.update(KSVC, {**main, "metadata": {**main["metadata"], "labels": {"x": "y"}},
-                                         "status": {"url": "http://y"}}, subresource="status")  # fmt: skip
+    via_status = await api.update(
+        KSVC,
+        {**main, "metadata": {**main["metadata"], "labels": {"x": "y"}}, "status": {"url": "http://y"}},
+        subresource="status",
+    )
     assert via_status["status"] == {"url": "http://y"} and "labels" not in via_status["metadata"]
 
 
@@ -170,8 +174,13 @@ async def test_secret_string_data_is_merged(api: ResourceAPI) -> None:
 
 
 async def test_pvc_is_bound_to_a_directory(api: ResourceAPI) -> None:
-    pvc = await api.create(PVC, {"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
-                                 "resources": {"requests": {"storage": "1Gi"}}}})  # fmt: skip
+    pvc = await api.create(
+        PVC,
+        {
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
     assert pvc["status"]["phase"] == "Bound" and pvc["spec"]["volumeName"]
     assert api.settings.volume_dir("default", "data").is_dir()
 
@@ -187,10 +196,21 @@ async def test_generate_name_dry_run_and_missing_namespace(api: ResourceAPI) -> 
 
 
 async def test_patch_types(api: ResourceAPI) -> None:
-    await api.create(POD, {"metadata": {"name": "p"}, "spec": {"containers": [
-        {"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}]}, {"name": "b", "image": "y"}]}})  # fmt: skip
-    merged = await api.patch(POD, "p", {"spec": {"containers": [{"name": "a", "env": [{"name": "B", "value": "2"}]}]}},
-                             "strategic")  # fmt: skip
+    await api.create(
+        POD,
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [
+                    {"name": "a", "image": "x", "env": [{"name": "A", "value": "1"}]},
+                    {"name": "b", "image": "y"},
+                ]
+            },
+        },
+    )
+    merged = await api.patch(
+        POD, "p", {"spec": {"containers": [{"name": "a", "env": [{"name": "B", "value": "2"}]}]}}, "strategic"
+    )
     containers = merged["spec"]["containers"]
     assert [c["name"] for c in containers] == ["a", "b"]
     assert containers[0]["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
@@ -229,14 +249,22 @@ async def test_finalizers_hold_deletion(api: ResourceAPI) -> None:
     assert api.get_nowait(CM, "f") is None
 
 
-@pytest.mark.parametrize(("propagation", "dependent_kept"), [("Background", False), ("Foreground", False),
-                                                              ("Orphan", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("propagation", "dependent_kept"), [("Background", False), ("Foreground", False), ("Orphan", True)]
+)
 async def test_garbage_collection(api: ResourceAPI, propagation: str, dependent_kept: bool) -> None:
     owner = await api.create(CM, configmap("owner"))
     ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
     await api.create(CM, {"metadata": {"name": "child", "ownerReferences": [ref]}})
-    await api.create(CM, {"metadata": {"name": "grandchild", "ownerReferences": [
-        {**ref, "name": "child", "uid": (await api.get(CM, "child"))["metadata"]["uid"]}]}})  # fmt: skip
+    await api.create(
+        CM,
+        {
+            "metadata": {
+                "name": "grandchild",
+                "ownerReferences": [{**ref, "name": "child", "uid": (await api.get(CM, "child"))["metadata"]["uid"]}],
+            }
+        },
+    )
     await api.delete(CM, "owner", propagation=propagation)
     assert api.get_nowait(CM, "owner") is None
     child = api.get_nowait(CM, "child")
