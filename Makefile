@@ -22,13 +22,15 @@ SANITY_SKIP := ^(sandbox|benchmarks|tests/sandbox|docs)/
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3.11/site-packages
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup test units sanity lint sandbox molecule demo demo-down clean build
+.PHONY: help setup test units sanity lint sandbox integration molecule demo demo-prerequisites demo-down clean build
 
 help:
 	@echo "make setup     create $(VENV) and install everything the tests need"
-	@echo "make test      units + sanity + lint + sandbox (the CI gate)"
-	@echo "make units | sanity | lint | sandbox   one part of it"
+	@echo "make test      units + sanity + lint + sandbox + integration (the CI gate)"
+	@echo "make units | sanity | lint | sandbox | integration   one part of it"
 	@echo "make build     ansible-galaxy collection build"
+	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
+	@echo "make demo-down stop the sandbox"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +43,7 @@ setup: $(BIN)/python
 	ln -sfn $(abspath .) $(COLLECTION_LINK)
 	@command -v docker-registry >/dev/null || echo "note: docker-registry is missing (apt-get install -y docker-registry); tests that need it will fail"
 
-test: units sanity lint sandbox
+test: units sanity lint sandbox integration molecule
 
 units:
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
@@ -68,6 +70,73 @@ sanity:
 
 build:
 	$(BIN)/ansible-galaxy collection build --force
+
+# --- the demo on the embedded sandbox ------------------------------------------------------------
+SANDBOX_STATE ?= .sandbox
+SANDBOX_CLI = $(BIN)/knlab-sandbox --state-dir $(SANDBOX_STATE)
+# `make setup` again only when a requirements file changed since the last one.
+SETUP_STAMP := $(VENV)/.knlab-setup
+# The URL the Knative Service reports, and its answer through the sandbox's gateway (no DNS for
+# *.sslip.io names needed: the gateway routes by Host header, as Knative's ingress does).
+define DEMO_SHOW_APP
+import json, sys, urllib.request
+from kubernetes import client, config
+config.load_kube_config(sys.argv[1])
+ksvc = client.CustomObjectsApi().get_namespaced_custom_object("serving.knative.dev", "v1", sys.argv[2], "services", sys.argv[3])
+url, gateway = ksvc["status"]["url"], json.load(open(sys.argv[4]))["gateway"]
+host = url.split("://", 1)[1]
+answer = urllib.request.urlopen(urllib.request.Request(gateway + "/", headers={"Host": host}), timeout=10).read()
+print(f"URL:     {url}\nAnswer:  {answer.decode().strip()}\nCall it: curl -H 'Host: {host}' {gateway}/")
+endef
+export DEMO_SHOW_APP
+
+$(SETUP_STAMP): requirements.txt requirements-dev.txt sandbox/pyproject.toml
+	$(MAKE) setup
+	touch $@
+
+# The sandbox's hubs run the CNCF registry from Debian's package (sandbox/README.md).
+demo-prerequisites:
+	@if [ -n "$${KNLAB_DOCKER_REGISTRY:-}" ] || command -v docker-registry >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's docker-registry (the CNCF registry the sandbox runs as the hub)"; \
+	  apt-get update && apt-get install -y docker-registry; \
+	else \
+	  echo "make demo needs the CNCF distribution registry: install Debian's package with" >&2; \
+	  echo "  sudo apt-get install -y docker-registry" >&2; \
+	  echo "(or set KNLAB_DOCKER_REGISTRY to a registry binary), then run make demo again." >&2; \
+	  exit 1; \
+	fi
+
+# DEMO_INTERACTIVE=1 pauses before each step with its explanation (only where stdin is a terminal).
+demo: export K8S_AUTH_KUBECONFIG := $(abspath $(SANDBOX_STATE))/kubeconfig
+# The plays run on the implicit localhost (so with this venv's Python): no inventory is expected.
+demo: export ANSIBLE_LOCALHOST_WARNING := false
+demo: export ANSIBLE_INVENTORY_UNPARSED_WARNING := false
+demo: $(SETUP_STAMP) demo-prerequisites
+	@if [ -n "$${DEMO_INTERACTIVE:-}" ] && [ -t 0 ]; then \
+	  printf '\nThe sandbox: a Kubernetes API with Knative Serving and Tekton simulated, in one local\n'; \
+	  printf 'process (state in $(SANDBOX_STATE)/). Press Enter to start it (nothing changes if it runs) '; \
+	  read -r _; \
+	fi
+	$(SANDBOX_CLI) up
+	$(BIN)/ansible-playbook playbooks/sandbox-prepare.yml
+	DEMO_INGRESS_ADDRESS=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["gateway"])' \
+	  $(SANDBOX_STATE)/server.json) $(BIN)/ansible-playbook playbooks/demo.yml
+	@echo
+	@$(BIN)/python -c "$$DEMO_SHOW_APP" $(K8S_AUTH_KUBECONFIG) $${DEMO_NAMESPACE:-default} hello $(SANDBOX_STATE)/server.json
+	@echo "Objects: kubectl --kubeconfig $(SANDBOX_STATE)/kubeconfig get ksvc,revisions,taskruns"
+	@echo "Stop:    make demo-down (ansible-playbook playbooks/cleanup.yml removes the demo first)"
+
+demo-down:
+	$(SANDBOX_CLI) down
+
+# The whole demo against fresh sandboxes: idempotence, a source change, check mode, cleanup.
+integration:
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration
+
+# molecule/sandbox: the demo as a Molecule scenario on a sandbox of its own (random ports).
+molecule:
+	$(BIN)/molecule test -s sandbox
 
 clean:
 	rm -rf $(BUILD) knlab-serverless-*.tar.gz

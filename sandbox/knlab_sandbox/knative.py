@@ -21,8 +21,10 @@ What it does, as the real reconcilers in ``pkg/reconciler/{service,configuration
   K_CONFIGURATION, K_REVISION) and keeps a Pod object named like a Deployment's pod, whose
   ``user-container`` log is the process output (``kubectl logs`` works). Ready when the process
   answers; a ``RuntimeFailure`` becomes ``ContainerHealthy=False`` with the runtime's reason and
-  message. A revision that no longer receives traffic is stopped (a cluster scales it to zero) but
-  kept. min-scale/max-scale are accepted and recorded in an Event: exactly one process runs.
+  message, except a failed pull of digest-pinned images: kubelet's, retried with back-off (the pod
+  waits in ``ImagePullBackOff``) until the progress deadline. A revision that no longer receives
+  traffic is stopped (a cluster scales it to zero) but kept. min-scale/max-scale are accepted and
+  recorded in an Event: exactly one process runs.
 - Route: resolves traffic, points the gateway's external and cluster-local hosts at the revision
   with the largest percent (a split is not load-balanced: the biggest share takes every request)
   and at each tagged revision; URLs come from ``config-domain``/``config-network``.
@@ -96,6 +98,10 @@ CONFIGURATION_OUT_OF_DATE = "The Configuration is still working to reflect the l
 ROUTE_OUT_OF_DATE = "The Route is still working to reflect the latest desired specification."
 
 RETRY_DELAY = 0.2  # seconds before a reconcile that lost a write race (409) runs again
+# kubelet's image pull back-off (10 s doubling to 5 min), shortened: in the sandbox a registry that
+# does not answer yet is a hub whose revision is still starting, e.g. right after a restart.
+PULL_BACKOFF_INITIAL = 0.5
+PULL_BACKOFF_MAX = 5.0
 WATCH_RESTART_DELAY = 0.05
 
 
@@ -406,6 +412,8 @@ class RevisionRun:
     # Which Revision condition a failure falls on: the pod never came up vs. its container is broken.
     failure_condition: str = "ContainerHealthy"
     started_at: str = field(default_factory=now)
+    restarts: int = 0  # the pod's restartCount: its containers were started again in place
+    pull_error: str = ""  # the last failed pull while kubelet backs off and tries again
 
     @property
     def failed(self) -> bool:
@@ -749,7 +757,10 @@ class KnativeController:
             status["latestReadyRevisionName"] = latest_ready
             if latest_ready == wanted_name:
                 conditions.mark_true("Ready")
-        elif status.get("latestReadyRevisionName"):
+        elif status.get("latestReadyRevisionName") and not await self._get(
+            self.rt["Revision"], status["latestReadyRevisionName"], namespace
+        ):
+            # Only a missing one was deleted; a latest ready revision that failed since is reported above.
             message = f'Revision "{status["latestReadyRevisionName"]}" was deleted.'
             conditions.mark_false("Ready", "RevisionDeleted", message)
         await self._write_status(self.rt["Configuration"], configuration, status)
@@ -966,11 +977,15 @@ class KnativeController:
     async def _start_run(self, revision: dict) -> RevisionRun:
         namespace, name = self._ns_name(revision)
         key = f"{namespace}/{name}"
-        run = RevisionRun(key=key, pod_name=pod_name_for(revision))
+        # The pod an earlier server process left (after a kill -9 or a stop) is restarted in place,
+        # as kubelet restarts the containers of a pod that outlives a node restart: same name and
+        # uid, restartCount + 1, and a fresh container filesystem (the hub without a PVC is empty).
+        survivor = await self._surviving_pod(revision)
+        run = RevisionRun(key=key, pod_name=survivor["metadata"]["name"] if survivor else pod_name_for(revision))
         self.runs[key] = run
         await self._delete_stale_pods(revision, keep=run.pod_name)
         await self._record_scale_request(revision)
-        pod = await self._create_pod(revision, run)
+        pod = await self._restart_pod(survivor, run) if survivor else await self._create_pod(revision, run)
         deadline = await self._progress_deadline(revision)
         run.task = asyncio.create_task(self._run_revision(revision, run, pod, deadline))
         return run
@@ -981,22 +996,15 @@ class KnativeController:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             inputs = await self._pod_inputs(revision)
-            endpoint = await asyncio.wait_for(
-                self.runtime.start(
-                    run.key,
-                    namespace,
-                    runtime_pod_spec(revision),
-                    inputs.env,
-                    log_path,
-                    volume_sources=inputs.volume_sources,
-                    pull_secrets=inputs.pull_secrets,
-                ),
-                timeout=deadline,
-            )
+            starting = self._start_pulling(revision, run, pod, inputs, log_path)
+            endpoint = await asyncio.wait_for(starting, timeout=deadline)
         except TimeoutError:
             with contextlib.suppress(Exception):
                 await self.runtime.stop(run.key)
-            self._fail(run, "ProgressDeadlineExceeded", "Initial scale was never achieved", "ResourcesAvailable")
+            if run.pull_error:  # Knative reports the pod's waiting reason once the deadline passed
+                self._fail(run, "ImagePullBackOff", run.pull_error, "ResourcesAvailable")
+            else:
+                self._fail(run, "ProgressDeadlineExceeded", "Initial scale was never achieved", "ResourcesAvailable")
         except PodConfigError as error:
             self._fail(run, error.reason, error.message, error.condition)
         except asyncio.CancelledError:
@@ -1014,6 +1022,38 @@ class KnativeController:
             await self._update_pod_status(pod, run)
         self.queue.add(("Revision", namespace, name))
         self._enqueue_routes(namespace)
+
+    async def _start_pulling(
+        self, revision: dict, run: RevisionRun, pod: dict | None, inputs: PodInputs, log_path: Path
+    ) -> Endpoint:
+        """Start the pod; a failed pull of digest-pinned images is retried with back-off, as kubelet does.
+
+        A tag is resolved by Knative's controller when the Revision is created, and a failure there
+        is final (ContainerMissing). A digest is not resolved: kubelet pulls it and keeps trying
+        (ErrImagePull, ImagePullBackOff) until the progress deadline, so the Revision stays Deploying.
+        """
+        spec = runtime_pod_spec(revision)
+        pinned = all("@" in str(c.get("image", "")) for c in spec.get("containers") or [{}])
+        delay = PULL_BACKOFF_INITIAL
+        while True:
+            try:
+                return await self.runtime.start(
+                    run.key,
+                    run.key.split("/", 1)[0],
+                    spec,
+                    inputs.env,
+                    log_path,
+                    volume_sources=inputs.volume_sources,
+                    pull_secrets=inputs.pull_secrets,
+                )
+            except Exception as failure:  # the runtime's RuntimeFailure carries reason and message
+                if getattr(failure, "reason", "") != "ContainerMissing" or not pinned:
+                    raise
+                run.pull_error = failure.message
+            if pod is not None:
+                await self._update_pod_status(pod, run)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, PULL_BACKOFF_MAX)
 
     @staticmethod
     def _fail(run: RevisionRun, reason: str, message: str, condition: str) -> None:
@@ -1119,8 +1159,47 @@ class KnativeController:
         except ApiStatusError:
             return created
 
+    async def _surviving_pod(self, revision: dict) -> dict | None:
+        namespace, name = self._ns_name(revision)
+        pods, _ = await self.api.list(self.rt_pod, namespace=namespace, label_selector=f"{REVISION_LABEL}={name}")
+        owned = [p for p in pods if controlled_by(p, revision) and not p["metadata"].get("deletionTimestamp")]
+        return owned[0] if owned else None
+
+    async def _restart_pod(self, pod: dict, run: RevisionRun) -> dict | None:
+        previous = (pod.get("status") or {}).get("containerStatuses") or [{}]
+        run.restarts = int(previous[0].get("restartCount") or 0) + 1
+        run.started_at = (pod.get("status") or {}).get("startTime") or run.started_at
+        timestamp = now()
+        # A pod whose containers are restarting is still Running, but not Ready until they are up again.
+        containers = []
+        for container in pod["spec"].get("containers") or []:
+            restarted = self._container_status(container, waiting=("ContainerCreating", ""), restarts=run.restarts)
+            restarted["lastState"] = {"terminated": {"exitCode": 255, "reason": "Unknown", "finishedAt": timestamp}}
+            containers.append(restarted)
+        restarting = copy.deepcopy(pod)
+        restarting["status"] = {
+            **(pod.get("status") or {}),
+            "phase": "Running",
+            "containerStatuses": containers,
+            "conditions": [
+                {"type": kind, "status": value, "lastTransitionTime": timestamp}
+                for kind, value in (
+                    ("Initialized", "True"),
+                    ("Ready", "False"),
+                    ("ContainersReady", "False"),
+                    ("PodScheduled", "True"),
+                )
+            ],
+        }
+        try:
+            return await self.api.update(self.rt_pod, restarting, subresource="status", user=CONTROLLER_USER)
+        except ApiStatusError:
+            return pod
+
     @staticmethod
-    def _container_status(container: dict, *, waiting: tuple[str, str] | None = None, started: str = "") -> dict:
+    def _container_status(
+        container: dict, *, waiting: tuple[str, str] | None = None, started: str = "", restarts: int = 0
+    ) -> dict:
         state: dict[str, Any]
         if waiting is not None:
             reason, message = waiting
@@ -1133,7 +1212,7 @@ class KnativeController:
             "imageID": "",
             "ready": waiting is None,
             "started": waiting is None,
-            "restartCount": 0,
+            "restartCount": restarts,
             "state": state,
         }
 
@@ -1145,19 +1224,30 @@ class KnativeController:
         timestamp = now()
         containers = current["spec"].get("containers") or []
         status = copy.deepcopy(current.get("status") or {})
+        previous = status.get("containerStatuses") or []
         if run.endpoint is not None:
             status["phase"] = "Running"
             status["podIP"] = run.endpoint.host
             status["podIPs"] = [{"ip": run.endpoint.host}]
-            status["containerStatuses"] = [self._container_status(c, started=timestamp) for c in containers]
+            status["containerStatuses"] = [
+                self._container_status(c, started=timestamp, restarts=run.restarts) for c in containers
+            ]
             ready = "True"
         else:
             waiting = (
                 "ErrImagePull" if run.failure_reason == "ContainerMissing" else run.failure_reason,
                 run.failure_message,
             )
-            status["containerStatuses"] = [self._container_status(c, waiting=waiting) for c in containers]
+            if not run.failed and run.pull_error:
+                waiting = ("ImagePullBackOff", run.pull_error)
+            status["containerStatuses"] = [
+                self._container_status(c, waiting=waiting, restarts=run.restarts) for c in containers
+            ]
             ready = "False"
+        last_states = {c.get("name"): c["lastState"] for c in previous if c.get("lastState")}
+        for container_status in status["containerStatuses"]:
+            if container_status["name"] in last_states:  # what the container ended with before a restart
+                container_status["lastState"] = last_states[container_status["name"]]
         status["conditions"] = [
             {"type": kind, "status": value, "lastTransitionTime": timestamp}
             for kind, value in (

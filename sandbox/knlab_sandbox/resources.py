@@ -15,11 +15,13 @@ import inspect
 import ipaddress
 import logging
 import random
+import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from . import fieldmanager, kinds
+from . import fieldmanager, kinds, transitions
 from .admission import AdmissionContext, admit, normalize_secret
 from .errors import ApiStatusError, already_exists, bad_request, conflict, not_found, unsupported_media_type
 from .kinds import ResourceType
@@ -368,6 +370,8 @@ class ResourceAPI:
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             return await self._remove(rt, new)
         stored = self.store.write(rt.storage_key, new, "MODIFIED", prev=old)
+        # Committed, and no watcher has run yet: this is the moment a waiter can first learn of it.
+        transitions.record(self.settings.transitions_log_path, old, stored, time.time())
         return copy.deepcopy(stored)
 
     @staticmethod
@@ -566,9 +570,16 @@ class ResourceAPI:
         """Really delete (the object has no finalizers left), then collect what it owned."""
         prev = copy.deepcopy(obj)
         removed = self.store.write(rt.storage_key, obj, "DELETED", prev=prev)
+        if rt.kind_key == "v1/PersistentVolumeClaim":
+            await self._reclaim_volume(removed)
         await self._delete_dependents(removed["metadata"]["uid"], "Background")
         await self._after_remove(removed)
         return copy.deepcopy(removed)
+
+    async def _reclaim_volume(self, pvc: dict) -> None:
+        """The claim's data goes with it, as with the reclaim policy Delete of a default StorageClass."""
+        directory = self.settings.volume_dir(pvc["metadata"]["namespace"], pvc["metadata"]["name"])
+        await asyncio.to_thread(shutil.rmtree, directory, True)
 
     def _dependents(self, uid: str) -> list[tuple[ResourceType, dict]]:
         found = []

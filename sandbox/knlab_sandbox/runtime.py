@@ -15,7 +15,8 @@ kubelet does; env = image Env, then the container's env, then what the caller ad
 into the container filesystem, or into a volume when a volume is mounted there. What is not kept,
 and why: the process sees the host's filesystem around those mapped paths (no mount namespace),
 runs as the sandbox's user (the image's ``User`` is ignored), and listens on a free loopback port
-that the runtime puts in ``PORT`` (pods have a network namespace each, processes share loopback).
+that the runtime puts in ``PORT`` (pods have a network namespace each, processes share loopback);
+``HOST`` is set to ``127.0.0.1`` so that a server which reads it binds loopback only.
 
 Failures are `RuntimeFailure` with the reason Knative would put on the Revision: an image the
 registry lacks is ``ContainerMissing`` (``Unable to fetch image "<image>": failed to resolve
@@ -326,6 +327,9 @@ class Runtime:
         for name, value in {**pulled.config.env_dict(), **plan.env}.items():
             process_env[name] = value if name == "PATH" else _map_env_value(value, paths)
         process_env["PORT"] = str(port)
+        # Processes share the machine's network, not a pod's: tell the app to bind loopback only
+        # (the demo app and other HOST-aware servers honour it; Knative itself sets no HOST).
+        process_env["HOST"] = HOST
         process_env["PYTHONUNBUFFERED"] = "1"
         child = await spawn(
             plan.key,

@@ -117,6 +117,11 @@ class Settings:
         return self.state_dir / "requests.log"
 
     @property
+    def transitions_log_path(self) -> Path:
+        """JSON lines: when a write made an object's Ready/Succeeded condition terminal (transitions.py)."""
+        return self.state_dir / "transitions.log"
+
+    @property
     def run_dir(self) -> Path:
         """Scratch space for running processes (unpacked images, registry configs, temp storage)."""
         return self.state_dir / "run"
@@ -126,5 +131,5 @@ class Settings:
         return self.state_dir / "logs" / namespace / pod / f"{container}.log"
 
     def volume_dir(self, namespace: str, pvc_name: str) -> Path:
-        """The directory a PVC is bound to (created when the PVC is created, kept across restarts)."""
+        """The directory a PVC is bound to (created with the PVC, kept across restarts, removed with the PVC)."""
         return self.state_dir / "volumes" / namespace / pvc_name

@@ -270,3 +270,36 @@ async def test_a_process_that_never_listens_is_stopped_on_deadline_or_cancel(san
     records = [path.name for path in (settings.run_dir / "pids").glob("*.json")]
     assert len(records) == 1 and records[0].startswith("default_hub")
     assert [path.name.split("-")[0] for path in (settings.run_dir / "pods").iterdir()] == ["default_hub"]
+
+
+BIND_FILE = b"""
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Bound(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.server.server_address[0].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+HTTPServer((os.environ.get("HOST", ""), int(os.environ["PORT"])), Bound).serve_forever()
+"""
+
+
+async def test_an_app_that_binds_host_listens_on_loopback_only(sandbox, tmp_path):
+    settings, gateway, runtime, _ = sandbox
+    await _start_hub(settings, gateway, runtime)
+    async with aiohttp.ClientSession() as session:
+        await Pusher(session, _url(gateway), host=HUB).image(
+            "demo/bind", "v1", [layer({"app/bind.py": BIND_FILE})], config={"Cmd": ["python3", "/app/bind.py"]}
+        )
+    # Even a container that asks for every interface gets loopback: PORT and HOST are the runtime's.
+    spec = _app_spec(f"{HUB}/demo/bind:v1", env=[{"name": "HOST", "value": "0.0.0.0"}])
+    endpoint = await runtime.start("default/bind-00001", "default", spec, {"PORT": "8080"}, tmp_path / "bind.log")
+    gateway.set_route(["bind.default.svc.cluster.local"], endpoint)
+
+    assert await _get(gateway, "bind.default.svc.cluster.local") == (200, "127.0.0.1")

@@ -185,6 +185,18 @@ async def test_pvc_is_bound_to_a_directory(api: ResourceAPI) -> None:
     assert api.settings.volume_dir("default", "data").is_dir()
 
 
+async def test_deleting_a_pvc_deletes_its_data(api: ResourceAPI) -> None:
+    await api.create(PVC, {"metadata": {"name": "data"}, "spec": {}})
+    (api.settings.volume_dir("default", "data") / "blob").write_text("kept until the claim goes")
+    await api.delete(PVC, "data", dry_run=True)
+    assert (api.settings.volume_dir("default", "data") / "blob").is_file()
+
+    await api.delete(PVC, "data")
+    assert not api.settings.volume_dir("default", "data").exists()
+    await api.create(PVC, {"metadata": {"name": "data"}, "spec": {}})
+    assert list(api.settings.volume_dir("default", "data").iterdir()) == [], "a new claim starts empty"
+
+
 async def test_generate_name_dry_run_and_missing_namespace(api: ResourceAPI) -> None:
     created = await api.create(CM, {"metadata": {"generateName": "gen-"}})
     assert created["metadata"]["name"].startswith("gen-") and len(created["metadata"]["name"]) == 9

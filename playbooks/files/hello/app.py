@@ -1,6 +1,8 @@
 """The demo app: answers GET / with a greeting, using only the standard library.
 
 Knative tells the container which port to listen on through PORT; TARGET is whom to greet.
+HOST is the address to bind: unset (all interfaces) in a pod; the sandbox sets 127.0.0.1, where
+apps run as processes on the machine's own network.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Greeter(BaseHTTPRequestHandler):
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8080"))
-    server = ThreadingHTTPServer(("", port), Greeter)
+    server = ThreadingHTTPServer((os.environ.get("HOST", ""), port), Greeter)
     # Kubernetes stops a pod with SIGTERM; end cleanly instead of being killed after the grace period.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"hello: listening on port {port}", flush=True)

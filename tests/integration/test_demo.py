@@ -1,0 +1,202 @@
+"""The whole demo against a real sandbox, shown by the tools rather than claimed.
+
+One fresh sandbox (the `knlab-sandbox` CLI, a temp state dir, random ports), prepared as an admin
+would (playbooks/sandbox-prepare.yml), then:
+
+1. check mode: reports changes and writes nothing (every write in the request log is a dry run);
+2. the demo: the app answers through the gateway; the real run changes what check mode said;
+3. again: PLAY RECAP changed=0, no new TaskRun, no new Revision; check mode agrees (changed=0);
+4. an edited copy of the source (demo_source_dir): exactly one new TaskRun and one new Revision,
+   and the app answers with the new text;
+5. cleanup: no demo object left; a second cleanup changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+kubernetes = pytest.importorskip("kubernetes")
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PLAYBOOKS = ROOT / "playbooks"
+SOURCE = PLAYBOOKS / "files" / "hello"
+NAMESPACE = "default"
+DEMO_LABEL = "app.kubernetes.io/managed-by=knlab.serverless"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
+    reason="the sandbox's hub needs docker-registry (apt-get install docker-registry)",
+)
+
+
+@dataclass
+class Run:
+    changed: int
+    output: str
+
+
+@dataclass
+class Sandbox:
+    state_dir: Path
+    kubeconfig: Path
+    gateway: str
+
+    def request_log(self) -> list[dict]:
+        path = self.state_dir / "requests.log"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def playbook(self, name: str, *args: str) -> Run:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+            K8S_AUTH_KUBECONFIG=str(self.kubeconfig),
+            DEMO_INGRESS_ADDRESS=self.gateway,
+        )
+        argv = [str(BIN / "ansible-playbook"), str(PLAYBOOKS / name), *args]
+        done = subprocess.run(
+            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{' '.join(argv[1:])} failed:\n{output[-4000:]}"
+        recap = re.search(r"^localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output, re.M)
+        assert recap, f"no PLAY RECAP for localhost in:\n{output[-2000:]}"
+        return Run(int(recap.group(1)), output)
+
+
+def _cli(*args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "knlab-sandbox"), *args],
+        check=False,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    state_dir = tmp_path_factory.mktemp("demo") / "sandbox"
+    _cli("up", "--state-dir", str(state_dir), "--api-port", "0", "--gateway-port", "0")
+    try:
+        info = json.loads((state_dir / "server.json").read_text())
+        yield Sandbox(state_dir, Path(info["kubeconfig"]), info["gateway"])
+    finally:
+        _cli("down", "--state-dir", str(state_dir))
+
+
+@pytest.fixture(scope="module")
+def api(sandbox: Sandbox) -> Iterator[kubernetes.client.ApiClient]:
+    client = kubernetes.config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _custom(api, group: str, plural: str, label_selector: str = "") -> list[str]:
+    found = kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
+        group, "v1", NAMESPACE, plural, label_selector=label_selector
+    )
+    return sorted(item["metadata"]["name"] for item in found["items"])
+
+
+def _builds_and_revisions(api) -> tuple[list[str], list[str]]:
+    return _custom(api, "tekton.dev", "taskruns"), _custom(api, "serving.knative.dev", "revisions")
+
+
+def _demo_objects(api) -> dict[str, list[str]]:
+    core = kubernetes.client.CoreV1Api(api)
+    objects = {
+        plural: _custom(api, "serving.knative.dev", plural)
+        for plural in ("services", "configurations", "revisions", "routes")
+    }
+    objects |= {plural: _custom(api, "tekton.dev", plural) for plural in ("taskruns", "tasks")}
+    objects["configmaps"] = [
+        c.metadata.name for c in core.list_namespaced_config_map(NAMESPACE, label_selector=DEMO_LABEL).items
+    ]
+    objects["pvcs"] = [c.metadata.name for c in core.list_namespaced_persistent_volume_claim(NAMESPACE).items]
+    objects["pods"] = [p.metadata.name for p in core.list_namespaced_pod(NAMESPACE).items]
+    return {kind: names for kind, names in objects.items() if names}
+
+
+def _answer(api, sandbox: Sandbox, name: str = "hello") -> str:
+    service = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "serving.knative.dev", "v1", NAMESPACE, "services", name
+    )
+    host = service["status"]["url"].split("://", 1)[1]
+    request = urllib.request.Request(sandbox.gateway + "/", headers={"Host": host})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def _edited_source(directory: Path, greeting: str) -> Path:
+    copy = shutil.copytree(SOURCE, directory / "hello")
+    app = copy / "app.py"
+    original = app.read_text()
+    edited = original.replace('f"Hello {target}!\\n"', f'f"{greeting} {{target}}!\\n"')
+    assert edited != original, "the demo app's greeting line moved: update this test"
+    app.write_text(edited)
+    return copy
+
+
+def test_demo_is_idempotent_rebuilds_on_change_and_cleans_up(sandbox: Sandbox, api, tmp_path: Path) -> None:
+    assert sandbox.playbook("sandbox-prepare.yml").changed == 1
+    assert sandbox.playbook("sandbox-prepare.yml").changed == 0
+
+    # 1. Check mode on the fresh sandbox: the changes a real run makes, as dry runs only.
+    seen = len(sandbox.request_log())
+    check = sandbox.playbook("demo.yml", "--check")
+    writes = [r for r in sandbox.request_log()[seen:] if r["method"] in WRITE_METHODS]
+    assert writes, "check mode sent no dry-run write at all"
+    assert [r for r in writes if "dryRun=All" not in r["query"]] == []
+    assert _demo_objects(api) == {}
+
+    # 2. The demo for real: what check mode announced, and the app answers.
+    first = sandbox.playbook("demo.yml")
+    assert first.changed == check.changed > 0
+    assert _answer(api, sandbox) == "Hello World!\n"
+    taskruns, revisions = _builds_and_revisions(api)
+    assert len(taskruns) == 1
+    assert sorted(revisions) == ["hello-00001", "hub-00001"]
+
+    # 3. Again with the same source: nothing changes, no build, no revision; check mode agrees.
+    assert sandbox.playbook("demo.yml").changed == 0
+    assert _builds_and_revisions(api) == (taskruns, revisions)
+    assert sandbox.playbook("demo.yml", "--check").changed == 0
+
+    # 4. Edited source: one build, one revision, the new answer.
+    source = _edited_source(tmp_path, "Greetings from the edited source,")
+    sandbox.playbook("demo.yml", "-e", f"demo_source_dir={source}")
+    new_taskruns, new_revisions = _builds_and_revisions(api)
+    assert len(set(new_taskruns) - set(taskruns)) == 1 and set(taskruns) <= set(new_taskruns)
+    assert set(new_revisions) - set(revisions) == {"hello-00002"}
+    assert _answer(api, sandbox) == "Greetings from the edited source, World!\n"
+
+    # 5. Cleanup leaves nothing the demo made; a second one changes nothing.
+    assert sandbox.playbook("cleanup.yml").changed > 0
+    assert sandbox.playbook("cleanup.yml").changed == 0
+    deadline = time.monotonic() + 30
+    while (left := _demo_objects(api)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # pods of deleted revisions may take a moment to go
+    assert left == {}
+    assert not (sandbox.state_dir / "volumes" / NAMESPACE / "hub-data").exists(), "the hub's images outlived its claim"
