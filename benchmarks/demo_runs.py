@@ -26,13 +26,16 @@ import shutil
 import subprocess
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
-from common import BENCH_DIR, REPO, LogTail, Sandbox, ansible_env, save, summary, tool
+from common import BENCH_DIR, REPO, Sandbox, ansible_env, read_jsonl, save, summary, tool
 
 RUN_TIMEOUT = 600.0  # one ansible-playbook run
-TIME_LIMIT = 600.0  # all rounds, whatever --rounds says (at least one round runs)
+TIME_LIMIT = 420.0  # all rounds, whatever --rounds says (at least one round runs)
+WATCH_SETTLE = 6.0
 WRITE_VERBS = ("create", "update", "patch", "delete")
 APP = "hello"
 NAMESPACE = "default"
@@ -69,39 +72,65 @@ def writes(counts: dict[str, int]) -> int:
     return sum(n for v, n in counts.items() if v in WRITE_VERBS)
 
 
-def play(playbook: Path, sandbox: Sandbox, log: Path, **extra: Any) -> tuple[float, str, int]:
-    """(wall seconds, PLAY RECAP line for localhost, exit code) of one ansible-playbook run."""
-    env = ansible_env(K8S_AUTH_KUBECONFIG=sandbox.kubeconfig, DEMO_INGRESS_ADDRESS=sandbox.info["gateway"])
-    env.pop("ANSIBLE_CALLBACKS_ENABLED")  # the timing callback is for wait_latency.py
+def play(playbook: Path, sandbox: Sandbox, work: Path, **extra: Any) -> dict[str, Any]:
+    """Run ansible-playbook once: wall seconds, its window, PLAY RECAP, exit code, slowest tasks."""
+    timing = work / "tasks.jsonl"
+    timing.unlink(missing_ok=True)
+    env = ansible_env(
+        K8S_AUTH_KUBECONFIG=sandbox.kubeconfig,
+        DEMO_INGRESS_ADDRESS=sandbox.info["gateway"],
+        KNLAB_BENCH_TIMING_FILE=str(timing),
+    )
     argv = [tool("ansible-playbook"), str(playbook)]
     if extra:
         argv += ["-i", "localhost,", "-e", json.dumps(extra)]
+    began = time.time()
     started = time.perf_counter()
     done = subprocess.run(
-        argv,
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-        stdin=subprocess.DEVNULL,
+        argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, stdin=DEVNULL
     )
     elapsed = time.perf_counter() - started
-    with log.open("a") as handle:
+    with (BENCH_DIR / "out" / "demo_runs-ansible.log").open("a") as handle:
         handle.write(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n")
     recap = next((line.strip() for line in done.stdout.splitlines() if line.startswith("localhost")), "")
-    return elapsed, re.sub(r"\s+", " ", recap), done.returncode
+    return {
+        "seconds": elapsed,
+        "window": (began, time.time()),
+        "recap": re.sub(r"\s+", " ", recap),
+        "exit_code": done.returncode,
+        "slowest_tasks": task_times(read_jsonl(timing))[:8],
+    }
 
 
-def counted(sandbox: Sandbox, run: Any) -> tuple[Any, dict[str, int]]:
-    tail = LogTail(sandbox.request_log)
-    result = run()
-    time.sleep(0.2)  # the log line is written when a request ends; let the last ones land
-    return result, count(tail.new())
+def task_times(entries: list[dict]) -> list[tuple[str, float]]:
+    """(task, seconds from its start to its result), slowest first."""
+    times: list[tuple[str, float]] = []
+    began: float | None = None
+    for entry in entries:
+        if entry["status"] == "start":
+            began = entry["time"]
+        elif began is not None:
+            times.append((entry["task"], round(entry["time"] - began, 3)))
+            began = None
+    return sorted(times, key=lambda item: -item[1])
 
 
-def unchanged_task(sandbox: Sandbox, log: Path, runs: int) -> list[dict]:
+def attribute(sandbox: Sandbox, runs: list[dict[str, Any]]) -> None:
+    """Count each run's requests: a log line is written when its request ends (a watch: when it is
+    closed), so each line goes to the run during which its request *started*."""
+    entries = read_jsonl(sandbox.request_log)
+    for run in runs:
+        low, high = run.pop("window")
+        mine = [e for e in entries if low <= started_at(e) <= high]
+        run["requests"] = count(mine)
+
+
+def started_at(entry: dict) -> float:
+    stamp = datetime.strptime(entry["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    return stamp - entry.get("duration_ms", 0) / 1000
+
+
+def unchanged_task(sandbox: Sandbox, work: Path, runs: int) -> list[dict]:
     live = sandbox.client().get(f"/apis/serving.knative.dev/v1/namespaces/{NAMESPACE}/services/{APP}")
     if live is None:
         return []
@@ -113,31 +142,27 @@ def unchanged_task(sandbox: Sandbox, log: Path, runs: int) -> list[dict]:
         "bench_image": container["image"],
         "bench_env": container.get("env") or [],
     }
-    records = []
-    for _ in range(runs):
-        (elapsed, recap, code), counts = counted(
-            sandbox, lambda: play(BENCH_DIR / "playbooks" / "unchanged_ksvc.yml", sandbox, log, **extra)
-        )
-        records.append({"seconds": elapsed, "recap": recap, "exit_code": code, "requests": counts})
-    return records
+    playbook = BENCH_DIR / "playbooks" / "unchanged_ksvc.yml"
+    return [play(playbook, sandbox, work, **extra) for _ in range(runs)]
 
 
-def one_round(work: Path, index: int, unchanged_runs: int, log: Path) -> dict[str, Any]:
+def one_round(work: Path, index: int, unchanged_runs: int) -> dict[str, Any]:
     sandbox = Sandbox(work / f"sandbox-{index}")
     record: dict[str, Any] = {}
     try:
         record["sandbox_up"] = sandbox.up()
-        (prepare, recap, code), counts = counted(
-            sandbox, lambda: play(REPO / "playbooks/sandbox-prepare.yml", sandbox, log)
-        )
-        record["prepare"] = {"seconds": prepare, "recap": recap, "exit_code": code, "requests": counts}
+        record["prepare"] = play(REPO / "playbooks/sandbox-prepare.yml", sandbox, work)
         for name in ("first", "rerun"):
-            (elapsed, recap, code), counts = counted(sandbox, lambda: play(REPO / "playbooks/demo.yml", sandbox, log))
-            record[name] = {"seconds": elapsed, "recap": recap, "exit_code": code, "requests": counts}
-            if code != 0:
+            record[name] = play(REPO / "playbooks/demo.yml", sandbox, work)
+            if record[name]["exit_code"] != 0:
                 break
         if unchanged_runs and record.get("rerun", {}).get("exit_code") == 0:
-            record["unchanged_ksvc"] = unchanged_task(sandbox, log, unchanged_runs)
+            record["unchanged_ksvc"] = unchanged_task(sandbox, work, unchanged_runs)
+        # Watches are logged when the server notices they were closed (at the latest at the next
+        # bookmark, every 5 s): give the last ones time to land before counting.
+        time.sleep(WATCH_SETTLE)
+        runs = [record[k] for k in ("prepare", "first", "rerun") if k in record]
+        attribute(sandbox, runs + record.get("unchanged_ksvc", []))
     finally:
         sandbox.down()
         shutil.rmtree(sandbox.state_dir, ignore_errors=True)
@@ -146,7 +171,7 @@ def one_round(work: Path, index: int, unchanged_runs: int, log: Path) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--unchanged-runs", type=int, default=20)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="knlab-bench-demo-"))
@@ -160,7 +185,7 @@ def main() -> None:
             if rounds and time.monotonic() - started > TIME_LIMIT:
                 print(f"time limit reached after {len(rounds)} rounds")
                 break
-            record = one_round(work, index, args.unchanged_runs if index == 0 else 0, log)
+            record = one_round(work, index, args.unchanged_runs if index == 0 else 0)
             rounds.append(record)
             shown = "  ".join(
                 f"{k} {record[k]['seconds']:.1f}s (rc {record[k]['exit_code']})"

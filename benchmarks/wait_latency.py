@@ -310,7 +310,8 @@ class Waiter:
         if self.thread is not None:
             self.thread.join(timeout=10)
         if self.timing_file is not None:
-            entry = next((e for e in read_jsonl(self.timing_file) if e["task"].startswith("Bench wait")), None)
+            results = [e for e in read_jsonl(self.timing_file) if e["status"] in ("ok", "failed")]
+            entry = next((e for e in results if e["task"].startswith("Bench wait")), None)
             if entry is not None:
                 self.ended = entry["time"] if entry["status"] == "ok" else None
                 self.answer = json.dumps(entry)

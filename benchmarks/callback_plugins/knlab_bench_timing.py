@@ -5,7 +5,8 @@
 The wait-latency benchmark needs the moment a waiting task returned, measured in the process that
 runs the play and not including Ansible's start-up. ``v2_runner_on_ok``/``v2_runner_on_failed`` run
 in the controller as soon as the worker hands back the module's result, so ``time.time()`` there is
-that moment. One JSON line per task goes to the file named by ``KNLAB_BENCH_TIMING_FILE``.
+that moment. One JSON line per task start and per task result goes to the file named by
+``KNLAB_BENCH_TIMING_FILE``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ name: knlab_bench_timing
 type: aggregate
 short_description: record when each task's result arrived (knlab.serverless benchmarks)
 description:
-  - Appends one JSON line per finished task to the file in E(KNLAB_BENCH_TIMING_FILE).
+  - Appends one JSON line per task start and per task result to the file in E(KNLAB_BENCH_TIMING_FILE).
 requirements:
   - enabled in callbacks_enabled
 """
@@ -52,6 +53,11 @@ class CallbackModule(CallbackBase):
         }
         with open(self._path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(entry) + "\n")
+
+    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        if self._path:
+            with open(self._path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"time": time.time(), "task": task.get_name(), "status": "start"}) + "\n")
 
     def v2_runner_on_ok(self, result) -> None:
         self._record(result, "ok")

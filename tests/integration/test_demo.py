@@ -6,6 +6,7 @@ would (playbooks/sandbox-prepare.yml), then:
 1. check mode: reports changes and writes nothing (every write in the request log is a dry run);
 2. the demo: the app answers through the gateway; the real run changes what check mode said;
 3. again: PLAY RECAP changed=0, no new TaskRun, no new Revision; check mode agrees (changed=0);
+   and once more after `knlab-sandbox down` + `up` (what `make demo-down` + `make demo` do);
 4. an edited copy of the source (demo_source_dir): exactly one new TaskRun and one new Revision,
    and the app answers with the new text;
 5. cleanup: no demo object left; a second cleanup changes nothing.
@@ -49,11 +50,26 @@ class Run:
     output: str
 
 
-@dataclass
 class Sandbox:
-    state_dir: Path
-    kubeconfig: Path
-    gateway: str
+    """One sandbox through its CLI; `up` again after `down` keeps its objects (new random ports)."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.kubeconfig = state_dir / "kubeconfig"
+        self.gateway = ""
+        self.api: kubernetes.client.ApiClient | None = None
+
+    def up(self) -> None:
+        _cli("up", "--state-dir", str(self.state_dir), "--api-port", "0", "--gateway-port", "0")
+        info = json.loads((self.state_dir / "server.json").read_text())
+        self.kubeconfig, self.gateway = Path(info["kubeconfig"]), info["gateway"]
+        self.api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def down(self) -> None:
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+        _cli("down", "--state-dir", str(self.state_dir))
 
     def request_log(self) -> list[dict]:
         path = self.state_dir / "requests.log"
@@ -93,44 +109,34 @@ def _cli(*args: str) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    state_dir = tmp_path_factory.mktemp("demo") / "sandbox"
-    _cli("up", "--state-dir", str(state_dir), "--api-port", "0", "--gateway-port", "0")
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    sandbox = Sandbox(tmp_path / "sandbox")
+    sandbox.up()
     try:
-        info = json.loads((state_dir / "server.json").read_text())
-        yield Sandbox(state_dir, Path(info["kubeconfig"]), info["gateway"])
+        yield sandbox
     finally:
-        _cli("down", "--state-dir", str(state_dir))
+        sandbox.down()
 
 
-@pytest.fixture(scope="module")
-def api(sandbox: Sandbox) -> Iterator[kubernetes.client.ApiClient]:
-    client = kubernetes.config.new_client_from_config(config_file=str(sandbox.kubeconfig))
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def _custom(api, group: str, plural: str, label_selector: str = "") -> list[str]:
-    found = kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
-        group, "v1", NAMESPACE, plural, label_selector=label_selector
+def _custom(sandbox: Sandbox, group: str, plural: str) -> list[str]:
+    found = kubernetes.client.CustomObjectsApi(sandbox.api).list_namespaced_custom_object(
+        group, "v1", NAMESPACE, plural
     )
     return sorted(item["metadata"]["name"] for item in found["items"])
 
 
-def _builds_and_revisions(api) -> tuple[list[str], list[str]]:
-    return _custom(api, "tekton.dev", "taskruns"), _custom(api, "serving.knative.dev", "revisions")
+def _builds_and_revisions(sandbox: Sandbox) -> tuple[list[str], list[str]]:
+    return _custom(sandbox, "tekton.dev", "taskruns"), _custom(sandbox, "serving.knative.dev", "revisions")
 
 
-def _demo_objects(api) -> dict[str, list[str]]:
-    core = kubernetes.client.CoreV1Api(api)
+def _demo_objects(sandbox: Sandbox) -> dict[str, list[str]]:
+    core = kubernetes.client.CoreV1Api(sandbox.api)
     objects = {
-        plural: _custom(api, "serving.knative.dev", plural)
+        plural: _custom(sandbox, "serving.knative.dev", plural)
         for plural in ("services", "configurations", "revisions", "routes")
     }
-    objects |= {plural: _custom(api, "tekton.dev", plural) for plural in ("taskruns", "tasks")}
+    objects |= {plural: _custom(sandbox, "tekton.dev", plural) for plural in ("taskruns", "tasks")}
     objects["configmaps"] = [
         c.metadata.name for c in core.list_namespaced_config_map(NAMESPACE, label_selector=DEMO_LABEL).items
     ]
@@ -139,8 +145,8 @@ def _demo_objects(api) -> dict[str, list[str]]:
     return {kind: names for kind, names in objects.items() if names}
 
 
-def _answer(api, sandbox: Sandbox, name: str = "hello") -> str:
-    service = kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+def _answer(sandbox: Sandbox, name: str = "hello") -> str:
+    service = kubernetes.client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
         "serving.knative.dev", "v1", NAMESPACE, "services", name
     )
     host = service["status"]["url"].split("://", 1)[1]
@@ -159,7 +165,7 @@ def _edited_source(directory: Path, greeting: str) -> Path:
     return copy
 
 
-def test_demo_is_idempotent_rebuilds_on_change_and_cleans_up(sandbox: Sandbox, api, tmp_path: Path) -> None:
+def test_demo_is_idempotent_rebuilds_on_change_and_cleans_up(sandbox: Sandbox, tmp_path: Path) -> None:
     assert sandbox.playbook("sandbox-prepare.yml").changed == 1
     assert sandbox.playbook("sandbox-prepare.yml").changed == 0
 
@@ -169,34 +175,39 @@ def test_demo_is_idempotent_rebuilds_on_change_and_cleans_up(sandbox: Sandbox, a
     writes = [r for r in sandbox.request_log()[seen:] if r["method"] in WRITE_METHODS]
     assert writes, "check mode sent no dry-run write at all"
     assert [r for r in writes if "dryRun=All" not in r["query"]] == []
-    assert _demo_objects(api) == {}
+    assert _demo_objects(sandbox) == {}
 
     # 2. The demo for real: what check mode announced, and the app answers.
     first = sandbox.playbook("demo.yml")
     assert first.changed == check.changed > 0
-    assert _answer(api, sandbox) == "Hello World!\n"
-    taskruns, revisions = _builds_and_revisions(api)
+    assert _answer(sandbox) == "Hello World!\n"
+    taskruns, revisions = _builds_and_revisions(sandbox)
     assert len(taskruns) == 1
     assert sorted(revisions) == ["hello-00001", "hub-00001"]
 
     # 3. Again with the same source: nothing changes, no build, no revision; check mode agrees.
     assert sandbox.playbook("demo.yml").changed == 0
-    assert _builds_and_revisions(api) == (taskruns, revisions)
+    assert _builds_and_revisions(sandbox) == (taskruns, revisions)
     assert sandbox.playbook("demo.yml", "--check").changed == 0
+    sandbox.down()
+    sandbox.up()
+    assert sandbox.playbook("demo.yml").changed == 0
+    assert _builds_and_revisions(sandbox) == (taskruns, revisions)
+    assert _answer(sandbox) == "Hello World!\n"
 
     # 4. Edited source: one build, one revision, the new answer.
     source = _edited_source(tmp_path, "Greetings from the edited source,")
     sandbox.playbook("demo.yml", "-e", f"demo_source_dir={source}")
-    new_taskruns, new_revisions = _builds_and_revisions(api)
+    new_taskruns, new_revisions = _builds_and_revisions(sandbox)
     assert len(set(new_taskruns) - set(taskruns)) == 1 and set(taskruns) <= set(new_taskruns)
     assert set(new_revisions) - set(revisions) == {"hello-00002"}
-    assert _answer(api, sandbox) == "Greetings from the edited source, World!\n"
+    assert _answer(sandbox) == "Greetings from the edited source, World!\n"
 
     # 5. Cleanup leaves nothing the demo made; a second one changes nothing.
     assert sandbox.playbook("cleanup.yml").changed > 0
     assert sandbox.playbook("cleanup.yml").changed == 0
     deadline = time.monotonic() + 30
-    while (left := _demo_objects(api)) and time.monotonic() < deadline:
+    while (left := _demo_objects(sandbox)) and time.monotonic() < deadline:
         time.sleep(0.2)  # pods of deleted revisions may take a moment to go
     assert left == {}
     assert not (sandbox.state_dir / "volumes" / NAMESPACE / "hub-data").exists(), "the hub's images outlived its claim"

@@ -336,6 +336,52 @@ async def test_a_process_that_dies_makes_the_revision_unhealthy(cluster):
         "ExitCode3",
         "Container failed with: boom",
     )
+    # The revision still exists: the Configuration reports it failed, not deleted.
+    configuration = await cluster.wait_ready(CONFIGURATION, "hello", status="False")
+    assert (condition(configuration, "Ready")["reason"], condition(configuration, "Ready")["message"]) == (
+        "RevisionFailed",
+        'Revision "hello-00001" failed with message: Container failed with: boom.',
+    )
+
+
+async def _pod_waiting_reason(cluster, revision: str) -> str:
+    pods, _ = await cluster.api.list(
+        POD, namespace="default", label_selector=f"serving.knative.dev/revision={revision}"
+    )
+    states = [s.get("state", {}) for p in pods for s in (p.get("status") or {}).get("containerStatuses") or []]
+    return next((state["waiting"].get("reason", "") for state in states if "waiting" in state), "")
+
+
+async def test_a_failed_pull_of_a_digest_is_retried_like_kubelet_until_the_registry_has_it(cluster):
+    # A digest is not resolved by Knative but pulled by kubelet, which backs off and tries again:
+    # e.g. the hub's own revision is still starting after a restart.
+    image = "hub.default.svc.cluster.local/hello@sha256:" + "a" * 64
+    cluster.runtime.missing.add(image)
+    await cluster.api.create(SERVICE, ksvc(image=image), namespace="default")
+    async with asyncio.timeout(WAIT):
+        while await _pod_waiting_reason(cluster, "hello-00001") != "ImagePullBackOff":
+            await asyncio.sleep(0.01)
+    revision = await cluster.get(REVISION, "hello-00001")
+    assert condition(revision, "Ready")["status"] == "Unknown"
+    assert condition(revision, "ResourcesAvailable")["reason"] == "Deploying"
+
+    cluster.runtime.missing.discard(image)
+    await cluster.wait_ready(SERVICE, "hello")
+    assert "default/hello-00001" in cluster.runtime.running
+
+
+async def test_a_digest_that_never_arrives_fails_at_the_progress_deadline(cluster):
+    image = "hub.default.svc.cluster.local/hello@sha256:" + "b" * 64
+    cluster.runtime.missing.add(image)
+    body = ksvc(image=image)
+    body["spec"]["template"]["metadata"] = {"annotations": {"serving.knative.dev/progress-deadline": "1s"}}
+    await cluster.api.create(SERVICE, body, namespace="default")
+    revision = await cluster.wait_ready(REVISION, "hello-00001", status="False")
+    available = condition(revision, "ResourcesAvailable")
+    assert (available["status"], available["reason"]) == ("False", "ImagePullBackOff")
+    assert available["message"].startswith(f'Unable to fetch image "{image}"')
+    configuration = await cluster.wait_ready(CONFIGURATION, "hello", status="False")
+    assert condition(configuration, "Ready")["reason"] == "RevisionFailed"
 
 
 async def test_webhook_runs_on_api_writes_and_reads_feature_flags_at_admission(cluster):

@@ -42,9 +42,9 @@ KEPT_HUB = "hub-kept.default.svc.cluster.local"
 # Upper bounds for waits on the sandbox, not performance expectations.
 WAIT = 60
 FLAGS = "kubernetes.podspec-persistent-volume-claim", "kubernetes.podspec-persistent-volume-write"
-# Every kind the sandbox stores that a user or a controller creates (not Events: they are a log).
+# Every kind the sandbox serves.
 KINDS = (
-    "namespaces,configmaps,secrets,serviceaccounts,pods,services,persistentvolumeclaims,"
+    "namespaces,configmaps,secrets,serviceaccounts,pods,services,events,persistentvolumeclaims,"
     "services.serving.knative.dev,configurations,revisions,routes,tasks,taskruns"
 )
 
@@ -124,8 +124,9 @@ def watch_taskrun_until_done(sandbox: Sandbox, name: str) -> list[list[str]]:
                 break
             if line is None:
                 break
-            rows.append(line.split())
-            if rows[-1][0] == name and rows[-1][1] in ("True", "False"):
+            row = line.split()
+            rows.append(row)
+            if row[:1] == [name] and row[1:2] in (["True"], ["False"]):
                 return rows
     finally:
         process.kill()
