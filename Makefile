@@ -26,8 +26,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 help:
 	@echo "make setup     create $(VENV) and install everything the tests need"
-	@echo "make test      units + sanity + lint + sandbox + integration (the CI gate)"
-	@echo "make units | sanity | lint | sandbox | integration   one part of it"
+	@echo "make test      units + sanity + lint + sandbox + integration + molecule (the CI gate)"
+	@echo "make units | sanity | lint | sandbox | integration | molecule   one part of it"
 	@echo "make build     ansible-galaxy collection build"
 	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
 	@echo "make demo-down stop the sandbox"
