@@ -22,7 +22,7 @@ SANITY_SKIP := ^(sandbox|benchmarks|tests/sandbox|docs)/
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3.11/site-packages
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup test units sanity lint sandbox integration molecule demo demo-prerequisites demo-down clean build
+.PHONY: help setup test units sanity lint sandbox integration molecule demo demo-prerequisites demo-down clean build bench
 
 help:
 	@echo "make setup     create $(VENV) and install everything the tests need"
@@ -137,6 +137,10 @@ integration:
 # molecule/sandbox: the demo as a Molecule scenario on a sandbox of its own (random ports).
 molecule:
 	$(BIN)/molecule test -s sandbox
+
+# Wait latency, the demo's runs and requests, sandbox start-up -> benchmarks/RESULTS.md (~15 min).
+bench: $(SETUP_STAMP) demo-prerequisites
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(BUILD) knlab-serverless-*.tar.gz

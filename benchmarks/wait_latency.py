@@ -1,20 +1,23 @@
 """Wait latency: how long after an object became done does each waiter return?
 
-For a Tekton TaskRun and a Knative Service, three waiters wait on the same object at the same time:
+For a Tekton TaskRun and a Knative Service, five waiters wait on the same object at the same time:
 
 - `module`: this collection — `tekton_taskrun_wait`, or `knative_service` with the Service's exact
-  spec (so it writes nothing and only waits, generation-aware), through `ansible-playbook`;
+  spec (so it writes nothing and only waits, generation-aware) — run directly, as Ansible runs a
+  local module but without ansible-playbook: `python -m <module> args.json`;
 - `k8s_info`: `kubernetes.core.k8s_info` with `wait: true` and `wait_condition` at its default
-  `wait_sleep` (5 s), through `ansible-playbook`;
-- `kubectl`: `kubectl wait --for=condition=...`.
+  `wait_sleep` (5 s), run the same way;
+- `kubectl`: `kubectl wait --for=condition=...`;
+- `module_playbook`, `k8s_info_playbook`: the same two tasks through `ansible-playbook`.
 
 Terminal moment: the sandbox appends to `<state-dir>/transitions.log` the wall-clock time at which
 it committed the status write that made `Succeeded` (TaskRun) or `Ready` at the current generation
 (Service) True — before any watcher can have seen it (sandbox/knlab_sandbox/transitions.py).
 
-Return moment, taken in the calling process: for the two Ansible waiters, `time.time()` in the
-`knlab_bench_timing` callback when the task's result reaches the controller; for kubectl, when the
-process exits (a thread blocked in `wait()`). Excess wait = return moment - terminal moment.
+Return moment, taken in the calling process: for direct runs and kubectl, `time.time()` when the
+result line (`{...}` / `condition met`) arrives on the pipe (a reader thread per process); for the
+ansible-playbook runs, `time.time()` in the `knlab_bench_timing` callback when the task's result
+reaches the controller. Excess wait = return moment - terminal moment.
 
 Start-up is not measured: each object is first made so that it cannot become done by itself (a
 TaskRun with `spec.status: TaskRunPending`; a Service whose app listens only once this script opens

@@ -1,0 +1,198 @@
+"""Write benchmarks/RESULTS.md from the JSON the benchmark scripts left in benchmarks/out/.
+
+python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common import BENCH_DIR, load, machine
+
+TARGET_EXCESS = 0.050  # seconds: median excess wait of this collection's waiters
+TARGET_FACTOR = 25.0  # ... and at least this many times below kubernetes.core's
+TARGET_RERUN = 0.25  # re-run wall time / first run wall time
+
+WAITER_LABELS = {
+    "module": "knlab.serverless module, run directly",
+    "k8s_info": "kubernetes.core.k8s_info (wait_sleep 5), run directly",
+    "kubectl": "kubectl wait",
+    "module_playbook": "knlab.serverless module, via ansible-playbook",
+    "k8s_info_playbook": "kubernetes.core.k8s_info, via ansible-playbook",
+}
+KIND_LABELS = {"taskrun": "TaskRun (`tekton_taskrun_wait`)", "ksvc": "Knative Service (`knative_service`, wait)"}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def machine_section(info: dict[str, str]) -> list[str]:
+    lines = ["## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in info.items()]
+    return [*lines, ""]
+
+
+def wait_section(data: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    if not data:
+        return ["## Wait latency", "", "Not measured (benchmarks/out/wait_latency.json is missing).", ""], []
+    lines = ["## Wait latency (excess wait: waiter's return - sandbox's terminal status write)", ""]
+    targets: list[str] = []
+    for kind, stats in data["summary"].items():
+        lines += [f"### {KIND_LABELS.get(kind, kind)}", "", "| waiter | n | median ms | p95 ms | min ms | max ms |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for waiter, label in WAITER_LABELS.items():
+            s = stats.get(waiter) or {}
+            if s.get("n"):
+                row = f"| {label} | {s['n']} | {ms(s['median'])} | {ms(s['p95'])} | {ms(s['min'])} | {ms(s['max'])} |"
+                lines.append(row)
+        lines.append("")
+        lines.append(
+            f"Runs with an error: {stats.get('failed_runs', 0)}; runs where the module reported `changed`: "
+            f"{stats.get('module_changed_runs', 0)}; runs with reads not matched to a waiter before the "
+            f"release: {stats.get('runs_with_unexpected_reads', 0)}."
+        )
+        lines.append("")
+        for suffix, how in (("", "run directly"), ("_playbook", "via ansible-playbook")):
+            ours, theirs = stats.get(f"module{suffix}") or {}, stats.get(f"k8s_info{suffix}") or {}
+            if ours.get("n") and theirs.get("n"):
+                factor = theirs["median"] / ours["median"] if ours["median"] > 0 else float("inf")
+                targets.append(
+                    f"| {kind}, {how}: median excess ≤ 50 ms | {ms(ours['median'])} ms | "
+                    f"{verdict(ours['median'] <= TARGET_EXCESS)} |"
+                )
+                targets.append(
+                    f"| {kind}, {how}: ≥ 25 times below kubernetes.core | {factor:.0f} times "
+                    f"({ms(theirs['median'])} / {ms(ours['median'])} ms) | {verdict(factor >= TARGET_FACTOR)} |"
+                )
+    return lines, targets
+
+
+def demo_section(data: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    if not data or not data.get("rounds"):
+        return ["## The demo", "", "Not measured (benchmarks/out/demo_runs.json is missing).", ""], []
+    lines = ["## The demo (`playbooks/demo.yml` on a fresh sandbox: first run, then the same again)", ""]
+    targets: list[str] = []
+    summary = data.get("summary") or {}
+    if summary.get("first"):
+        lines += ["| | n | median s | p95 s | min s | max s |", "|---|---|---|---|---|---|"]
+        for key, label in (("first", "first run"), ("rerun", "re-run"), ("rerun_over_first", "re-run / first")):
+            s = summary[key]
+            lines.append(
+                f"| {label} | {s['n']} | {s['median']:.2f} | {s['p95']:.2f} | {s['min']:.2f} | {s['max']:.2f} |"
+            )
+        lines.append("")
+        ratio = summary["rerun_over_first"]["median"]
+        got = f"{ratio * 100:.0f} %"
+        targets.append(f"| re-run wall ≤ 25 % of the first run | {got} | {verdict(ratio <= TARGET_RERUN)} |")
+    else:
+        lines += ["The demo did not complete in any round; see the rounds below.", ""]
+    first_round = data["rounds"][0]
+    lines += ["Requests by verb (round 1, from the sandbox's request log; a request counts for the run in which it"]
+    lines += ["started):", "", "| run | PLAY RECAP | requests |", "|---|---|---|"]
+    for key in ("prepare", "first", "rerun"):
+        run = first_round.get(key)
+        if run:
+            counts = ", ".join(f"{verb} {n}" for verb, n in run.get("requests", {}).items())
+            lines.append(f"| {key} ({run['seconds']:.2f} s) | `{run['recap']}` | {counts} |")
+    lines.append("")
+    for key in ("first", "rerun"):
+        run = first_round.get(key)
+        if run and run.get("slowest_tasks"):
+            tasks = "; ".join(f"{name} {seconds:.2f} s" for name, seconds in run["slowest_tasks"][:5])
+            lines += [f"Slowest tasks, {key} (round 1): {tasks}.", ""]
+    unchanged = first_round.get("unchanged_ksvc") or []
+    if unchanged:
+        writes = summary.get("unchanged_ksvc_writes", [])
+        shapes = sorted({json.dumps(run.get("requests", {}), sort_keys=True) for run in unchanged})
+        lines += [
+            "### One unchanged `knative_service` task",
+            "",
+            f"{len(unchanged)} runs of `benchmarks/playbooks/unchanged_ksvc.yml` against the demo's app; requests "
+            f"per run: {' or '.join(shapes)}; writes per run: {writes}.",
+            "",
+        ]
+        targets.append(
+            f"| an unchanged `knative_service` task makes no write | {max(writes) if writes else '?'} writes "
+            f"(max over {len(writes)} runs) | {verdict(bool(writes) and max(writes) == 0)} |"
+        )
+    return lines, targets
+
+
+def cold_section(data: dict[str, Any] | None) -> list[str]:
+    if not data:
+        return ["## Sandbox cold start", "", "Not measured (benchmarks/out/cold_start.json is missing).", ""]
+    lines = ["## Sandbox cold start", "", "| | n | median s | p95 s | min s | max s |", "|---|---|---|---|---|---|"]
+    labels = {
+        "cold_up": "`knlab-sandbox up`, empty state dir, until it exits",
+        "cold_answers": "empty state dir, until the API first answers a probe",
+        "warm_up": "`knlab-sandbox up`, existing state dir, until it exits",
+        "warm_answers": "existing state dir, until the API first answers a probe",
+    }
+    for key, label in labels.items():
+        s = data["summary"].get(key) or {}
+        if s.get("n"):
+            numbers = " | ".join(f"{s[k]:.3f}" for k in ("median", "p95", "min", "max"))
+            lines.append(f"| {label} | {s['n']} | {numbers} |")
+    return [*lines, ""]
+
+
+def raw_section(wait: dict | None, demo: dict | None, cold: dict | None) -> list[str]:
+    lines = ["## Raw numbers", ""]
+    if wait:
+        for kind, records in wait["runs"].items():
+            lines += [f"Wait latency, {kind} (ms; pause = seconds between all waiting and the release):", "", "```"]
+            lines.append("run  pause  " + "  ".join(f"{w:>17}" for w in WAITER_LABELS) + "  errors")
+            for index, record in enumerate(records, 1):
+                cells = "  ".join(f"{ms(record[w]) if w in record else '-':>17}" for w in WAITER_LABELS)
+                lines.append(f"{index:3d}  {record['pause']:5.2f}  {cells}  {'; '.join(record['errors'])}")
+            lines += ["```", ""]
+    if demo and demo.get("rounds"):
+        lines += ["Demo rounds (seconds):", "", "```", "round  sandbox-up  prepare   first   rerun"]
+        for index, record in enumerate(demo["rounds"], 1):
+            runs = ("prepare", "first", "rerun")
+            cells = [f"{record[k]['seconds']:7.2f}" if k in record else "      -" for k in runs]
+            lines.append(f"{index:5d}  {record.get('sandbox_up', 0):10.3f}  {'  '.join(cells)}")
+        lines += ["```", ""]
+        unchanged = demo["rounds"][0].get("unchanged_ksvc") or []
+        if unchanged:
+            seconds = ", ".join(f"{run['seconds']:.2f}" for run in unchanged)
+            lines += [f"Unchanged `knative_service` task, ansible-playbook wall seconds: {seconds}", ""]
+    if cold:
+        lines += ["Sandbox start (seconds):", "", "```"]
+        for key, values in cold["raw"].items():
+            lines.append(f"{key:13s} " + " ".join(f"{v:.3f}" for v in values))
+        lines += ["```", ""]
+    return lines
+
+
+def write() -> str:
+    wait, demo, cold = load("wait_latency"), load("demo_runs"), load("cold_start")
+    info = load("machine") or machine()
+    wait_lines, wait_targets = wait_section(wait)
+    demo_lines, demo_targets = demo_section(demo)
+    total = (load("run_all") or {}).get("seconds")
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `benchmarks/report.py` from the last `make bench` (`benchmarks/run_all.py`); how each number",
+        "is measured: benchmarks/README.md. Targets are reported, never asserted in tests.",
+        "",
+        *machine_section(info),
+    ]
+    if total:
+        lines += [f"The whole benchmark took {total / 60:.1f} minutes.", ""]
+    lines += ["## Targets", "", "| target | got | |", "|---|---|---|", *wait_targets, *demo_targets, ""]
+    lines += [*wait_lines, *demo_lines, *cold_section(cold), *raw_section(wait, demo, cold)]
+    path = BENCH_DIR / "RESULTS.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return str(path)
+
+
+if __name__ == "__main__":
+    print(write())
