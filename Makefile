@@ -41,6 +41,7 @@ setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ./sandbox
 	mkdir -p $(dir $(COLLECTION_LINK))
 	ln -sfn $(abspath .) $(COLLECTION_LINK)
+	touch $(SETUP_STAMP)
 	@command -v docker-registry >/dev/null || echo "note: docker-registry is missing (apt-get install -y docker-registry); tests that need it will fail"
 
 test: units sanity lint sandbox integration molecule
