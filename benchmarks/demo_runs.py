@@ -64,12 +64,24 @@ def verb(entry: dict) -> str:
 
 
 def count(entries: list[dict]) -> dict[str, int]:
-    counts = collections.Counter(verb(e) for e in entries if not e.get("user_agent", "").startswith("knlab-bench"))
+    """Requests by verb; an answer of 400 or more is counted apart, e.g. `patch 415`."""
+    counts = collections.Counter(
+        verb(e) + (f" {e['status']}" if int(e.get("status", 0)) >= 400 else "")
+        for e in entries
+        if not e.get("user_agent", "").startswith("knlab-bench")
+    )
     return dict(sorted(counts.items()))
 
 
 def writes(counts: dict[str, int]) -> int:
-    return sum(n for v, n in counts.items() if v in WRITE_VERBS)
+    """Write requests, whatever their answer (a refused or no-op write is still a write request)."""
+    return sum(n for v, n in counts.items() if v.split()[0] in WRITE_VERBS)
+
+
+def store_version(sandbox: Sandbox) -> int:
+    """The sandbox's resourceVersion counter: it grows by one for every committed write, by anyone."""
+    listing = sandbox.client().request("GET", "/api/v1/namespaces?limit=1")
+    return int(listing["metadata"]["resourceVersion"])
 
 
 def play(playbook: Path, sandbox: Sandbox, work: Path, **extra: Any) -> dict[str, Any]:
@@ -84,6 +96,7 @@ def play(playbook: Path, sandbox: Sandbox, work: Path, **extra: Any) -> dict[str
     argv = [tool("ansible-playbook"), str(playbook)]
     if extra:
         argv += ["-i", "localhost,", "-e", json.dumps(extra)]
+    version = store_version(sandbox)
     began = time.time()
     started = time.perf_counter()
     done = subprocess.run(
@@ -98,6 +111,8 @@ def play(playbook: Path, sandbox: Sandbox, work: Path, **extra: Any) -> dict[str
         "window": (began, time.time()),
         "recap": re.sub(r"\s+", " ", recap),
         "exit_code": done.returncode,
+        # Committed writes during the run (controllers included), e.g. 0 for a run that changed nothing.
+        "store_writes": store_version(sandbox) - version,
         "slowest_tasks": task_times(read_jsonl(timing))[:8],
     }
 
@@ -207,11 +222,13 @@ def main() -> None:
             "first": summary(first),
             "rerun": summary(rerun),
             "rerun_over_first": summary([b / a for a, b in zip(first, rerun, strict=True)]),
-            "rerun_writes": [writes(r["rerun"]["requests"]) for r in ok],
+            "rerun_write_requests": [writes(r["rerun"]["requests"]) for r in ok],
+            "rerun_store_writes": [r["rerun"]["store_writes"] for r in ok],
         }
     unchanged = rounds[0].get("unchanged_ksvc", []) if rounds else []
     if unchanged:
         result["summary"]["unchanged_ksvc_writes"] = [writes(r["requests"]) for r in unchanged]
+        result["summary"]["unchanged_ksvc_store_writes"] = [r["store_writes"] for r in unchanged]
         result["summary"]["unchanged_ksvc_requests"] = summary([sum(r["requests"].values()) for r in unchanged])
     path = save("demo_runs", result)
     print(json.dumps(result["summary"], indent=1)[:2000])

@@ -485,6 +485,8 @@ def run_once(sandbox: Sandbox, api: Api, target: Target, rng: random.Random, wor
         succeeded, changed, message = waiter.outcome()
         if name.startswith("module"):
             record[f"{name}_changed"] = changed
+            if changed:  # it should only have waited: keep what it said, to see what it changed
+                record[f"{name}_answer"] = waiter.answer[:4000]
         if not succeeded:
             record["errors"].append(message)
         elif terminal is not None and waiter.ended is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ansible.module_utils.basic import missing_required_lib
@@ -23,6 +23,7 @@ from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     ApiError,
     DryRunUnsupported,
     MissingDependency,
+    NotFound,
     ServerlessError,
     api_error,
 )
@@ -120,6 +121,24 @@ def get_client(module: Any) -> KubeClient:
     return KubeClient(k8s_client.client, dry_run=bool(module.check_mode))
 
 
+def write_or_fallback(
+    write: Callable[[], dict], fallback: dict, *, warn: Callable[[str], None] | None = None, what: str = "the change"
+) -> dict:
+    """``write()``, or ``fallback`` when it was a dry run the server refused (check mode only).
+
+    In check mode every write is a server dry run (``dryRun=All``). An admission webhook without
+    dry-run support makes the server refuse it (``DryRunUnsupported``, raised only for dry runs);
+    the module then reports ``fallback`` (the local body, or the object as read) and, with
+    ``warn``, says that ``what`` was not validated. A real write's errors are never swallowed.
+    """
+    try:
+        return write()
+    except DryRunUnsupported:
+        if warn is not None:
+            warn(f"The API server could not dry-run {what}; it was not validated.")
+        return fallback
+
+
 def _one_line(err: object) -> str:
     return " ".join(str(err).split())
 
@@ -155,6 +174,13 @@ class KubeClient:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:
         resource = self._resource(api_version, kind)
         return self._call(lambda: resource.get(name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT))
+
+    def get_or_none(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        """``get``, with None for an object that does not exist (404)."""
+        try:
+            return self.get(api_version, kind, name, namespace)
+        except NotFound:
+            return None
 
     def list(
         self,

@@ -7,6 +7,12 @@ and other writers add their own keys. Comparing the whole object would report a 
 run; comparing only the keys present in ``desired`` does not. The rules:
 
 - dicts: keys of ``desired`` only; a ``None`` value means "must be absent".
+- empty is absent: Knative's webhook decodes every object into Go types and encodes it back
+  (knative.dev/pkg ``roundTripPatch``), which drops empty lists, empty maps and empty
+  ``omitempty`` strings. So ``None`` (must be absent) accepts a live ``[]`` or ``""``, a desired
+  ``[]`` accepts a missing key, and a dict accepts a missing map when all it wants is absence.
+  A desired ``""`` still needs a live ``""``: map values (labels, annotations) keep empty strings,
+  so callers write ``None`` for an ``omitempty`` field they want empty.
 - lists of dicts that all have a ``name`` (env, volumes, imagePullSecrets): matched by name, and
   the user owns the whole list, so an extra or missing name is a change.
 - other lists: element by element, same length.
@@ -47,15 +53,24 @@ def project(desired: Any, live: Any) -> Any:
     return copy.deepcopy(live)
 
 
+def _empty(value: Any) -> bool:
+    """Absent as far as a Go round trip is concerned (see the module doc)."""
+    return value is None or value in ([], "")
+
+
 def same(desired: Any, live: Any) -> bool:
     """True when ``live`` already has everything ``desired`` says (see the module doc)."""
     if desired is None:
-        return live is None
+        return _empty(live)
     if isinstance(desired, dict):
+        if live is None:
+            live = {}  # an empty map is dropped: {"key": None} is already true of it
         if not isinstance(live, dict):
             return False
         return all(same(value, live.get(key)) for key, value in desired.items())
     if isinstance(desired, list):
+        if live is None:
+            return not desired
         if not isinstance(live, list) or len(desired) != len(live):
             return False
         if _named(desired) and _named(live):

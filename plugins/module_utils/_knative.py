@@ -15,6 +15,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ansible_collections.knlab.serverless.plugins.module_utils._client import write_or_fallback
 from ansible_collections.knlab.serverless.plugins.module_utils._diff import (
     merge_patch,
     owned_diff,
@@ -23,10 +24,10 @@ from ansible_collections.knlab.serverless.plugins.module_utils._diff import (
 )
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     Conflict,
-    DryRunUnsupported,
     NotFound,
     ServerlessError,
 )
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import is_dns1123_label
 from ansible_collections.knlab.serverless.plugins.module_utils._waiter import (
     Verdict,
     WaitFailed,
@@ -51,7 +52,6 @@ RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091, 8008})
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
 RESERVED_MOUNT_PATHS = frozenset({"/", "/dev", "/dev/log"})
 MAX_TIMEOUT_SECONDS = 600
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 VOLUME_SOURCES = {
     "persistent_volume_claim": "persistentVolumeClaim",
     "config_map": "configMap",
@@ -118,7 +118,7 @@ def validate(params: dict[str, Any]) -> None:
 
 
 def _check_name(option: str, value: str) -> None:
-    if len(value) > 63 or not DNS1123_LABEL.match(value):
+    if not is_dns1123_label(value):
         raise InvalidOption(
             f"{option} {value!r} is not a valid DNS-1123 label: at most 63 lowercase letters, digits "
             "and '-', starting and ending with a letter or digit"
@@ -152,7 +152,7 @@ def env_list(env: Any) -> list[dict[str, Any]]:
     if env is None:
         return []
     if isinstance(env, dict):
-        return [{"name": str(name), "value": _env_value(value)} for name, value in env.items()]
+        return [{"name": str(name), "value": _env_value(value), "valueFrom": None} for name, value in env.items()]
     if not isinstance(env, list):
         raise InvalidOption("env must be a dict of name: value or a list of EnvVar dicts")
     result = []
@@ -175,11 +175,12 @@ def env_list(env: Any) -> list[dict[str, Any]]:
     return result
 
 
-def _env_value(value: Any) -> str:
+def _env_value(value: Any) -> str | None:
     # Kubernetes wants strings; YAML booleans become what a shell script expects.
     if isinstance(value, bool):
         return "true" if value else "false"
-    return "" if value is None else str(value)
+    # EnvVar.value is omitempty: the server stores "" as no value, so "" is owned as "absent".
+    return None if value is None or value == "" else str(value)
 
 
 def _check_volumes(volumes: list[dict[str, Any]] | None) -> None:
@@ -187,7 +188,7 @@ def _check_volumes(volumes: list[dict[str, Any]] | None) -> None:
     paths: set[str] = set()
     for volume in volumes or []:
         name, path = volume["name"], volume["mount_path"]
-        if len(name) > 63 or not DNS1123_LABEL.match(name):
+        if not is_dns1123_label(name):
             raise InvalidOption(f"volume name {name!r} is not a valid DNS-1123 label")
         if name in names:
             raise InvalidOption(f"volume {name!r} is listed more than once")
@@ -243,13 +244,15 @@ def desired_service(params: dict[str, Any]) -> dict[str, Any]:
     """The owned part of the Service: only what the options set (``None`` = must be absent)."""
     container = _container(params)
     template_spec: dict[str, Any] = {"containers": [container]}
-    _set(template_spec, "serviceAccountName", params.get("service_account"))
+    if params.get("service_account") is not None:
+        # serviceAccountName is omitempty: "" (the namespace's default account) is stored as absent.
+        template_spec["serviceAccountName"] = params["service_account"] or None
     _set(template_spec, "containerConcurrency", params.get("concurrency"))
     _set(template_spec, "timeoutSeconds", params.get("timeout_seconds"))
     if params.get("image_pull_secrets") is not None:
-        template_spec["imagePullSecrets"] = [{"name": name} for name in params["image_pull_secrets"]]
+        template_spec["imagePullSecrets"] = _owned_list([{"name": name} for name in params["image_pull_secrets"]])
     if params.get("volumes") is not None:
-        template_spec["volumes"] = [_volume(volume) for volume in params["volumes"]]
+        template_spec["volumes"] = _owned_list([_volume(volume) for volume in params["volumes"]])
 
     template: dict[str, Any] = {"spec": template_spec}
     annotations = _template_annotations(params)
@@ -272,12 +275,24 @@ def _set(target: dict[str, Any], key: str, value: Any) -> None:
         target[key] = value
 
 
+def _owned_list(items: list[Any]) -> list[Any] | None:
+    """A list option as the desired value: ``[]`` becomes ``None``, "must be absent".
+
+    Knative's webhook round-trips objects through Go types, so an empty list is never stored:
+    ``[]`` in the desired object would differ from the live one on every run. ``None`` matches
+    a Service without the list, and when the live one has items it makes the merge patch send
+    ``null``, which deletes the key: the user's ``[]`` clears the list.
+    """
+    return items or None
+
+
 def _container(params: dict[str, Any]) -> dict[str, Any]:
     container: dict[str, Any] = {"image": params["image"]}
-    _set(container, "command", params.get("command"))
-    _set(container, "args", params.get("args"))
+    for option in ("command", "args"):
+        if params.get(option) is not None:
+            container[option] = _owned_list(list(params[option]))
     if params.get("env") is not None:
-        container["env"] = env_list(params["env"])
+        container["env"] = _owned_list(env_list(params["env"]))
     if params.get("port") is not None:
         container["ports"] = [{"containerPort": params["port"]}]
     if params.get("resources") is not None:
@@ -287,7 +302,7 @@ def _container(params: dict[str, Any]) -> dict[str, Any]:
             if quantities is not None
         }
     if params.get("volumes") is not None:
-        container["volumeMounts"] = [_mount(volume) for volume in params["volumes"]]
+        container["volumeMounts"] = _owned_list([_mount(volume) for volume in params["volumes"]])
     return container
 
 
@@ -416,10 +431,7 @@ class ServiceReconciler:
         return f"Knative Service {self.namespace}/{self.name}"
 
     def read(self) -> dict[str, Any] | None:
-        try:
-            return self.client.get(API_VERSION, KIND, self.name, self.namespace)
-        except NotFound:
-            return None
+        return self.client.get_or_none(API_VERSION, KIND, self.name, self.namespace)
 
     # -- present -----------------------------------------------------------------------------------
 
@@ -473,11 +485,7 @@ class ServiceReconciler:
 
     def _dry_run_or(self, write: Any, fallback: dict[str, Any]) -> dict[str, Any]:
         """The write (a server dry run in check mode); a server that cannot dry-run gets no write."""
-        try:
-            return write()
-        except DryRunUnsupported:
-            self.warn(f"The API server could not dry-run the change to {self.where}; it was not validated.")
-            return fallback
+        return write_or_fallback(write, fallback, warn=self.warn, what=f"the change to {self.where}")
 
     def _warn_old_spellings(self, live: dict[str, Any] | None) -> None:
         annotations = (((live or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
@@ -527,18 +535,36 @@ class ServiceReconciler:
         live = self.read()
         if live is None:
             return self._result(None, {"before": {}, "after": {}})
+        if (live.get("metadata") or {}).get("deletionTimestamp"):
+            # Already being deleted (finalizers hold it): deleting again changes nothing, so only
+            # wait for it to go, starting from the object just read.
+            self._wait_gone(live)
+            return self._result(None, {"before": {}, "after": {}})
         before = project(_summary_shape(), live)
         try:
             self._dry_run_or(lambda: self.client.delete(API_VERSION, KIND, self.name, self.namespace), live)
         except NotFound:
             return self._result(None, {"before": {}, "after": {}})  # someone else deleted it first
         self.changed = True
-        if self.params["wait"] and not self.check_mode:
-            try:
-                wait_for(self.client, API_VERSION, KIND, self.name, self.namespace, _gone, self.params["wait_timeout"])
-            except WaitTimeout as err:
-                raise ServerlessError(f"{self.where} was not deleted in time: {err.msg}", changed=True) from err
+        self._wait_gone(None)
         return self._result(None, {"before": before, "after": {}})
+
+    def _wait_gone(self, initial: dict[str, Any] | None) -> None:
+        if not self.params["wait"] or self.check_mode:
+            return
+        try:
+            wait_for(
+                self.client,
+                API_VERSION,
+                KIND,
+                self.name,
+                self.namespace,
+                _gone,
+                self.params["wait_timeout"],
+                initial=initial,
+            )
+        except WaitTimeout as err:
+            raise ServerlessError(f"{self.where} was not deleted in time: {err.msg}", changed=self.changed) from err
 
 
 def _summary_shape() -> dict[str, Any]:

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ansible_collections.knlab.serverless.plugins.module_utils._client import write_or_fallback
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     ApiError,
-    DryRunUnsupported,
     NotFound,
     ServerlessError,
 )
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import DNS1123_LABEL_MAX, is_dns1123_label
 from ansible_collections.knlab.serverless.plugins.module_utils._waiter import Verdict, WaitFailed, WaitTimeout, wait_for
 
 API_VERSION = "tekton.dev/v1"
@@ -49,9 +50,7 @@ IN_PROGRESS_STATES = (STATE_RUNNING, STATE_PENDING, STATE_NEW)
 FINISHED_STATES = (STATE_SUCCEEDED, STATE_FAILED, STATE_CANCELLED)
 
 # Tekton's own limit on TaskRun names (pkg/apis/validate: no dots, at most 63 characters): the name
-# becomes label values and the pod name, so it is a DNS-1123 label in practice.
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_NAME_MAX = 63
+# becomes label values and the pod name, so it is a DNS-1123 label in practice (_validation).
 # The API server keeps at most 58 characters of generateName and appends 5 random ones.
 _GENERATE_NAME_RE = re.compile(r"^[a-z0-9][-a-z0-9]*$")
 _GENERATE_NAME_MAX = 58
@@ -99,9 +98,9 @@ _STEP_EXIT_RE = re.compile(r'"step-(?P<name>[^"]+)" exited with code (?P<code>-?
 
 
 def validate_name(name: str, what: str = "name") -> str:
-    if not name or len(name) > _NAME_MAX or not _NAME_RE.match(name):
+    if not is_dns1123_label(name):
         raise ServerlessError(
-            f"{what} {name!r} is not a valid TaskRun name: use at most {_NAME_MAX} lowercase letters, digits "
+            f"{what} {name!r} is not a valid TaskRun name: use at most {DNS1123_LABEL_MAX} lowercase letters, digits "
             "and '-', starting and ending with a letter or digit"
         )
     return name
@@ -117,7 +116,7 @@ def validate_generate_name(prefix: str) -> str:
 
 
 def validate_namespace(namespace: str) -> str:
-    if not namespace or len(namespace) > _NAME_MAX or not _NAME_RE.match(namespace):
+    if not is_dns1123_label(namespace):
         raise ServerlessError(f"namespace {namespace!r} is not a valid namespace name (DNS-1123 label)")
     return namespace
 
@@ -637,13 +636,6 @@ def wait_taskrun(client: Any, namespace: str, name: str, timeout: float, log_lin
 # create, reuse, cancel
 
 
-def _get_or_none(client: Any, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return client.get(API_VERSION, KIND, name, namespace)
-    except NotFound:
-        return None
-
-
 def _taskrun_result(taskrun: dict[str, Any], *, created: bool, reused: bool, changed: bool) -> dict[str, Any]:
     metadata = taskrun.get("metadata") or {}
     return {
@@ -657,7 +649,7 @@ def _taskrun_result(taskrun: dict[str, Any], *, created: bool, reused: bool, cha
     }
 
 
-def ensure_taskrun(client: Any, request: TaskRunRequest, *, check_mode: bool) -> dict[str, Any]:
+def ensure_taskrun(client: Any, request: TaskRunRequest, *, check_mode: bool, warn: Any = None) -> dict[str, Any]:
     """Reuse the TaskRun that already does this work, or create one (a server dry run in check mode)."""
     namespace = request.namespace
     if request.idempotency_key:
@@ -668,7 +660,7 @@ def ensure_taskrun(client: Any, request: TaskRunRequest, *, check_mode: bool) ->
         if earlier is not None:
             return _taskrun_result(earlier, created=False, reused=True, changed=False)
     if request.name:
-        existing = _get_or_none(client, namespace, request.name)
+        existing = client.get_or_none(API_VERSION, KIND, request.name, namespace)
         if existing is not None and request.idempotency_key:
             raise ServerlessError(
                 f"TaskRun {namespace}/{request.name} already exists ({run_state(existing)}) and cannot be reused "
@@ -678,7 +670,15 @@ def ensure_taskrun(client: Any, request: TaskRunRequest, *, check_mode: bool) ->
             # A TaskRun cannot be changed once it runs: the one with this name is the run.
             return _taskrun_result(existing, created=False, reused=True, changed=False)
     body = request.body()
-    created = _create(client, body, check_mode=check_mode)
+    # The client sends writes as dryRun=All in check mode (get_client sets it from check_mode):
+    # Tekton's webhook validates the run and nothing is stored. A server whose webhooks refuse
+    # dry runs gets no write, and the local body stands in for the answer.
+    created = write_or_fallback(
+        lambda: client.create(API_VERSION, KIND, body, namespace),
+        body,
+        warn=warn,
+        what=f"the new TaskRun in {namespace}",
+    )
     result = _taskrun_result(created, created=True, reused=False, changed=True)
     if check_mode and request.generate_name:
         result["name"] = None  # the server picks the name only when it really creates the run
@@ -686,22 +686,11 @@ def ensure_taskrun(client: Any, request: TaskRunRequest, *, check_mode: bool) ->
     return result
 
 
-def _create(client: Any, body: dict[str, Any], *, check_mode: bool) -> dict[str, Any]:
-    if not check_mode:
-        return client.create(API_VERSION, KIND, body, body["metadata"]["namespace"])
-    # The client sends writes as dryRun=All in check mode: Tekton's webhook validates the run and
-    # nothing is stored. Servers whose webhooks refuse dry runs get the local body instead.
-    try:
-        return client.create(API_VERSION, KIND, body, body["metadata"]["namespace"])
-    except DryRunUnsupported:
-        return body
-
-
 def cancel_taskrun(client: Any, namespace: str, name: str, *, check_mode: bool) -> dict[str, Any]:
     """Ask Tekton to cancel a run (FACTS §2.6); finished, cancelled and absent runs are left alone."""
     validate_namespace(namespace)
     validate_name(name)
-    taskrun = _get_or_none(client, namespace, name)
+    taskrun = client.get_or_none(API_VERSION, KIND, name, namespace)
     if taskrun is None:
         return {
             "changed": False,

@@ -20,7 +20,6 @@ from typing import Any
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     ApiError,
     Gone,
-    NotFound,
     ServerlessError,
 )
 
@@ -154,12 +153,6 @@ class _Wait:
         self.version = list_version or None
         self.obj = items[0] if items else None
 
-    def fetch(self) -> dict | None:
-        try:
-            return self.client.get(self.api_version, self.kind, self.name, self.namespace)
-        except NotFound:
-            return None
-
     @property
     def field_selector(self) -> str:
         return f"metadata.name={self.name}"
@@ -202,7 +195,7 @@ class _Wait:
             self.expire_if_due()
             self.pause()
             try:
-                obj = self.fetch()
+                obj = self.client.get_or_none(self.api_version, self.kind, self.name, self.namespace)
             except ApiError as err:
                 if err.status not in _TRANSIENT:
                     raise
@@ -213,22 +206,28 @@ class _Wait:
     def run(self, initial: dict | None) -> dict | None:
         if initial is not None:
             self.obj, self.version = initial, resource_version(initial)
-        else:
-            self.relist()
-        if self.judge(self.obj):
-            return self.obj
+            if self.judge(self.obj):
+                return self.obj
+        # Without a starting object, and after a 410, the next step is a list by name; it sits in
+        # the same loop as the watch so that no answer/429/5xx back off and retry for both.
+        must_list = initial is None
         while True:
             self.expire_if_due()
             try:
+                if must_list:
+                    self.relist()
+                    must_list = False
+                    if self.judge(self.obj):
+                        return self.obj
                 if self.watch_once():
                     return self.obj
             except Gone:
                 # Our resourceVersion was compacted away: read the present state and start over.
-                self.relist()
-                if self.judge(self.obj):
-                    return self.obj
+                if must_list:
+                    self.pause()  # the list itself answered 410: back off rather than spin
+                must_list = True
             except ApiError as err:
-                if err.status in _WATCH_REFUSED:
+                if err.status in _WATCH_REFUSED and not must_list:
                     return self.poll()
                 if err.status not in _TRANSIENT:
                     raise

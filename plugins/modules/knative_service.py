@@ -18,7 +18,9 @@ description:
     and labels or annotations other tools add never cause a change.
   - An option left out is not managed; the Service keeps whatever value it has. To remove a
     scale bound set earlier, set it to V(0) (no bound) rather than leaving it out. Lists given
-    (O(env), O(volumes), O(image_pull_secrets), O(command), O(args)) are owned as a whole.
+    (O(env), O(volumes), O(image_pull_secrets), O(command), O(args)) are owned as a whole, and an
+    empty one (V([]), or V({}) for O(env)) clears that list on the Service. Kubernetes does not
+    store empty lists, so a Service without the list already matches an empty one.
   - When O(min_scale) or O(max_scale) is set, the module writes the current annotation keys
     (C(autoscaling.knative.dev/min-scale), C(max-scale)) and removes the pre-1.1 spellings
     (C(minScale), C(maxScale)) of the same setting, with a warning, so only one value is left.
@@ -60,11 +62,13 @@ options:
   command:
     description:
       - Entrypoint of the container (C(command)); the image's entrypoint when not set.
+      - V([]) removes a command set earlier, so the image's entrypoint is used again.
     type: list
     elements: str
   args:
     description:
       - Arguments to the entrypoint (C(args)).
+      - V([]) removes arguments set earlier.
     type: list
     elements: str
   env:
@@ -72,7 +76,9 @@ options:
       - Environment variables of the container.
       - Either a dict of name to value, or a list of Kubernetes C(EnvVar) dicts with C(name) and
         one of C(value) or C(valueFrom).
-      - Values are sent as strings; booleans become V(true) or V(false).
+      - Values are sent as strings; booleans become V(true) or V(false). An empty value is sent as
+        a variable without C(value), which is how Kubernetes stores it.
+      - V({}) or V([]) removes every variable set earlier.
       - C(PORT), C(K_SERVICE), C(K_CONFIGURATION) and C(K_REVISION) are set by Knative and cannot
         be given.
     type: raw
@@ -116,15 +122,18 @@ options:
   service_account:
     description:
       - Service account the Revisions run as (C(serviceAccountName)).
+      - An empty string removes the setting, so the namespace's C(default) account is used.
     type: str
   image_pull_secrets:
     description:
       - Names of Secrets used to pull O(image) (C(imagePullSecrets)).
+      - V([]) removes the pull secrets set earlier; leave the option out to keep them unmanaged.
     type: list
     elements: str
   volumes:
     description:
       - Volumes, each mounted into the container at its O(volumes[].mount_path).
+      - V([]) removes every volume and volume mount set earlier.
       - Knative mounts ConfigMap and Secret volumes read-only. PersistentVolumeClaims need the
         C(kubernetes.podspec-persistent-volume-claim) feature flag (and, to write,
         C(kubernetes.podspec-persistent-volume-write)) in C(config-features).

@@ -300,7 +300,7 @@ def execute(module: AnsibleModule) -> dict:
         namespace, name = validate_namespace(params["namespace"]), validate_name(params["name"])
         return cancel_taskrun(get_client(module), namespace, name, check_mode=module.check_mode)
     request = TaskRunRequest.from_params(params)
-    result = ensure_taskrun(get_client(module), request, check_mode=module.check_mode)
+    result = ensure_taskrun(get_client(module), request, check_mode=module.check_mode, warn=module.warn)
     if not module._diff:
         result.pop("diff", None)
     return result

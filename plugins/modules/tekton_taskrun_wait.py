@@ -66,6 +66,9 @@ notes:
     after an earlier failure and steps that failed with C(onError=continue) do not count), or that
     Tekton ended with C(TimeoutExceeded) or C(Cancelled), or that is stuck waiting (for example on
     C(ImagePullBackOff)). Its log is the container C(step-<name>) of the run's pod.
+  - The TaskRun's results come back as RV(task_results), not C(results). Ansible reserves a
+    module's top-level C(results) key for the results of a loop; a mapping returned under it is
+    renamed to C(ansible_module_results), with a warning. So C(results) cannot be used here.
   - A failure returns, besides C(msg), what a success returns (RV(reason), RV(message), RV(steps),
     RV(pod_name), ...) and RV(failed_step), RV(exit_code), RV(log_tail) and RV(log_error).
 seealso:
@@ -130,8 +133,10 @@ message:
   sample: All Steps have completed executing
 task_results:
   description:
-    - The run's results (C(status.results)), name to value. Ansible reserves a module's top-level
-      C(results) key, so they are returned under this name.
+    - The run's results (C(status.results)), name to value.
+    - Named C(task_results), not C(results) - Ansible reserves a module's top-level C(results)
+      key for loop results and would rename it to C(ansible_module_results). Read them as, for
+      example, C(built.task_results.IMAGE_DIGEST).
     - String results are strings (kaniko's C(IMAGE_DIGEST) is
       C(sha256:<hex>)), array results lists and object results dicts.
   returned: always

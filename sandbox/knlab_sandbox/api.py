@@ -186,7 +186,10 @@ def openapi_v3(group: str, version: str) -> dict:
         if rt.group != group or rt.version != version:
             continue
         ref = {"$ref": f"#/components/schemas/{_definition_name(rt)}"}
-        schemas[_definition_name(rt)] = {**rt.schema, "x-kubernetes-group-version-kind": [_gvk(rt)]}
+        schemas[_definition_name(rt)] = {
+            **kinds.public_schema(rt.schema),
+            "x-kubernetes-group-version-kind": [_gvk(rt)],
+        }
         base = _path_prefix(group, version) + ("/namespaces/{namespace}" if rt.namespaced else "")
         ok = {"200": {"description": "OK", "content": {JSON: {"schema": ref}}}}
         paths[f"{base}/{rt.plural}"] = {
@@ -265,7 +268,10 @@ def openapi_v2() -> dict:
     definitions = {}
     paths: dict[str, Any] = {}
     for rt in kinds.ALL:
-        definitions[_definition_name(rt)] = {**_v2_schema(rt.schema), "x-kubernetes-group-version-kind": [_gvk(rt)]}
+        definitions[_definition_name(rt)] = {
+            **_v2_schema(kinds.public_schema(rt.schema)),
+            "x-kubernetes-group-version-kind": [_gvk(rt)],
+        }
         base = _path_prefix(rt.group, rt.version) + ("/namespaces/{namespace}" if rt.namespaced else "")
         paths[f"{base}/{rt.plural}/{{name}}"] = {
             "patch": {
@@ -534,7 +540,8 @@ class ApiServer:
         options = self._write_options(request)
         warnings: list[str] = []
         obj = await self.api.create(rt, body, namespace=namespace, warnings=warnings, **options)
-        return _json(obj, 200 if options["dry_run"] else 201, warnings)
+        # 201 for a dry run too: the API server's create handler answers 201 Created whatever dryRun says.
+        return _json(obj, 201, warnings)
 
     async def _update(
         self, request: web.Request, rt: ResourceType, namespace: str | None, name: str, sub: str | None
@@ -581,7 +588,7 @@ class ApiServer:
             warnings=warnings,
             **options,
         )
-        return _json(obj, 200 if existed or options["dry_run"] else 201, warnings)
+        return _json(obj, 200 if existed else 201, warnings)  # an apply that creates: 201, dry run or not
 
     def _delete_options(self, request: web.Request, body: Any) -> tuple[str, dict, bool]:
         body = body if isinstance(body, dict) else {}
@@ -651,9 +658,9 @@ class ApiServer:
         first = await self._first_event(events)
         response = web.StreamResponse(status=200, headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
-        await response.prepare(request)
         dropped = False
         try:
+            await response.prepare(request)
             async with asyncio.timeout(min(timeout, lifetime) if lifetime else timeout) as deadline:
                 try:
                     async for event in _chain(first, events):
@@ -663,9 +670,10 @@ class ApiServer:
             dropped = deadline.expired() and bool(lifetime) and lifetime < timeout
         except TimeoutError:
             dropped = bool(lifetime) and lifetime < timeout
-        except (ConnectionResetError, asyncio.CancelledError):
-            await events.aclose()
-            raise
+        except ConnectionError:
+            # The client went away (it stopped watching, or its connection broke): a watch's normal end.
+            log.debug("watch %s %s ended: the client disconnected", request.path, request.query_string)
+            return response
         finally:
             await events.aclose()
         if dropped and request.transport is not None:

@@ -151,6 +151,9 @@ class PulledImage:
     rootfs: Path
     config: ImageConfig
     layers: tuple[str, ...] = field(default=())
+    # What the reference resolved to: the index's digest for a multi-platform image, else `digest`.
+    # Knative reports it as a Revision's imageDigest and kubelet as a container's imageID.
+    resolved_digest: str = ""
 
 
 def basic_auth_header(username: str, password: str) -> str:
@@ -256,6 +259,7 @@ async def pull_image(
 
 async def _pull(client: _RegistryClient, reference: ImageReference, cache_dir: Path) -> PulledImage:
     body, media_type, digest = await client.manifest(reference.repository, reference.reference)
+    resolved_digest = digest
     manifest = _json(body, "manifest")
     if media_type in INDEX_TYPES or "manifests" in manifest:
         chosen = _pick_platform(manifest)
@@ -266,7 +270,7 @@ async def _pull(client: _RegistryClient, reference: ImageReference, cache_dir: P
 
     target = cache_dir / digest.removeprefix("sha256:")
     if (target / "config.json").is_file() and (target / "rootfs").is_dir():
-        return _cached(reference, digest, target)
+        return _cached(reference, digest, target, resolved_digest)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".pull-", dir=cache_dir))
@@ -293,14 +297,15 @@ async def _pull(client: _RegistryClient, reference: ImageReference, cache_dir: P
             work.rename(target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return _cached(reference, digest, target)
+    return _cached(reference, digest, target, resolved_digest)
 
 
-def _cached(reference: ImageReference, digest: str, target: Path) -> PulledImage:
+def _cached(reference: ImageReference, digest: str, target: Path, resolved_digest: str) -> PulledImage:
     config_blob = _json((target / "config.json").read_bytes(), "image config")
     manifest = _json((target / "manifest.json").read_bytes(), "manifest")
     layers = tuple(str(layer.get("digest")) for layer in manifest.get("layers") or [])
-    return PulledImage(reference, digest, target / "rootfs", ImageConfig.from_blob(config_blob), layers)
+    config = ImageConfig.from_blob(config_blob)
+    return PulledImage(reference, digest, target / "rootfs", config, layers, resolved_digest)
 
 
 def _json(body: bytes, what: str) -> dict:

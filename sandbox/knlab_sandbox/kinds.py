@@ -4,6 +4,10 @@ One `ResourceType` per resource. The schemas are OpenAPI v3 fragments with the K
 extensions (`x-kubernetes-patch-merge-key`, `x-kubernetes-list-map-keys`, …) that strategic merge
 patch and server-side apply read; `x-kubernetes-preserve-unknown-fields` marks free-form parts
 (statuses, probes, affinity) that are kept as sent.
+
+They also say which fields survive a Go round trip with their zero value (see `keeps_zero`): the
+API server decodes built-in kinds into Go structs, and the Knative and Tekton webhooks round-trip
+theirs, so an `omitempty` field holding "", 0, false, [] or {} comes back absent.
 """
 
 from __future__ import annotations
@@ -87,6 +91,27 @@ QUANTITY = INT_OR_STRING
 TIME: dict = {"type": "string", "format": "date-time"}
 
 
+# Go's encoding/json drops an `omitempty` field holding its zero value. Fields that keep it: those
+# without `omitempty` (in the parent's `required`, as in Kubernetes' own OpenAPI, or marked with
+# `zero_kept` where the schema does not require them) and pointers (`*bool`, `*int64`, `*string`:
+# nil is absent, a pointer to a zero value is sent). Structs are never dropped (an empty one is `{}`).
+KEEPS_ZERO = "x-knlab-keeps-zero"
+
+
+def zero_kept(schema: dict) -> dict:
+    """`schema` for a Go pointer or a field without `omitempty`: its zero value is kept."""
+    return {**schema, KEEPS_ZERO: True}
+
+
+def public_schema(schema: Any) -> Any:
+    """The schema as served (OpenAPI): without the sandbox's private Go markers."""
+    if isinstance(schema, dict):
+        return {k: public_schema(v) for k, v in schema.items() if k != KEEPS_ZERO}
+    if isinstance(schema, list):
+        return [public_schema(v) for v in schema]
+    return schema
+
+
 def obj(properties: dict, required: tuple[str, ...] = ()) -> dict:
     schema: dict = {"type": "object", "properties": properties}
     if required:
@@ -121,8 +146,8 @@ OWNER_REFERENCE = obj(
         "kind": STR,
         "name": STR,
         "uid": STR,
-        "controller": BOOL,
-        "blockOwnerDeletion": BOOL,
+        "controller": zero_kept(BOOL),
+        "blockOwnerDeletion": zero_kept(BOOL),
     },
     ("apiVersion", "kind", "name", "uid"),
 )
@@ -138,7 +163,7 @@ OBJECT_META = obj(
         "generation": INT,
         "creationTimestamp": TIME,
         "deletionTimestamp": TIME,
-        "deletionGracePeriodSeconds": INT,
+        "deletionGracePeriodSeconds": zero_kept(INT),
         "labels": str_map(),
         "annotations": str_map(),
         "ownerReferences": arr(OWNER_REFERENCE, "uid"),
@@ -172,8 +197,8 @@ VOLUME_MOUNT = obj(
         "readOnly": BOOL,
         "subPath": STR,
         "subPathExpr": STR,
-        "mountPropagation": STR,
-        "recursiveReadOnly": STR,
+        "mountPropagation": zero_kept(STR),
+        "recursiveReadOnly": zero_kept(STR),
     },
     ("name", "mountPath"),
 )
@@ -190,7 +215,7 @@ CONTAINER_FIELDS: dict = {
     "envFrom": arr(ANY),
     "resources": RESOURCES,
     "resizePolicy": arr(ANY),
-    "restartPolicy": STR,
+    "restartPolicy": zero_kept(STR),
     "volumeMounts": arr(VOLUME_MOUNT, "mountPath"),
     "volumeDevices": arr(ANY),
     "livenessProbe": ANY,
@@ -226,40 +251,40 @@ VOLUME = obj(
 )
 
 POD_SPEC_FIELDS: dict = {
-    "containers": arr(CONTAINER, "name"),
+    "containers": zero_kept(arr(CONTAINER, "name")),
     "initContainers": arr(CONTAINER, "name"),
     "ephemeralContainers": arr(ANY, "name"),
     "volumes": arr(VOLUME, "name"),
     "restartPolicy": STR,
-    "terminationGracePeriodSeconds": INT,
-    "activeDeadlineSeconds": INT,
+    "terminationGracePeriodSeconds": zero_kept(INT),
+    "activeDeadlineSeconds": zero_kept(INT),
     "dnsPolicy": STR,
     "dnsConfig": ANY,
     "nodeSelector": str_map(),
     "serviceAccountName": STR,
     "serviceAccount": STR,
-    "automountServiceAccountToken": BOOL,
+    "automountServiceAccountToken": zero_kept(BOOL),
     "nodeName": STR,
     "hostNetwork": BOOL,
     "hostPID": BOOL,
     "hostIPC": BOOL,
-    "hostUsers": BOOL,
-    "shareProcessNamespace": BOOL,
+    "hostUsers": zero_kept(BOOL),
+    "shareProcessNamespace": zero_kept(BOOL),
     "securityContext": ANY,
     "imagePullSecrets": arr(LOCAL_OBJECT_REFERENCE, "name"),
     "hostname": STR,
     "subdomain": STR,
-    "setHostnameAsFQDN": BOOL,
+    "setHostnameAsFQDN": zero_kept(BOOL),
     "affinity": ANY,
     "schedulerName": STR,
     "tolerations": arr(ANY),
     "hostAliases": arr(ANY, "ip"),
     "priorityClassName": STR,
-    "priority": INT32,
-    "preemptionPolicy": STR,
+    "priority": zero_kept(INT32),
+    "preemptionPolicy": zero_kept(STR),
     "readinessGates": arr(ANY),
-    "runtimeClassName": STR,
-    "enableServiceLinks": BOOL,
+    "runtimeClassName": zero_kept(STR),
+    "enableServiceLinks": zero_kept(BOOL),
     "overhead": str_map(QUANTITY),
     "topologySpreadConstraints": arr(ANY),
     "os": ANY,
@@ -284,10 +309,10 @@ def _resource(kind: str, spec: dict | None = None, *, extra: dict | None = None,
 REVISION_SPEC = obj(
     {
         **POD_SPEC_FIELDS,
-        "containerConcurrency": INT,
-        "timeoutSeconds": INT,
-        "responseStartTimeoutSeconds": INT,
-        "idleTimeoutSeconds": INT,
+        "containerConcurrency": zero_kept(INT),
+        "timeoutSeconds": zero_kept(INT),
+        "responseStartTimeoutSeconds": zero_kept(INT),
+        "idleTimeoutSeconds": zero_kept(INT),
     }
 )
 REVISION_TEMPLATE = obj({"metadata": TEMPLATE_META, "spec": REVISION_SPEC})
@@ -296,9 +321,9 @@ TRAFFIC_TARGET = obj(
         "tag": STR,
         "revisionName": STR,
         "configurationName": STR,
-        "latestRevision": BOOL,
-        "percent": INT,
-        "url": STR,
+        "latestRevision": zero_kept(BOOL),
+        "percent": zero_kept(INT),
+        "url": zero_kept(STR),
     }
 )
 TRAFFIC = arr(TRAFFIC_TARGET)
@@ -317,9 +342,10 @@ PARAM_SPEC = obj(
 )
 STEP_FIELDS = {
     **{k: v for k, v in CONTAINER_FIELDS.items() if k not in ("ports", "resources", "lifecycle", "livenessProbe")},
+    "name": zero_kept(STR),  # Step.Name has no omitempty
     "displayName": STR,
     "script": STR,
-    "timeout": STR,
+    "timeout": zero_kept(STR),
     "onError": STR,
     "computeResources": RESOURCES,
     "workspaces": arr(ANY),
@@ -374,8 +400,8 @@ TASKRUN_SPEC = obj(
         "taskSpec": TASK_SPEC,
         "params": arr(obj({"name": STR, "value": ANY_VALUE}, ("name", "value")), "name"),
         "workspaces": arr(WORKSPACE_BINDING, "name"),
-        "serviceAccountName": STR,
-        "timeout": STR,
+        "serviceAccountName": zero_kept(STR),  # TaskRunSpec.ServiceAccountName has no omitempty
+        "timeout": zero_kept(STR),
         "podTemplate": ANY,
         "status": STR,
         "statusMessage": STR,
@@ -384,7 +410,7 @@ TASKRUN_SPEC = obj(
         "stepSpecs": arr(ANY),
         "sidecarSpecs": arr(ANY),
         "computeResources": RESOURCES,
-        "managedBy": STR,
+        "managedBy": zero_kept(STR),
     }
 )
 
@@ -538,7 +564,11 @@ ALL: tuple[ResourceType, ...] = (
         schema=_resource(
             "ConfigMap",
             status=False,
-            extra={"data": str_map(), "binaryData": str_map({"type": "string", "format": "byte"}), "immutable": BOOL},
+            extra={
+                "data": str_map(),
+                "binaryData": str_map({"type": "string", "format": "byte"}),
+                "immutable": zero_kept(BOOL),
+            },
         ),
     ),
     ResourceType(
@@ -563,7 +593,7 @@ ALL: tuple[ResourceType, ...] = (
                 "data": str_map({"type": "string", "format": "byte"}),
                 "stringData": str_map(),
                 "type": STR,
-                "immutable": BOOL,
+                "immutable": zero_kept(BOOL),
             },
         ),
     ),
@@ -584,7 +614,7 @@ ALL: tuple[ResourceType, ...] = (
             extra={
                 "secrets": arr(ANY, "name"),
                 "imagePullSecrets": arr(LOCAL_OBJECT_REFERENCE),
-                "automountServiceAccountToken": BOOL,
+                "automountServiceAccountToken": zero_kept(BOOL),
             },
         ),
     ),
@@ -632,7 +662,7 @@ ALL: tuple[ResourceType, ...] = (
                             {
                                 "name": STR,
                                 "protocol": STR,
-                                "appProtocol": STR,
+                                "appProtocol": zero_kept(STR),
                                 "port": INT32,
                                 "targetPort": INT_OR_STRING,
                                 "nodePort": INT32,
@@ -650,16 +680,16 @@ ALL: tuple[ResourceType, ...] = (
                     "sessionAffinity": STR,
                     "sessionAffinityConfig": ANY,
                     "loadBalancerIP": STR,
-                    "loadBalancerClass": STR,
+                    "loadBalancerClass": zero_kept(STR),
                     "loadBalancerSourceRanges": arr(STR),
                     "externalTrafficPolicy": STR,
-                    "internalTrafficPolicy": STR,
+                    "internalTrafficPolicy": zero_kept(STR),
                     "healthCheckNodePort": INT32,
                     "publishNotReadyAddresses": BOOL,
                     "ipFamilies": arr(STR),
-                    "ipFamilyPolicy": STR,
-                    "allocateLoadBalancerNodePorts": BOOL,
-                    "trafficDistribution": STR,
+                    "ipFamilyPolicy": zero_kept(STR),
+                    "allocateLoadBalancerNodePorts": zero_kept(BOOL),
+                    "trafficDistribution": zero_kept(STR),
                 }
             ),
         ),
@@ -697,8 +727,8 @@ ALL: tuple[ResourceType, ...] = (
                 "series": ANY,
                 "action": STR,
                 "related": ANY,
-                "reportingComponent": STR,
-                "reportingInstance": STR,
+                "reportingComponent": zero_kept(STR),
+                "reportingInstance": zero_kept(STR),
             },
         ),
     ),
@@ -729,11 +759,11 @@ ALL: tuple[ResourceType, ...] = (
                     "selector": ANY,
                     "resources": RESOURCES,
                     "volumeName": STR,
-                    "storageClassName": STR,
-                    "volumeMode": STR,
+                    "storageClassName": zero_kept(STR),
+                    "volumeMode": zero_kept(STR),
                     "dataSource": ANY,
                     "dataSourceRef": ANY,
-                    "volumeAttributesClassName": STR,
+                    "volumeAttributesClassName": zero_kept(STR),
                 }
             ),
         ),

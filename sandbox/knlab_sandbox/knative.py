@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import kinds
 from .errors import ApiStatusError
+from .images import ImagePullError, ImageReference
 from .knative_admission import (
     API_VERSION,
     CREATOR_ANNOTATION,
@@ -324,6 +325,20 @@ def desired_revision(configuration: dict, name: str, timestamp: str) -> dict:
 def serving_container(spec: dict) -> dict:
     containers = spec.get("containers") or [{}]
     return next((c for c in containers if c.get("ports")), containers[0])
+
+
+def digest_reference(image: str, digest: str | None) -> str:
+    """``host/repository@sha256:…``, as Knative's tag resolution writes `imageDigest` and kubelet an
+    `imageID`; an image already pinned to a digest is not resolved. "" when the digest is unknown."""
+    if "@" in image:
+        return image
+    if not digest:
+        return ""
+    try:
+        reference = ImageReference.parse(image)
+    except ImagePullError:
+        return ""
+    return f"{reference.host}/{reference.repository}@{digest}"
 
 
 def serving_port(spec: dict) -> int:
@@ -799,8 +814,17 @@ class KnativeController:
         conditions = Conditions(status, REVISION_DEPENDENTS, now())
         conditions.initialize()
         status["observedGeneration"] = revision["metadata"].get("generation")
-        container_name = serving_container(revision["spec"]).get("name") or USER_CONTAINER
-        status["containerStatuses"] = [{"name": container_name}]
+        container = serving_container(revision["spec"])
+        container_name = container.get("name") or USER_CONTAINER
+        container_status = {"name": container_name}
+        # The digest stays once known (a Revision's image never changes), also after its pod is gone.
+        known = {c.get("name"): c.get("imageDigest") for c in status.get("containerStatuses") or []}
+        image_digest = known.get(container_name) or digest_reference(
+            str(container.get("image", "")), self.runtime.image_digest(key)
+        )
+        if image_digest:
+            container_status["imageDigest"] = image_digest
+        status["containerStatuses"] = [container_status]
 
         routing_state = (revision["metadata"].get("labels") or {}).get(ROUTING_STATE_LABEL, "pending")
         wanted = routing_state in ("pending", "active")
@@ -1198,7 +1222,12 @@ class KnativeController:
 
     @staticmethod
     def _container_status(
-        container: dict, *, waiting: tuple[str, str] | None = None, started: str = "", restarts: int = 0
+        container: dict,
+        *,
+        waiting: tuple[str, str] | None = None,
+        started: str = "",
+        restarts: int = 0,
+        image_id: str = "",
     ) -> dict:
         state: dict[str, Any]
         if waiting is not None:
@@ -1209,7 +1238,7 @@ class KnativeController:
         return {
             "name": container["name"],
             "image": container.get("image", ""),
-            "imageID": "",
+            "imageID": image_id,  # what kubelet pulled; "" until known (the hub is never pulled)
             "ready": waiting is None,
             "started": waiting is None,
             "restartCount": restarts,
@@ -1229,8 +1258,18 @@ class KnativeController:
             status["phase"] = "Running"
             status["podIP"] = run.endpoint.host
             status["podIPs"] = [{"ip": run.endpoint.host}]
+            pulled = serving_container(current["spec"]).get("name")
+            digest = self.runtime.image_digest(run.key)
             status["containerStatuses"] = [
-                self._container_status(c, started=timestamp, restarts=run.restarts) for c in containers
+                self._container_status(
+                    c,
+                    started=timestamp,
+                    restarts=run.restarts,
+                    image_id=digest_reference(str(c.get("image", "")), digest)
+                    if digest and c.get("name") == pulled
+                    else "",
+                )
+                for c in containers
             ]
             ready = "True"
         else:

@@ -82,8 +82,55 @@ def _uncovered(schema: dict | None, value: Any, path: str, out: list[str]) -> An
     return value
 
 
+_GO_ZERO_VALUES: dict[str, tuple[Any, ...]] = {"string": ("",), "integer": (0,), "number": (0,), "boolean": (False,)}
+
+
+def _is_go_zero(schema: dict, value: Any) -> bool:
+    """True when `value` is what Go's `omitempty` leaves out for a field of this schema."""
+    if value is None:
+        return not schema.get("nullable")  # null decodes to nil / the zero value (metav1.Time says null)
+    kind = schema.get("type")
+    if kind == "array":
+        return value == []
+    if kind == "object":
+        # A map (additionalProperties) is omitted when empty; a struct, even an empty one, never is.
+        return value == {} and "additionalProperties" in schema and "properties" not in schema
+    # bool is an int in Python: compare the type too, so `false` is not the zero of an integer field.
+    return any(type(value) is type(zero) and value == zero for zero in _GO_ZERO_VALUES.get(kind, ()))
+
+
+def omit_empty(schema: dict | None, value: Any) -> Any:
+    """`value` as a Go round trip leaves it: `omitempty` fields holding their zero value are dropped.
+
+    Fields the parent `required`s (no `omitempty` in Go) or marks `zero_kept` (pointers) stay; free-form
+    parts (preserve-unknown-fields, int-or-string) and list items are kept as they are."""
+    if not schema or (schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema):
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if props is None:
+            extra = schema.get("additionalProperties")
+            return {k: omit_empty(extra, v) for k, v in value.items()} if isinstance(extra, dict) else value
+        required = set(schema.get("required") or ())
+        result = {}
+        for key, child in value.items():
+            child_schema = props.get(key)
+            if child_schema is None:
+                result[key] = child  # kept by preserve-unknown-fields
+                continue
+            keeps_zero = key in required or child_schema.get(kinds.KEEPS_ZERO)
+            if not keeps_zero and _is_go_zero(child_schema, child):
+                continue
+            result[key] = omit_empty(child_schema, child)
+        return result
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [omit_empty(schema["items"], item) for item in value]
+    return value
+
+
 def prune(rt: ResourceType, obj: dict, field_validation: str, warnings: list[str] | None) -> dict:
-    """Apply `fieldValidation`: Strict rejects unknown fields (400), Warn reports them; both drop them."""
+    """Decode `obj` as the typed kind: unknown fields go (`fieldValidation` Strict rejects them with a
+    400, Warn reports them) and so do empty `omitempty` fields, as a Go round trip drops them."""
     unknown: list[str] = []
     pruned = _uncovered(rt.schema, obj, "", unknown)
     if unknown:
@@ -92,7 +139,7 @@ def prune(rt: ResourceType, obj: dict, field_validation: str, warnings: list[str
             raise bad_request(f"strict decoding error: {fields}")
         if field_validation == "Warn" and warnings is not None:
             warnings.extend(f'unknown field "{f}"' for f in unknown)
-    return pruned
+    return omit_empty(rt.schema, pruned)
 
 
 def _spec_part(obj: dict) -> dict:

@@ -186,7 +186,8 @@ class Runtime:
         return stop_recorded(self.pid_dir)
 
     def image_digest(self, key: str) -> str | None:
-        """The manifest digest the pod runs (None for the hub or an unknown key)."""
+        """The digest the pod's image reference resolved to when it was pulled: the manifest's, or the
+        index's for a multi-platform image (None for the hub, which is not pulled, or an unknown key)."""
         pod = self._pods.get(key)
         return pod.image_digest if pod else None
 
@@ -355,7 +356,7 @@ class Runtime:
                 f"Initial scale was never achieved: the container did not listen on PORT={port} "
                 f"within {self.ready_timeout:g}s",
             )
-        return _Pod(plan.key, child, Endpoint(HOST, port), pulled.digest)
+        return _Pod(plan.key, child, Endpoint(HOST, port), pulled.resolved_digest or pulled.digest)
 
     async def _pull(
         self, image: str, reference: ImageReference, pull_secrets: Sequence[Mapping[str, Any]]

@@ -947,10 +947,10 @@ class TektonController:
         namespace = taskrun["metadata"].get("namespace", "default")
         env: dict[str, str] = {}
         for item in container.get("env") or []:
-            if "value" in item:
-                env[item["name"]] = str(item["value"])
+            source = item.get("valueFrom")
+            if not source:  # a literal; an empty `value` is omitted on the way in, and still means ""
+                env[item["name"]] = str(item.get("value", ""))
                 continue
-            source = item.get("valueFrom") or {}
             for key, rt, field_name in (
                 ("configMapKeyRef", self.rt_configmap, "data"),
                 ("secretKeyRef", self.rt_secret, "data"),

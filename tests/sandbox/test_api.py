@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import ssl
+import time
 
 import pytest
 from conftest import Sandbox
@@ -75,9 +77,14 @@ def test_field_validation_and_dry_run(sandbox: Sandbox, namespace: str) -> None:
     status, _, error = sandbox.request("POST", f"{base}?fieldValidation=Strict", body)
     assert status == 400 and error["message"] == 'strict decoding error: unknown field "spec"'
     status, headers, created = sandbox.request("POST", f"{base}?fieldValidation=Warn&dryRun=All", body)
-    assert status == 200 and "spec" not in created
+    assert status == 201 and "spec" not in created  # a dry-run create answers like a real one
     assert 'unknown field \\"spec\\"' in headers["warning"]
     assert sandbox.request("GET", f"{base}/v")[0] == 404  # the dry run stored nothing
+    apply = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "v"}}
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    status, _, _ = sandbox.request("PATCH", f"{base}/v?fieldManager=t&dryRun=All", apply, headers=headers)
+    assert status == 201  # server-side apply that would create: 201, dry run or not
+    assert sandbox.request("GET", f"{base}/v")[0] == 404
 
 
 def test_table_output(sandbox: Sandbox, namespace: str) -> None:
@@ -125,6 +132,33 @@ def test_watch_resumes_from_a_resource_version(sandbox: Sandbox, namespace: str)
     assert int(events[1]["object"]["metadata"]["resourceVersion"]) > int(
         events[0]["object"]["metadata"]["resourceVersion"]
     )
+
+
+def _request_log_lines(sb: Sandbox, path: str) -> list[dict]:
+    lines = (sb.state_dir / "requests.log").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["path"] == path and "watch=1" in r["query"]]
+
+
+def test_a_watch_client_that_disconnects_ends_the_stream_quietly(start_sandbox) -> None:
+    sb = start_sandbox()
+    base = "/api/v1/namespaces/default/configmaps"
+    host, port = sb.api_url.removeprefix("https://").rsplit(":", 1)
+    watcher = http.client.HTTPSConnection(host, int(port), context=sb.ssl_context(), timeout=10)
+    watcher.request("GET", f"{base}?watch=1", headers={"Authorization": f"Bearer {sb.token}"})
+    response = watcher.getresponse()
+    assert response.status == 200
+    watcher.close()  # the client stops watching
+    # Writes make the server send events to the closed connection, until the handler notices and ends
+    # (faults.py logs a request when its handler returns).
+    deadline = time.monotonic() + 20
+    index = 0
+    while not _request_log_lines(sb, base) and time.monotonic() < deadline:
+        sb.request("POST", base, {"metadata": {"name": f"poke-{index}"}})
+        index += 1
+        time.sleep(0.05)
+    assert [r["status"] for r in _request_log_lines(sb, base)] == [200]
+    server_log = sb.server_log()
+    assert "Traceback" not in server_log and " ERROR " not in server_log, server_log
 
 
 def test_watch_gets_410_after_compaction(start_sandbox) -> None:

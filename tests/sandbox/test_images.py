@@ -64,9 +64,12 @@ async def test_whiteouts_and_opaque_directories_remove_lower_files(registry, pus
 async def test_an_index_resolves_to_linux_amd64(registry, pusher, tmp_path):
     arm = await pusher.image("demo/multi", "arm", [layer({"arch": b"arm64"})])
     amd = await pusher.image("demo/multi", "amd", [layer({"arch": b"amd64"})])
-    await pusher.index("demo/multi", "v1", [(arm, "arm64"), (amd, "amd64")])
+    index = await pusher.index("demo/multi", "v1", [(arm, "arm64"), (amd, "amd64")])
     pulled = await pull_image(f"127.0.0.1:{registry.port}/demo/multi:v1", _address(registry), tmp_path)
     assert pulled.digest == amd.digest
+    assert pulled.resolved_digest == index.digest  # what the tag names: Knative's imageDigest, kubelet's imageID
+    again = await pull_image(f"127.0.0.1:{registry.port}/demo/multi:v1", _address(registry), tmp_path)
+    assert again.resolved_digest == index.digest  # also when the unpacked image comes from the cache
     assert (pulled.rootfs / "arch").read_bytes() == b"amd64"
 
 

@@ -39,6 +39,7 @@ class FakeRuntime:
         self.running: dict[str, dict] = {}
         self.stopped: list[str] = []
         self.missing: set[str] = set()
+        self.digests: dict[str, str] = {}  # image -> the digest its pull resolves to (unlisted: not pulled)
         self.port = 40000
 
     async def start(self, key, namespace, pod_spec, env, log_path: Path, *, volume_sources=None, pull_secrets=()):
@@ -54,6 +55,10 @@ class FakeRuntime:
     async def stop(self, key: str) -> None:
         if self.running.pop(key, None) is not None:
             self.stopped.append(key)
+
+    def image_digest(self, key: str) -> str | None:
+        run = self.running.get(key)
+        return self.digests.get(run["pod_spec"]["containers"][0]["image"]) if run else None
 
 
 class FakeGateway:
@@ -191,6 +196,46 @@ async def test_revision_has_a_pod_whose_user_container_log_is_the_process_output
     assert pod["status"]["phase"] == "Running"
     log_path = cluster.controller.settings.log_path("default", pod["metadata"]["name"], "user-container")
     assert log_path.read_text() == "serving 127.0.0.1:5000/hello:v1\n"
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+async def _revision_pod(cluster, revision: str) -> dict:
+    pods, _ = await cluster.api.list(
+        POD, namespace="default", label_selector=f"serving.knative.dev/revision={revision}"
+    )
+    (pod,) = pods
+    return pod
+
+
+async def test_the_pulled_digest_is_the_revision_image_digest_and_the_pod_image_id(cluster):
+    cluster.runtime.digests["127.0.0.1:5000/hello:v1"] = DIGEST
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    service = await cluster.wait_ready(SERVICE, "hello")
+    pinned = "127.0.0.1:5000/hello@sha256:" + "cd" * 32
+    revision = await cluster.get(REVISION, "hello-00001")
+    expected = f"127.0.0.1:5000/hello@{DIGEST}"
+    assert revision["status"]["containerStatuses"] == [{"name": "user-container", "imageDigest": expected}]
+    pod = await _revision_pod(cluster, "hello-00001")
+    assert pod["status"]["containerStatuses"][0]["imageID"] == expected
+    # A digest-pinned image is not resolved: Knative reports it as written. The retired revision keeps its own.
+    service["spec"]["template"]["spec"]["containers"][0]["image"] = pinned
+    await cluster.api.update(SERVICE, service)
+    await cluster.wait(REVISION, "hello-00002", lambda o: condition(o, "Ready").get("status") == "True")
+    second = await cluster.get(REVISION, "hello-00002")
+    assert second["status"]["containerStatuses"] == [{"name": "user-container", "imageDigest": pinned}]
+    first = await cluster.wait(REVISION, "hello-00001", lambda o: "default/hello-00001" in cluster.runtime.stopped)
+    assert first["status"]["containerStatuses"][0]["imageDigest"] == expected
+
+
+async def test_an_image_that_was_not_pulled_gets_no_invented_digest(cluster):
+    await cluster.api.create(SERVICE, ksvc(image="docker.io/library/registry:2"), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    revision = await cluster.get(REVISION, "hello-00001")
+    assert revision["status"]["containerStatuses"] == [{"name": "user-container"}]
+    pod = await _revision_pod(cluster, "hello-00001")
+    assert pod["status"]["containerStatuses"][0]["imageID"] == ""
 
 
 async def test_template_change_makes_a_second_revision_and_retires_the_first(cluster):

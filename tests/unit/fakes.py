@@ -40,6 +40,38 @@ def bookmark(resource_version: str) -> dict:
     return {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": resource_version}}}
 
 
+# Go map fields (map[string]string and ResourceList): their empty-string values are data and stay;
+# an empty map itself is dropped like any other omitempty field.
+_GO_MAP_FIELDS = frozenset(
+    {"labels", "annotations", "data", "binaryData", "stringData", "nodeSelector", "requests", "limits"}
+)
+
+
+def go_round_trip(obj: dict) -> None:
+    """Do to ``obj`` (in place) what decoding it into Go types and encoding it back does.
+
+    Knative's webhook round-trips every object it admits (knative.dev/pkg ``roundTripPatch``), so
+    the stored object loses empty lists, empty ``omitempty`` strings and empty maps. Empty structs
+    (``emptyDir: {}``, ``resources: {}``) are not pointers-to-nothing and stay.
+    """
+    for key in list(obj):
+        value = obj[key]
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    go_round_trip(item)
+            if not value:
+                del obj[key]
+        elif isinstance(value, dict):
+            if key in _GO_MAP_FIELDS:
+                if not value:
+                    del obj[key]
+            else:
+                go_round_trip(value)
+        elif value == "":
+            del obj[key]
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, dict):
@@ -115,6 +147,12 @@ class FakeKubeClient:
         if obj is None:
             raise NotFound(404, "NotFound", f'{kind} "{name}" not found')
         return obj
+
+    def get_or_none(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        try:
+            return self.get(api_version, kind, name, namespace)  # recorded as a "get", as it is sent
+        except NotFound:
+            return None
 
     def list(
         self,

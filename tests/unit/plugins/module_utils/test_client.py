@@ -169,3 +169,31 @@ def test_watch_error_event_410_raises_gone():
     )
     with pytest.raises(Gone, match="too old"):
         list(watch_client(response).watch("v1", "ConfigMap", "default", resource_version="5"))
+
+
+def test_get_or_none_is_none_for_404_only():
+    assert client_with(FakeResource(status_error(404, "NotFound", "gone"))).get_or_none("v1", "ConfigMap", "x") is None
+    assert client_with(FakeResource({"metadata": {"name": "x"}})).get_or_none("v1", "ConfigMap", "x") == {
+        "metadata": {"name": "x"}
+    }
+    with pytest.raises(ApiError, match="Forbidden"):
+        client_with(FakeResource(status_error(403, "Forbidden", "no"))).get_or_none("v1", "ConfigMap", "x")
+
+
+def test_a_refused_dry_run_falls_back_with_a_warning():
+    def refused():
+        raise DryRunUnsupported(400, "BadRequest", "does not support dry run")
+
+    warnings = []
+    local = {"metadata": {"name": "x"}}
+    assert _client.write_or_fallback(refused, local, warn=warnings.append, what="the change to x") is local
+    assert warnings == ["The API server could not dry-run the change to x; it was not validated."]
+    assert _client.write_or_fallback(lambda: {"written": True}, local) == {"written": True}
+
+
+def test_other_write_errors_are_not_swallowed_by_the_fallback():
+    def denied():
+        raise ApiError(400, "BadRequest", "admission webhook denied the request")
+
+    with pytest.raises(ApiError, match="denied"):
+        _client.write_or_fallback(denied, {})

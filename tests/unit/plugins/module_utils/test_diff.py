@@ -163,6 +163,30 @@ def test_none_means_absent():
     assert same({"a": {"b": None}}, {"a": {}})
 
 
+def test_empty_is_absent_after_the_go_round_trip():
+    # Knative's webhook drops empty lists, maps and omitempty strings from what it stores.
+    assert same({"a": []}, {})
+    assert same({"a": None}, {"a": []})
+    assert same({"a": None}, {"a": ""})
+    assert same({"labels": {"x": None}}, {})  # the empty labels map was dropped
+    assert not same({"labels": {"x": "1"}}, {})
+    assert not same({"a": [{"name": "x"}]}, {})
+    assert not same({"a": None}, {"a": [{"name": "x"}]})
+    assert not same({"labels": {"x": ""}}, {"labels": {}})  # map values keep empty strings
+
+
+def test_a_list_owned_as_absent_is_deleted_by_the_merge_patch():
+    live = copy.deepcopy(DEFAULTED)
+    desired = desired_service(PARAMS | {"image_pull_secrets": [], "volumes": []})
+    changed, before, after = owned_diff(desired, live)
+    assert changed
+    assert before["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "pull"}]
+    assert "imagePullSecrets" not in after["spec"]["template"]["spec"]
+    spec = merge_patch(desired, live)["spec"]["template"]["spec"]
+    assert (spec["imagePullSecrets"], spec["volumes"]) == (None, None)  # null deletes the key
+    assert "volumeMounts" not in spec["containers"][0]
+
+
 def test_old_camel_case_scale_key_is_a_change_and_shows_as_removed():
     live = copy.deepcopy(DEFAULTED)
     live["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/minScale"] = "1"

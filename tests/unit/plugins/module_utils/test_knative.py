@@ -107,10 +107,13 @@ def test_valid_options_pass(changes):
 
 
 def test_env_dict_and_list_forms():
-    assert env_list({"A": 1, "B": True, "C": None}) == [
-        {"name": "A", "value": "1"},
-        {"name": "B", "value": "true"},
-        {"name": "C", "value": ""},
+    # valueFrom is owned as absent, so a plain value replaces a valueFrom set earlier; an empty
+    # value is owned as absent too (EnvVar.value is omitempty: the server never stores "").
+    assert env_list({"A": 1, "B": True, "C": None, "D": ""}) == [
+        {"name": "A", "value": "1", "valueFrom": None},
+        {"name": "B", "value": "true", "valueFrom": None},
+        {"name": "C", "value": None, "valueFrom": None},
+        {"name": "D", "value": None, "valueFrom": None},
     ]
     from_secret = {"secretKeyRef": {"name": "s", "key": "k"}}
     assert env_list([{"name": "A", "valueFrom": from_secret}]) == [
@@ -169,11 +172,30 @@ def test_desired_service_with_everything():
         "image": "hello:1",
         "command": ["/app"],
         "args": ["-v"],
-        "env": [{"name": "A", "value": "1"}],
+        "env": [{"name": "A", "value": "1", "valueFrom": None}],
         "ports": [{"containerPort": 5000}],
         "resources": {"requests": {"cpu": "1"}},
         "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}],
     }
+
+
+def test_empty_lists_and_strings_are_owned_as_absent():
+    # The webhook's Go round trip never stores [] or an omitempty "": the desired object says
+    # "must be absent" (None) instead, which a live Service without the key already satisfies and
+    # which makes the merge patch delete the key when the live Service has items.
+    params = BASE | {
+        "command": [],
+        "args": [],
+        "env": {},
+        "service_account": "",
+        "image_pull_secrets": [],
+        "volumes": [],
+    }
+    spec = desired_service(params)["spec"]["template"]["spec"]
+    assert (spec["imagePullSecrets"], spec["volumes"], spec["serviceAccountName"]) == (None, None, None)
+    assert spec["containers"] == [
+        {"image": "hello:1", "command": None, "args": None, "env": None, "volumeMounts": None}
+    ]
 
 
 def test_volume_sources():

@@ -555,9 +555,21 @@ def test_ensure_in_check_mode_without_server_dry_run_support():
     client = FakeKubeClient(dry_run=True)
     client.errors["create"] = [DryRunUnsupported(400, "BadRequest", "admission webhook does not support dry run")]
     request = keyed_request(name="build-7", generate_name=None)
-    result = tekton.ensure_taskrun(client, request, check_mode=True)
+    warnings = []
+    result = tekton.ensure_taskrun(client, request, check_mode=True, warn=warnings.append)
     assert (result["changed"], result["created"], result["name"]) == (True, True, "build-7")
     assert result["taskrun"] == request.body()
+    assert warnings == [f"The API server could not dry-run the new TaskRun in {NS}; it was not validated."]
+
+
+def test_a_refused_real_create_is_an_error_not_a_fallback():
+    # DryRunUnsupported only comes from dry runs; anything else a create raises reaches the user.
+    client = FakeKubeClient()
+    client.errors["create"] = [
+        ApiError(400, "BadRequest", 'admission webhook "validation.webhook.pipeline.tekton.dev" denied')
+    ]
+    with pytest.raises(ApiError, match="denied"):
+        tekton.ensure_taskrun(client, keyed_request(name="build-7", generate_name=None), check_mode=False)
 
 
 def test_ensure_by_name_reuses_the_existing_run_whatever_its_state():

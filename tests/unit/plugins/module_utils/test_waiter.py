@@ -214,6 +214,46 @@ def test_transient_errors_are_retried_until_the_watch_works(clock):
     assert [w["resource_version"] for w in watches(client)] == ["10", "10", "10"]
 
 
+def test_a_transient_error_of_the_relist_after_gone_is_retried(clock):
+    client = FakeKubeClient()
+    client.put(ksvc("50", 2, 2, "Unknown"))
+    client.watch_script = [Gone(410, "Expired", "too old"), [event("MODIFIED", ksvc("60", 2, 2, "True"))]]
+    client.errors["list"] = [api_error(503, "ServiceUnavailable", "etcd leader changed")]
+    result = wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+    assert result["metadata"]["resourceVersion"] == "60"
+    assert client.methods() == ["watch", "list", "list", "watch"]
+    assert clock.slept == [0.2]  # backed off once before listing again
+    assert watches(client)[1]["resource_version"] not in (None, "10")
+
+
+def test_a_transient_error_of_the_first_list_is_retried(clock):
+    client = FakeKubeClient()
+    client.put(ksvc("5", 1, 1, "True"))
+    client.errors["list"] = [
+        api_error(503, "ServiceUnavailable", "etcd leader changed"),
+        api_error(0, "ConnectionFailed", "connection refused"),
+    ]
+    assert wait(client, clock)["metadata"]["resourceVersion"] == "5"
+    assert client.methods() == ["list", "list", "list"]
+    assert clock.slept == [0.2, 0.4]
+
+
+def test_a_list_failing_until_the_deadline_times_out(clock):
+    client = FakeKubeClient()
+    client.errors["list"] = [api_error(429, "TooManyRequests", "slow down") for _attempt in range(100)]
+    with pytest.raises(WaitTimeout, match="Timed out after 5s"):
+        wait(client, clock, timeout=5)
+    assert set(client.methods()) == {"list"}
+
+
+def test_a_refused_list_is_not_mistaken_for_a_refused_watch(clock):
+    client = FakeKubeClient()
+    client.errors["list"] = [api_error(403, "Forbidden", "cannot list services")]
+    with pytest.raises(ApiError, match="cannot list services"):
+        wait(client, clock)
+    assert client.methods() == ["list"]
+
+
 def test_other_api_errors_end_the_wait(clock):
     client = FakeKubeClient()
     client.watch_script = [api_error(401, "Unauthorized", "token expired")]

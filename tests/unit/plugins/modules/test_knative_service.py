@@ -1,7 +1,8 @@
 """knative_service run as Ansible runs it (arguments in, JSON out) against a scripted fake cluster.
 
-The fake applies Knative's defaulting webhook (FACTS 1.5) on every write and a controller that
-reports the Service ready, so idempotency is tested against what a real server returns.
+The fake applies Knative's defaulting webhook (FACTS 1.5) on every write, including its round trip
+through Go types (empty lists and empty strings vanish), and a controller that reports the Service
+ready, so idempotency is tested against what a real server returns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import Conflict
 from ansible_collections.knlab.serverless.plugins.module_utils._knative import API_VERSION, KIND
 from ansible_collections.knlab.serverless.plugins.modules import knative_service
-from fakes import FakeKubeClient
+from fakes import FakeKubeClient, event, go_round_trip
 
 IMAGE = "hub.default.svc.cluster.local/hello@sha256:" + "ab" * 32
 BASE = {"name": "hello", "namespace": "default", "image": IMAGE, "port": 8080, "min_scale": 1, "env": {"A": "1"}}
@@ -44,6 +45,7 @@ def knative_webhook(obj: dict, old: dict | None) -> None:
         annotations["serving.knative.dev/creator"] = "kubernetes-admin"
     if old is None or old.get("spec") != obj.get("spec"):
         annotations["serving.knative.dev/lastModifier"] = "kubernetes-admin"
+    go_round_trip(obj)
 
 
 def ready_controller(obj: dict) -> None:
@@ -322,3 +324,69 @@ def test_volumes_and_resources_are_idempotent_against_the_webhook(cluster, capsy
     live["spec"]["template"]["spec"] = spec
     cluster.put(live)
     assert run_module(capsys, **args)["changed"] is False
+
+
+EMPTY_LISTS = {"image_pull_secrets": [], "volumes": [], "command": [], "args": []}
+
+
+def test_empty_lists_and_strings_are_idempotent_against_the_go_round_trip(cluster, capsys):
+    # The app role always passes image_pull_secrets: [] and the registry role volumes: []; the
+    # webhook drops empty lists and empty env values, which must not read as a change every run.
+    args = BASE | EMPTY_LISTS | {"env": {"A": "1", "EMPTY": ""}}
+    assert run_module(capsys, **args)["changed"] is True
+    body = cluster.writes[0][1]["body"]
+    assert "imagePullSecrets" not in body["spec"]["template"]["spec"]
+    assert body["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}, {"name": "EMPTY"}]
+    cluster.requests.clear()
+    again = run_module(capsys, **args)
+    assert again["changed"] is False
+    assert cluster.writes == []
+    assert run_module(capsys, **(BASE | {"env": {}}))["changed"] is True  # {} clears A and EMPTY
+    assert run_module(capsys, **(BASE | {"env": {}}))["changed"] is False
+
+
+def test_an_empty_list_clears_what_the_service_has(cluster, capsys):
+    volume = {"name": "config", "mount_path": "/etc/app", "config_map": "app-config"}
+    full = BASE | {"image_pull_secrets": ["pull"], "volumes": [volume], "command": ["/bin/app"], "args": ["-v"]}
+    run_module(capsys, **full)
+    cluster.requests.clear()
+    result = run_module(capsys, **(BASE | EMPTY_LISTS | {"env": {}}))
+    assert result["changed"] is True
+    assert cluster.methods() == ["get", "patch", "watch"]
+    spec = stored(cluster)["spec"]["template"]["spec"]
+    assert "imagePullSecrets" not in spec
+    assert "volumes" not in spec
+    container = spec["containers"][0]
+    assert [key for key in ("env", "volumeMounts", "command", "args") if key in container] == []
+    assert container["name"] == "user-container"  # the webhook's default survives
+    assert run_module(capsys, **(BASE | EMPTY_LISTS | {"env": {}}))["changed"] is False
+
+
+def test_an_empty_env_value_replaces_a_set_one(cluster, capsys):
+    run_module(capsys, **BASE)
+    assert run_module(capsys, **(BASE | {"env": {"A": ""}}))["changed"] is True
+    assert stored(cluster)["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A"}]
+    assert run_module(capsys, **(BASE | {"env": {"A": ""}}))["changed"] is False
+
+
+def test_a_plain_value_replaces_a_value_from(cluster, capsys):
+    secret_ref = {"secretKeyRef": {"name": "s", "key": "k"}}
+    run_module(capsys, **(BASE | {"env": [{"name": "A", "valueFrom": secret_ref}]}))
+    assert run_module(capsys, **BASE)["changed"] is True
+    assert stored(cluster)["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
+
+
+def test_absent_on_a_service_being_deleted_only_waits(cluster, capsys):
+    run_module(capsys, **BASE)
+    live = stored(cluster)
+    live["metadata"] |= {"deletionTimestamp": "2026-08-01T10:00:00Z", "finalizers": ["example.com/hold"]}
+    live = cluster.put(live)
+    cluster.requests.clear()
+    assert run_module(capsys, check_mode=True, name="hello", state="absent")["changed"] is False
+    assert run_module(capsys, name="hello", state="absent", wait=False)["changed"] is False
+    assert cluster.methods() == ["get", "get"]
+    cluster.watch_script = [[event("DELETED", live)]]  # the finalizer is released
+    result = run_module(capsys, name="hello", state="absent")
+    assert result["changed"] is False
+    assert cluster.writes == []
+    assert cluster.methods()[-1] == "watch"
