@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import faulthandler
+import gc
 import importlib
 import importlib.util
 import inspect
+import io
 import json
 import logging
 import os
 import secrets
 import signal
 import ssl
+import sys
+import threading
 import time
+import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -246,11 +253,47 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Diagnostics for a sandbox that seems stuck (tests send these when they fail): SIGUSR1 logs
+    # where every asyncio task and thread is waiting; SIGUSR2 dumps the threads even when the event
+    # loop itself is blocked (faulthandler answers from C, without the loop).
+    loop.add_signal_handler(signal.SIGUSR1, log_stacks)
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     try:
         await server.start()
         await stop.wait()
     finally:
         await server.stop()
+
+
+def _awaited_frames(awaitable: Any) -> list[Any]:
+    """The frames of a suspended coroutine and of what it awaits, outermost first."""
+    frames = []
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return frames
+
+
+def _format_frames(frames: list[Any]) -> str:
+    return "".join(traceback.format_list(traceback.StackSummary.extract((f, f.f_lineno) for f in frames)))
+
+
+def log_stacks() -> None:
+    """Log where every asyncio task, async generator and thread waits, to see why a sandbox is stuck."""
+    out = io.StringIO()
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        out.write(f"Task {task.get_name()}:\n{_format_frames(_awaited_frames(task.get_coro()))}")
+    # `async for` awaits an asend object that hides its generator: show suspended generators apart.
+    for obj in gc.get_objects():
+        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_await is not None:
+            out.write(f"Async generator {obj.__qualname__}:\n{_format_frames(_awaited_frames(obj))}")
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        out.write(f"Thread {names.get(ident, ident)}:\n{''.join(traceback.format_stack(frame))}")
+    log.warning("stacks on request (SIGUSR1):\n%s", out.getvalue())
 
 
 def setup_logging() -> None:

@@ -24,7 +24,10 @@ A ``Sandbox`` has ``state_dir``, ``kubeconfig``, ``api_url``, ``token``, ``ca_pa
 - ``request(method, path, body=None, *, headers=None, token=<its token>, timeout=10)`` →
   ``(status, headers, parsed JSON or text)`` over HTTPS verified against its CA;
 - ``api_client()`` → a ``kubernetes.client.ApiClient`` for it;
-- ``kill()`` (SIGKILL, as a crash), ``stop()`` and ``restart()`` (same state dir and ports).
+- ``kill()`` (SIGKILL, as a crash), ``stop()`` and ``restart()`` (same state dir and ports);
+- ``diagnostics()`` → where the live server's tasks and threads wait, and the tails of its
+  server.log and requests.log. A failing test's report gets this for every sandbox it used (the
+  fixtures' and any ``Sandbox`` it made itself), as extra sections after the traceback.
 
 Import the helpers in other test files with ``from conftest import Sandbox`` (pytest puts this
 directory on sys.path) or just use the fixtures.
@@ -52,6 +55,11 @@ from knlab_sandbox.settings import Settings
 
 START_TIMEOUT = 30.0
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
+# How much of each log a failure report shows.
+SERVER_LOG_TAIL = 20000
+REQUEST_LOG_LINES = 60
+# Sandboxes made during the current test (a failure report covers them): reset as each test starts.
+_made_in_test: list[Sandbox] = []
 
 
 class Sandbox:
@@ -63,6 +71,7 @@ class Sandbox:
         self.info: dict[str, Any] = {}
         self.api_port = 0
         self.gateway_port = 0
+        _made_in_test.append(self)
 
     # --- lifecycle ---
     def start(self) -> Sandbox:
@@ -110,11 +119,40 @@ class Sandbox:
             return False
         return status == 200
 
-    def server_log(self) -> str:
+    def server_log(self, tail: int = 5000) -> str:
         try:
-            return (self.state_dir / "server.log").read_text(errors="replace")[-5000:]
+            return (self.state_dir / "server.log").read_text(errors="replace")[-tail:]
         except OSError:
             return ""
+
+    def _server_pid(self) -> int | None:
+        """The pid of this state dir's live server (started here or by ``knlab-sandbox up``), if any."""
+        info = self._read_info() or self.info
+        pid = info.get("pid") if info else None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
+        except OSError:
+            return None
+        return pid if b"knlab_sandbox" in cmdline else None
+
+    def diagnostics(self) -> str:
+        """Where the live server waits (its stacks, logged on SIGUSR1/SIGUSR2), then its logs' tails."""
+        pid = self._server_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)  # asyncio tasks and threads, logged by the event loop
+                time.sleep(1.0)
+                os.kill(pid, signal.SIGUSR2)  # thread stacks from faulthandler, even if the loop is stuck
+                time.sleep(0.5)
+        try:
+            requests = (self.state_dir / "requests.log").read_text(errors="replace").splitlines()
+        except OSError:
+            requests = []
+        return (
+            f"state dir {self.state_dir}, server pid {pid or '(not running)'}\n"
+            f"--- server.log (tail) ---\n{self.server_log(SERVER_LOG_TAIL)}\n"
+            f"--- requests.log (last {REQUEST_LOG_LINES}) ---\n" + "\n".join(requests[-REQUEST_LOG_LINES:])
+        )
 
     def _signal(self, sig: signal.Signals) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -228,6 +266,26 @@ class Sandbox:
         configuration = client.Configuration()
         config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=configuration)
         return client.ApiClient(configuration)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _made_in_test.clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failing test's report shows what its sandboxes were doing (before teardown stops them)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.when == "teardown":
+        return
+    used = [value for value in getattr(item, "funcargs", {}).values() if isinstance(value, Sandbox)]
+    seen: set[Path] = set()
+    for sb in [*used, *_made_in_test]:
+        if sb.state_dir not in seen:
+            seen.add(sb.state_dir)
+            report.sections.append((f"sandbox {sb.state_dir.name}", sb.diagnostics()))
 
 
 @pytest.fixture(scope="session")

@@ -103,8 +103,15 @@ def taskrun_manifest(name: str, image: str) -> str:
 
 
 def watch_taskrun_until_done(sandbox: Sandbox, name: str) -> list[list[str]]:
-    """``kubectl get taskrun NAME -w`` until its SUCCEEDED column is True or False; the rows seen."""
-    argv = [KUBECTL, "--kubeconfig", str(sandbox.kubeconfig), "get", "taskrun", name, "-w"]
+    """``kubectl get taskrun -w`` until the row of ``name`` says True or False in SUCCEEDED; the rows seen.
+
+    The list form, as in the demo: kubectl lists, then watches from the list's resourceVersion, so
+    every change after its list is shown. ``kubectl get taskrun NAME -w`` would race: it GETs the
+    object, then watches from resourceVersion 0 and hides that watch's first (synthetic ADDED) event
+    as a repeat of what it printed, so a change made between its GET and its watch never shows.
+    A sandbox build finishes within milliseconds, so under load it did finish in that gap.
+    """
+    argv = [KUBECTL, "--kubeconfig", str(sandbox.kubeconfig), "get", "taskrun", "-w"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -131,7 +138,18 @@ def watch_taskrun_until_done(sandbox: Sandbox, name: str) -> list[list[str]]:
     finally:
         process.kill()
         process.wait(timeout=10)
-    pytest.fail(f"kubectl get taskrun -w never showed the end; it printed {rows}")
+    pytest.fail(f"kubectl get taskrun -w never showed the end; it printed {rows}\n{taskrun_state(sandbox, name)}")
+
+
+def taskrun_state(sandbox: Sandbox, name: str) -> str:
+    """The TaskRun and its pod as stored, and every step's log: what a stuck run was doing."""
+    parts = []
+    for kind in ("taskrun", "pod"):
+        shown = sandbox.kubectl("get", kind, "-o", "yaml", check=False, timeout=20)
+        parts.append(f"--- kubectl get {kind} -o yaml ---\n{shown.stdout}{shown.stderr}")
+    logs = sandbox.kubectl("logs", f"{name}-pod", "--all-containers", "--prefix", check=False, timeout=20)
+    parts.append(f"--- kubectl logs {name}-pod --all-containers ---\n{logs.stdout}{logs.stderr}")
+    return "\n".join(parts)
 
 
 def test_the_original_demo_with_kubectl_only(cli_sandbox: Path) -> None:
