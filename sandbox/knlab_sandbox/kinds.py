@@ -463,18 +463,29 @@ def _pod_ready(o: dict) -> str:
 
 
 def _pod_status(o: dict) -> str:
+    """kubectl's STATUS column, computed the way its pod printer does (printers/internalversion)."""
+    status = o.get("status", {})
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    running = False
+    # Containers are read last to first, each overriding the one after it, as kubectl does.
+    for cs in reversed(status.get("containerStatuses") or []):
+        state = cs.get("state") or {}
+        waiting, terminated = state.get("waiting") or {}, state.get("terminated")
+        if waiting.get("reason"):
+            reason = waiting["reason"]
+        elif terminated is not None and terminated.get("reason"):
+            reason = terminated["reason"]
+        elif terminated is not None:
+            signal = terminated.get("signal")
+            reason = f"Signal:{signal}" if signal else f"ExitCode:{terminated.get('exitCode', 0)}"
+        elif cs.get("ready") and state.get("running") is not None:
+            running = True
+    if reason == "Completed" and running:
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        reason = "Running" if ready else "NotReady"
     if o.get("metadata", {}).get("deletionTimestamp"):
         return "Terminating"
-    status = o.get("status", {})
-    for cs in status.get("containerStatuses") or []:
-        state = cs.get("state") or {}
-        for key in ("waiting", "terminated"):
-            reason = (state.get(key) or {}).get("reason")
-            if reason and not (key == "terminated" and reason == "Completed" and status.get("phase") == "Running"):
-                if key == "terminated" and status.get("phase") in ("Succeeded", "Failed"):
-                    continue
-                return reason
-    return status.get("reason") or status.get("phase") or "Pending"
+    return reason
 
 
 def _pod_restarts(o: dict) -> int:
