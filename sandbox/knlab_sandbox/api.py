@@ -303,6 +303,16 @@ def _v2_schema(schema: Any) -> Any:
 # --- the application ------------------------------------------------------------------------------
 
 
+# How often an idle watch checks that its client is still connected.
+CLIENT_CHECK_INTERVAL = 0.5
+
+
+async def _client_gone(request: web.Request) -> None:
+    """Return once the client's connection is closed (aiohttp does not tell the handler itself)."""
+    while request.transport is not None and not request.transport.is_closing():
+        await asyncio.sleep(CLIENT_CHECK_INTERVAL)
+
+
 class ApiServer:
     def __init__(self, api: ResourceAPI, settings: Settings, token: str, faults: Faults):
         self.api = api
@@ -662,11 +672,22 @@ class ApiServer:
         try:
             await response.prepare(request)
             async with asyncio.timeout(min(timeout, lifetime) if lifetime else timeout) as deadline:
+                stream = asyncio.ensure_future(
+                    self._stream_events(response, rt, _chain(first, events), as_table, include)
+                )
+                gone = asyncio.ensure_future(_client_gone(request))
                 try:
-                    async for event in _chain(first, events):
-                        await response.write(self._encode_event(rt, event, as_table, include))
-                except ApiStatusError as error:  # 410 Expired on resume: an ERROR event, as etcd watches do
-                    await response.write(json.dumps({"type": "ERROR", "object": error.to_status()}).encode() + b"\n")
+                    await asyncio.wait({stream, gone}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (stream, gone):
+                        task.cancel()
+                    await asyncio.gather(stream, gone, return_exceptions=True)
+                if not stream.cancelled() and stream.exception() is not None:
+                    raise stream.exception()
+                if gone.done() and not gone.cancelled() and not stream.done():
+                    # aiohttp does not cancel a handler whose client left; a real server ends the watch at once.
+                    log.debug("watch %s %s ended: the client disconnected", request.path, request.query_string)
+                    return response
             dropped = deadline.expired() and bool(lifetime) and lifetime < timeout
         except TimeoutError:
             dropped = bool(lifetime) and lifetime < timeout
@@ -682,6 +703,15 @@ class ApiServer:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
+
+    async def _stream_events(
+        self, response: web.StreamResponse, rt: ResourceType, events: AsyncIterator[dict], as_table: bool, include: str
+    ) -> None:
+        try:
+            async for event in events:
+                await response.write(self._encode_event(rt, event, as_table, include))
+        except ApiStatusError as error:  # 410 Expired on resume: an ERROR event, as etcd watches do
+            await response.write(json.dumps({"type": "ERROR", "object": error.to_status()}).encode() + b"\n")
 
     @staticmethod
     async def _first_event(events: AsyncIterator[dict]) -> list[Any]:
