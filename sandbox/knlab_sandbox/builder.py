@@ -23,16 +23,13 @@ builds with host paths and pushes only to registries on loopback.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
 import gzip
-import hashlib
 import io
 import json
 import os
 import platform
 import re
-import ssl
 import sys
 import tarfile
 import time
@@ -40,14 +37,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import aiohttp
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+from .registry_client import (
+    DIGEST_PATTERN,
+    DOCKER_MANIFEST,
+    REPOSITORY_COMPONENT,
+    TAG_PATTERN,
+    Registry,
+    RegistryConnection,
+    Resolver,
+    basic_authorization,
+    docker_config_credentials,
+    registry_address,
+    registry_errors,
+    sha256_digest,
+)
+
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 DEFAULT_REGISTRY = "index.docker.io"
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -82,9 +92,6 @@ KNOWN_INSTRUCTIONS = frozenset(
     }
 )
 LOG_LEVELS = ("panic", "fatal", "error", "warn", "info", "debug", "trace")
-REPO_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-TAG_PATTERN = re.compile(r"^[\w][\w.-]{0,127}$")
-DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class UsageError(Exception):
@@ -646,10 +653,6 @@ class Layer:
     diff_id: str
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def make_layer(entries: Mapping[str, Entry]) -> Layer:
     """A gzipped tar, byte-identical for identical entries (sorted, fixed owners, gzip mtime 0)."""
     raw = io.BytesIO()
@@ -670,7 +673,7 @@ def make_layer(entries: Mapping[str, Entry]) -> Layer:
                 tar.addfile(info, io.BytesIO(entry.data))
     uncompressed = raw.getvalue()
     blob = gzip.compress(uncompressed, compresslevel=6, mtime=0)
-    return Layer(blob, sha256(blob), sha256(uncompressed))
+    return Layer(blob, sha256_digest(blob), sha256_digest(uncompressed))
 
 
 @dataclass
@@ -717,7 +720,7 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
     for component in path.split("/"):
-        if not REPO_COMPONENT.match(component):
+        if not REPOSITORY_COMPONENT.match(component):
             raise ValueError(
                 f"repository can only contain the characters `abcdefghijklmnopqrstuvwxyz0123456789_-./`: {path}"
             )
@@ -776,7 +779,7 @@ class ImageState:
         manifest = {
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST,
-            "config": {"mediaType": DOCKER_CONFIG, "size": len(config), "digest": sha256(config)},
+            "config": {"mediaType": DOCKER_CONFIG, "size": len(config), "digest": sha256_digest(config)},
             "layers": [
                 {"mediaType": DOCKER_LAYER, "size": len(layer.blob), "digest": layer.digest} for layer in self.layers
             ],
@@ -792,7 +795,7 @@ class BuiltImage:
 
     @property
     def digest(self) -> str:
-        return sha256(self.manifest)
+        return sha256_digest(self.manifest)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1346,50 +1349,20 @@ def looks_local(registry: str) -> bool:
     )
 
 
-@dataclass
-class Registry:
-    """How to talk to one registry: where to connect, which Host header, scheme, TLS, credentials."""
-
-    name: str  # as in the reference: host[:port]
-    address: tuple[str, int]
-    scheme: str
-    verify_tls: bool
-    credentials: tuple[str, str] | None
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.scheme}://{self.address[0]}:{self.address[1]}"
-
-
-class RegistryClient:
+class RegistryClient(RegistryConnection):
     def __init__(self, session: aiohttp.ClientSession, registry: Registry, repository: str):
-        self.session = session
-        self.registry = registry
+        super().__init__(session, registry, user_agent="kaniko/knlab-sandbox")
         self.repository = repository
-        self.authorization: str | None = None
 
-    async def request(
+    async def send(
         self, method: str, target: str, *, data: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> tuple[int, Mapping[str, str], bytes]:
-        parts = urlsplit(target)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        all_headers = {"Host": self.registry.name, "User-Agent": "kaniko/knlab-sandbox"}
-        if self.authorization:
-            all_headers["Authorization"] = self.authorization
-        all_headers.update(headers or {})
-        ssl_option: Any = None
-        if self.registry.scheme == "https" and not self.registry.verify_tls:
-            ssl_option = False
-        elif self.registry.scheme == "https":
-            ssl_option = ssl.create_default_context()
-        async with self.session.request(
-            method, self.registry.base_url + path, data=data, headers=all_headers, ssl=ssl_option, allow_redirects=False
-        ) as response:
+        async with self.request(method, target, data=data, headers=headers) as response:
             body = await response.read()
             return response.status, response.headers, body
 
     async def authenticate(self) -> None:
-        status, headers, body = await self.request("GET", "/v2/")
+        status, headers, body = await self.send("GET", "/v2/")
         if status == 200:
             return
         if status != 401:
@@ -1400,12 +1373,12 @@ class RegistryClient:
                 f"UNAUTHORIZED: authentication required (no credentials for {self.registry.name} in the docker config)"
             )
         user, password = self.registry.credentials
-        basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        basic = basic_authorization(user, password)
         if challenge.lower().startswith("bearer"):
             self.authorization = await self.bearer_token(challenge, basic)
         else:
             self.authorization = basic
-        status, _, body = await self.request("GET", "/v2/")
+        status, _, body = await self.send("GET", "/v2/")
         if status != 200:
             raise PushError(f"UNAUTHORIZED: {describe(body)}")
 
@@ -1428,26 +1401,26 @@ class RegistryClient:
 
     async def upload(self, blob: bytes, digest: str) -> bool:
         """Upload a blob unless the repository has it; True when it was uploaded."""
-        status, _, _ = await self.request("HEAD", f"/v2/{self.repository}/blobs/{digest}")
+        status, _, _ = await self.send("HEAD", f"/v2/{self.repository}/blobs/{digest}")
         if status == 200:
             return False
-        status, headers, body = await self.request("POST", f"/v2/{self.repository}/blobs/uploads/")
+        status, headers, body = await self.send("POST", f"/v2/{self.repository}/blobs/uploads/")
         if status != 202 or "Location" not in headers:
             raise PushError(f"POST /v2/{self.repository}/blobs/uploads/: HTTP {status}: {describe(body)}")
-        status, headers, body = await self.request(
+        status, headers, body = await self.send(
             "PATCH", headers["Location"], data=blob, headers={"Content-Type": "application/octet-stream"}
         )
         if status != 202 or "Location" not in headers:
             raise PushError(f"PATCH blob upload {digest}: HTTP {status}: {describe(body)}")
         location = headers["Location"]
         separator = "&" if "?" in location else "?"
-        status, _, body = await self.request("PUT", f"{location}{separator}{urlencode({'digest': digest})}")
+        status, _, body = await self.send("PUT", f"{location}{separator}{urlencode({'digest': digest})}")
         if status != 201:
             raise PushError(f"PUT blob upload {digest}: HTTP {status}: {describe(body)}")
         return True
 
     async def put_manifest(self, reference: str, manifest: bytes) -> str:
-        status, headers, body = await self.request(
+        status, headers, body = await self.send(
             "PUT",
             f"/v2/{self.repository}/manifests/{reference}",
             data=manifest,
@@ -1455,17 +1428,14 @@ class RegistryClient:
         )
         if status != 201:
             raise PushError(f"PUT /v2/{self.repository}/manifests/{reference}: HTTP {status}: {describe(body)}")
-        return headers.get("Docker-Content-Digest", sha256(manifest))
+        return headers.get("Docker-Content-Digest", sha256_digest(manifest))
 
 
 def describe(body: bytes) -> str:
     """A registry error body as `CODE: message`, or the start of the raw text."""
-    try:
-        errors = json.loads(body).get("errors") or []
-        if errors:
-            return "; ".join(f"{e.get('code', 'UNKNOWN')}: {e.get('message', '')}" for e in errors)
-    except (ValueError, AttributeError):
-        pass
+    errors = registry_errors(body)
+    if errors:
+        return "; ".join(errors)
     return body[:200].decode(errors="replace").strip() or "(empty body)"
 
 
@@ -1474,24 +1444,12 @@ def docker_credentials(config_file: Path, registry: str) -> tuple[str, str] | No
         document = json.loads(config_file.read_text())
     except (OSError, ValueError):
         return None
-    for key, entry in (document.get("auths") or {}).items():
-        host = urlsplit(key).netloc if "://" in key else key.split("/", 1)[0]
-        if host != registry and not (registry == DEFAULT_REGISTRY and host in ("docker.io", "index.docker.io")):
-            continue
-        if entry.get("auth"):
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            return user, password
-        if entry.get("username"):
-            return entry["username"], entry.get("password", "")
-    return None
+    return docker_config_credentials(document, registry)
 
 
 # --------------------------------------------------------------------------------------------------
 # The executor
 # --------------------------------------------------------------------------------------------------
-
-
-Resolver = Callable[[str], Any]
 
 
 @dataclass
@@ -1664,33 +1622,23 @@ class Executor:
             "skip-tls-verify-registry"
         )
         scheme = "http" if insecure or looks_local(name) else "https"
-        resolver = self.environment.resolve
-        endpoint = resolver(name) if resolver is not None else None
-        if endpoint is not None:
-            if scheme == "https":
-                raise PushError(
-                    f'failed to push to destination {reference}: Get "https://{name}/v2/": dial tcp {name}:443: '
-                    f"connect: connection refused (the sandbox serves {name} over plain HTTP only: add "
-                    f"--insecure-registry={name} or --insecure)"
-                )
-            address = (endpoint[0], int(endpoint[1]))
-        else:
-            address = self.direct_address(name, reference)
+        address = registry_address(name, self.environment.resolve)
+        if address is None:
+            raise PushError(
+                f'failed to push to destination {reference}: Get "https://{name}/v2/": dial tcp: lookup '
+                f"{name.split(':', maxsplit=1)[0]}: no such host (inside the knlab sandbox a registry is a hub "
+                "Knative Service (name.namespace.svc.cluster.local or its external name) or 127.0.0.1:<port>; "
+                "the sandbox has no network)"
+            )
+        if scheme == "https":  # loopback names are always plain HTTP (looks_local), so this is a hub
+            raise PushError(
+                f'failed to push to destination {reference}: Get "https://{name}/v2/": dial tcp {name}:443: '
+                f"connect: connection refused (the sandbox serves {name} over plain HTTP only: add "
+                f"--insecure-registry={name} or --insecure)"
+            )
         config_dir = self.environment.env.get("DOCKER_CONFIG", "/kaniko/.docker")
         credentials = docker_credentials(self.environment.host_path(f"{config_dir}/config.json"), name)
         return Registry(name, address, scheme, not skip_verify, credentials)
-
-    @staticmethod
-    def direct_address(name: str, reference: Reference) -> tuple[str, int]:
-        host, _, port = name.rpartition(":") if ":" in name else (name, "", "")
-        if host in ("127.0.0.1", "localhost") and port.isdigit():
-            return "127.0.0.1", int(port)
-        raise PushError(
-            f'failed to push to destination {reference}: Get "https://{name}/v2/": dial tcp: lookup '
-            f"{name.split(':', maxsplit=1)[0]}: no such host (inside the knlab sandbox a registry is a hub Knative "
-            "Service "
-            "(name.namespace.svc.cluster.local or its external name) or 127.0.0.1:<port>; the sandbox has no network)"
-        )
 
     async def push(self, image: BuiltImage, destinations: list[Reference]) -> None:
         if not destinations:
@@ -1711,7 +1659,7 @@ class Executor:
                 for layer in image.layers:
                     uploaded = await client.upload(layer.blob, layer.digest)
                     self.log.debug(f"{'Pushed' if uploaded else 'Existing'} blob {layer.digest}")
-                await client.upload(image.config, sha256(image.config))
+                await client.upload(image.config, sha256_digest(image.config))
                 digest = await client.put_manifest(reference.tag or "latest", image.manifest)
                 break
             except (TimeoutError, aiohttp.ClientError, OSError) as error:

@@ -16,13 +16,11 @@ The runtime calls it; server.py never does::
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 import tarfile
 import tempfile
@@ -32,9 +30,20 @@ from typing import IO, Any
 
 import aiohttp
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+from .registry_client import (
+    DIGEST_PATTERN,
+    DOCKER_MANIFEST,
+    OCI_MANIFEST,
+    REPOSITORY_COMPONENT,
+    TAG_PATTERN,
+    Registry,
+    RegistryConnection,
+    basic_authorization,
+    registry_errors,
+    sha256_digest,
+)
+
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 INDEX_TYPES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
@@ -50,10 +59,6 @@ WHITEOUT = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 CHUNK_SIZE = 256 * 1024
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=5)
-
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 
 
 class ImagePullError(Exception):
@@ -86,7 +91,7 @@ class ImageReference:
         digest = None
         if "@" in text:
             text, digest = text.split("@", 1)
-            if not _DIGEST.match(digest):
+            if not DIGEST_PATTERN.match(digest):
                 raise ImagePullError(f"invalid image reference {image!r}: bad digest {digest!r}")
         first, _, rest = text.partition("/")
         # Docker's rule: the first component is a registry host if it has a dot or a port, or is localhost.
@@ -98,11 +103,11 @@ class ImageReference:
         name, colon, maybe_tag = path.rpartition(":")
         if colon and "/" not in maybe_tag:
             path, tag = name, maybe_tag
-            if not _TAG.match(tag):
+            if not TAG_PATTERN.match(tag):
                 raise ImagePullError(f"invalid image reference {image!r}: bad tag {tag!r}")
         if host == DEFAULT_HOST and "/" not in path:
             path = f"library/{path}"
-        if not all(_COMPONENT.match(part) for part in path.split("/")):
+        if not all(REPOSITORY_COMPONENT.match(part) for part in path.split("/")):
             raise ImagePullError(f"invalid image reference {image!r}: bad repository name {path!r}")
         if tag is None and digest is None:
             tag = "latest"
@@ -156,52 +161,28 @@ class PulledImage:
     resolved_digest: str = ""
 
 
-def basic_auth_header(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-class _RegistryClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, host_header: str, authorization: str | None):
-        self.session = session
-        self.base_url = base_url
-        self.host_header = host_header
-        self.authorization = authorization
-
-    def _headers(self, **extra: str) -> dict[str, str]:
-        headers = {"Host": self.host_header, **extra}
-        if self.authorization:
-            headers["Authorization"] = self.authorization
-        return headers
-
-    def _url(self, path: str) -> str:
-        return f"{self.base_url}{path}"
-
+class _PullClient(RegistryConnection):
     async def _error(self, response: aiohttp.ClientResponse, what: str) -> ImagePullError:
-        detail = ""
-        with contextlib.suppress(Exception):
-            body = json.loads(await response.read())
-            errors = body.get("errors") or []
-            if errors:
-                detail = f"{errors[0].get('code', '')}: {errors[0].get('message', '')}"
+        errors = registry_errors(await response.read())
+        detail = errors[0] if errors else ""
         if response.status == 401 and not detail:
             detail = "UNAUTHORIZED: authentication required"
         detail = detail or (response.reason or "")
         return ImagePullError(f"GET {what}: {response.status} {detail}".rstrip())
 
+    def _shown(self, path: str) -> str:
+        return f"{self.registry.scheme}://{self.registry.name}{path}"
+
     async def manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(body, media type, digest) of a manifest; the digest is checked against the body."""
         path = f"/v2/{repository}/manifests/{reference}"
-        async with self.session.get(self._url(path), headers=self._headers(Accept=ACCEPT)) as response:
+        async with self.request("GET", path, headers={"Accept": ACCEPT}) as response:
             if response.status != 200:
-                raise await self._error(response, f"http://{self.host_header}{path}")
+                raise await self._error(response, self._shown(path))
             body = await response.read()
             media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip()
             header_digest = response.headers.get("Docker-Content-Digest")
-        digest = _sha256(body)
+        digest = sha256_digest(body)
         for claimed in (header_digest, reference if reference.startswith("sha256:") else None):
             if claimed and claimed != digest:
                 raise ImagePullError(f"manifest {repository}@{claimed} has digest {digest}")
@@ -213,9 +194,9 @@ class _RegistryClient:
         """Stream a blob into ``sink``, checking its digest on the way."""
         path = f"/v2/{repository}/blobs/{digest}"
         hasher = hashlib.sha256()
-        async with self.session.get(self._url(path), headers=self._headers()) as response:
+        async with self.request("GET", path) as response:
             if response.status != 200:
-                raise await self._error(response, f"http://{self.host_header}{path}")
+                raise await self._error(response, self._shown(path))
             async for chunk in response.content.iter_chunked(CHUNK_SIZE):
                 hasher.update(chunk)
                 sink.write(chunk)
@@ -247,17 +228,17 @@ async def pull_image(
     Raises `ImagePullError` with a one-line reason.
     """
     reference = ImageReference.parse(image)
-    base_url = f"http://{registry[0]}:{registry[1]}"
-    auth = basic_auth_header(*credentials) if credentials else None
     try:
         async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT, auto_decompress=False) as session:
-            client = _RegistryClient(session, base_url, reference.host, auth)
+            client = _PullClient(session, Registry(reference.host, registry))
+            # Sent up front rather than after a 401 challenge: the sandbox's registries take basic auth only.
+            client.authorization = basic_authorization(*credentials) if credentials else None
             return await _pull(client, reference, cache_dir)
     except (aiohttp.ClientError, TimeoutError) as error:
         raise ImagePullError(f"registry {reference.host} did not answer: {error or type(error).__name__}") from None
 
 
-async def _pull(client: _RegistryClient, reference: ImageReference, cache_dir: Path) -> PulledImage:
+async def _pull(client: _PullClient, reference: ImageReference, cache_dir: Path) -> PulledImage:
     body, media_type, digest = await client.manifest(reference.repository, reference.reference)
     resolved_digest = digest
     manifest = _json(body, "manifest")

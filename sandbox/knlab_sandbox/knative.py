@@ -616,12 +616,7 @@ class KnativeController:
     # --- small API helpers --------------------------------------------------------------------
 
     async def _get(self, rt: kinds.ResourceType, name: str, namespace: str) -> dict | None:
-        try:
-            return await self.api.get(rt, name, namespace=namespace)
-        except ApiStatusError as error:
-            if error.code == 404:
-                return None
-            raise
+        return self.api.get_nowait(rt, name, namespace=namespace)
 
     async def _write_status(self, rt: kinds.ResourceType, obj: dict, status: dict) -> None:
         if status == (obj.get("status") or {}):

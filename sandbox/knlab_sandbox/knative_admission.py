@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import admission, kinds, resources
-from .errors import ApiStatusError, bad_request
+from .errors import bad_request
 
 if TYPE_CHECKING:
     from .admission import AdmissionContext
@@ -1517,13 +1517,8 @@ SEED_OBJECTS: list[dict] = [
 
 async def read_configmap_data(api: ResourceAPI, name: str) -> dict[str, str]:
     """``data`` of a knative-serving ConfigMap; ``{}`` when it is absent (Knative's defaults apply)."""
-    try:
-        configmap = await api.get(kinds.lookup("v1", "ConfigMap"), name, namespace=SYSTEM_NAMESPACE)
-    except ApiStatusError as error:
-        if error.code == 404:
-            return {}
-        raise
-    return dict(configmap.get("data") or {})
+    configmap = api.get_nowait(kinds.lookup("v1", "ConfigMap"), name, namespace=SYSTEM_NAMESPACE)
+    return dict((configmap or {}).get("data") or {})
 
 
 async def load_config(api: ResourceAPI) -> KnativeConfig:

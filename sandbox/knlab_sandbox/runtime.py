@@ -41,8 +41,6 @@ server.py builds it after the gateway and before the controllers::
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import os
 import re
 import shutil
@@ -56,14 +54,13 @@ from typing import Any, Protocol
 from .gateway import Endpoint, Gateway
 from .images import ImagePullError, ImageReference, PulledImage, pull_image
 from .processes import ChildProcess, exit_reason, free_port, log_tail, spawn, stop_recorded, terminate, wait_for_port
+from .registry_client import docker_config_credentials, registry_address
 from .registry_process import PathMapper, RegistryStartError, start_registry
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
 HUB_REPOSITORIES = ("registry", "library/registry")
 _PYTHON = re.compile(r"^python(?:3(?:\.\d+)?)?$")
-# Loopback registries are reached directly; every other host must be a Knative Service in the sandbox.
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 class RuntimeFailure(Exception):
@@ -142,16 +139,9 @@ def python_argv(argv: Sequence[str], python: str) -> list[str] | None:
 def registry_credentials(pull_secrets: Sequence[Mapping[str, Any]], host: str) -> tuple[str, str] | None:
     """Username and password for ``host`` from docker config JSON documents (``.dockerconfigjson``)."""
     for document in pull_secrets:
-        for server, entry in (document.get("auths") or {}).items():
-            name = re.sub(r"^https?://", "", str(server)).split("/", 1)[0].lower()
-            if name != host.lower() or not isinstance(entry, Mapping):
-                continue
-            if entry.get("username") is not None:
-                return str(entry["username"]), str(entry.get("password", ""))
-            if entry.get("auth"):
-                with contextlib.suppress(ValueError):
-                    user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
-                    return user, password
+        credentials = docker_config_credentials(document, host)
+        if credentials is not None:
+            return credentials
     return None
 
 
@@ -361,12 +351,8 @@ class Runtime:
     async def _pull(
         self, image: str, reference: ImageReference, pull_secrets: Sequence[Mapping[str, Any]]
     ) -> PulledImage:
-        host, _, port = reference.host.rpartition(":") if ":" in reference.host else (reference.host, "", "")
-        if host in _LOOPBACK_HOSTS and port.isdigit():
-            registry: tuple[str, int] | None = (HOST, int(port))
-        else:
-            endpoint = self.gateway.resolve(reference.host)
-            registry = (endpoint.host, endpoint.port) if endpoint else None
+        # Loopback registries are reached directly; any other host must be a Knative Service in the sandbox.
+        registry = registry_address(reference.host, self.gateway.resolve)
         if registry is None:
             raise _missing(
                 image,

@@ -364,13 +364,8 @@ class TektonController:
         """Apply `mutate` to the latest status and write it; None when the TaskRun is gone."""
         meta = taskrun["metadata"]
         while True:
-            try:
-                current = await self.api.get(self.rt_taskrun, meta["name"], namespace=meta.get("namespace"))
-            except ApiStatusError as error:
-                if error.code == 404:
-                    return None
-                raise
-            if current["metadata"]["uid"] != meta["uid"]:
+            current = self.api.get_nowait(self.rt_taskrun, meta["name"], namespace=meta.get("namespace"))
+            if current is None or current["metadata"]["uid"] != meta["uid"]:
                 return None
             status = copy.deepcopy(current.get("status") or {})
             mutate(status)

@@ -1,29 +1,26 @@
-"""Test helper: build small images and push them to a registry over the HTTP API v2, asynchronously.
+"""Test helper: push small images to a registry over the HTTP API v2, asynchronously.
 
 Async on purpose: pushes often go through the sandbox gateway, which runs in the test's own event
-loop. ``host`` is the Host header to send (a Knative host when pushing through the gateway).
+loop. ``host`` is the Host header to send (a Knative host when pushing through the gateway). The
+images themselves (layers, config, manifests, indexes) are built by the unit tests' registry helper,
+so both push the same documents.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
-import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+from ansible_collections.knlab.serverless.tests.unit.registry_server import (
+    OCI_INDEX,
+    PushedImage,
+    image_documents,
+    index_document,
+    sha256_digest,
+    upload_finish_target,
+)
+from ansible_collections.knlab.serverless.tests.unit.registry_server import layer_tarball as layer
 
 HELLO_APP = b"""
 import os
@@ -42,40 +39,6 @@ class Hello(BaseHTTPRequestHandler):
 print("listening on", os.environ["PORT"], flush=True)
 HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Hello).serve_forever()
 """
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def layer(files: Mapping[str, bytes | None], *, directories: tuple[str, ...] = ()) -> tuple[bytes, str]:
-    """A tar.gz layer; a ``None`` value is a whiteout entry for that path. Returns (blob, diff_id)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in directories:
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            tar.addfile(info)
-        for name, content in sorted(files.items()):
-            if content is None:
-                head, _, base = name.rpartition("/")
-                info = tarfile.TarInfo(f"{head}/.wh.{base}" if head else f".wh.{base}")
-                tar.addfile(info, io.BytesIO(b""))
-                continue
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(content))
-    uncompressed = raw.getvalue()
-    return gzip.compress(uncompressed, mtime=0), sha256_digest(uncompressed)
-
-
-@dataclass(frozen=True)
-class Pushed:
-    digest: str
-    media_type: str
-    manifest: bytes
 
 
 class Pusher:
@@ -114,9 +77,7 @@ class Pusher:
             data=data,
             headers={"Content-Type": "application/octet-stream"},
         )
-        location = patched.headers["Location"]
-        separator = "&" if "?" in location else "?"
-        await self._request("PUT", f"{location}{separator}{urlencode({'digest': digest})}", 201)
+        await self._request("PUT", upload_finish_target(patched.headers["Location"], digest), 201)
         return digest
 
     async def manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
@@ -133,59 +94,18 @@ class Pusher:
         *,
         config: Mapping | None = None,
         oci: bool = False,
-    ) -> Pushed:
-        config_blob = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "config": dict(config or {}),
-                "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
-            },
-            sort_keys=True,
-        ).encode()
-        layer_descriptors = []
-        for blob, _ in layers:
-            digest = await self.blob(repository, blob)
-            layer_descriptors.append(
-                {"mediaType": OCI_LAYER if oci else DOCKER_LAYER, "size": len(blob), "digest": digest}
-            )
-        config_digest = await self.blob(repository, config_blob)
-        media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": media_type,
-                "config": {
-                    "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
-                    "size": len(config_blob),
-                    "digest": config_digest,
-                },
-                "layers": layer_descriptors,
-            }
-        ).encode()
-        digest = await self.manifest(repository, tag, manifest, media_type)
-        return Pushed(digest, media_type, manifest)
+    ) -> PushedImage:
+        image = image_documents(layers, config=config, oci=oci)
+        blob_digests = tuple([await self.blob(repository, blob) for blob in image.blobs])
+        digest = await self.manifest(repository, tag, image.manifest, image.media_type)
+        return PushedImage(repository, tag, digest, image.media_type, image.manifest, blob_digests)
 
-    async def index(self, repository: str, tag: str, images: list[tuple[Pushed, str]]) -> Pushed:
+    async def index(self, repository: str, tag: str, images: list[tuple[PushedImage, str]]) -> PushedImage:
         """An OCI index over ``(image, architecture)`` pairs already in ``repository``."""
-        body = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_INDEX,
-                "manifests": [
-                    {
-                        "mediaType": image.media_type,
-                        "size": len(image.manifest),
-                        "digest": image.digest,
-                        "platform": {"architecture": architecture, "os": "linux"},
-                    }
-                    for image, architecture in images
-                ],
-            }
-        ).encode()
-        return Pushed(await self.manifest(repository, tag, body, OCI_INDEX), OCI_INDEX, body)
+        body = index_document(images)
+        return PushedImage(repository, tag, await self.manifest(repository, tag, body, OCI_INDEX), OCI_INDEX, body)
 
-    async def hello_app(self, repository: str, tag: str, *, target: str = "Sandbox", oci: bool = True) -> Pushed:
+    async def hello_app(self, repository: str, tag: str, *, target: str = "Sandbox", oci: bool = True) -> PushedImage:
         """The usual test app: /app/app.py answering GET with a greeting, run by ``python3 app.py``."""
         return await self.image(
             repository,

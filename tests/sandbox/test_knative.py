@@ -78,12 +78,7 @@ class Cluster:
         self.api, self.runtime, self.gateway, self.controller = api, runtime, gateway, controller
 
     async def get(self, rt, name, namespace="default"):
-        try:
-            return await self.api.get(rt, name, namespace=namespace)
-        except ApiStatusError as error:
-            if error.code == 404:
-                return None
-            raise
+        return self.api.get_nowait(rt, name, namespace=namespace)
 
     async def wait(self, rt, name, check, namespace="default"):
         """Poll until `check(obj)` is true; the last object is in the failure message."""

@@ -72,12 +72,7 @@ class Cluster:
         self.api, self.settings = api, settings
 
     async def get(self, rt, name, namespace="default"):
-        try:
-            return await self.api.get(rt, name, namespace=namespace)
-        except ApiStatusError as error:
-            if error.code == 404:
-                return None
-            raise
+        return self.api.get_nowait(rt, name, namespace=namespace)
 
     async def wait(self, rt, name, check):
         obj = None

@@ -45,7 +45,7 @@ import ssl
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -142,19 +142,103 @@ def registry_config(
     return config
 
 
-def layer_tarball(files: Mapping[str, bytes]) -> tuple[bytes, str]:
-    """A gzipped tar of ``files``, byte-identical for identical input; returns (blob, diff_id)."""
+# -- building images (no I/O: the sync client below and the sandbox tests' async one push them) --------
+
+
+def layer_tarball(files: Mapping[str, bytes | None], *, directories: Sequence[str] = ()) -> tuple[bytes, str]:
+    """A gzipped tar of ``directories`` then ``files``, byte-identical for identical input.
+
+    A ``None`` content is a whiteout entry (``.wh.<name>``) deleting that path from lower layers.
+    Returns (blob, diff_id).
+    """
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, content in sorted(files.items()):
+        for name in directories:
             info = tarfile.TarInfo(name)
-            info.size = len(content)
-            info.mode = 0o644
-            info.mtime = 0
-            tar.addfile(info, io.BytesIO(content))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for name, content in sorted(files.items()):
+            head, slash, base = name.rpartition("/")
+            info = tarfile.TarInfo(name if content is not None else f"{head}{slash}.wh.{base}")
+            data = content if content is not None else b""
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
     uncompressed = raw.getvalue()
     compressed = gzip.compress(uncompressed, mtime=0)
     return compressed, sha256_digest(uncompressed)
+
+
+@dataclass(frozen=True)
+class ImageDocuments:
+    """An image as a client pushes it: the layer blobs and the config blob, then the manifest."""
+
+    layers: tuple[bytes, ...]
+    config: bytes
+    manifest: bytes
+    media_type: str
+
+    @property
+    def blobs(self) -> tuple[bytes, ...]:
+        return (*self.layers, self.config)
+
+
+def image_documents(
+    layers: Sequence[tuple[bytes, str]], *, config: Mapping | None = None, oci: bool = False
+) -> ImageDocuments:
+    """A linux/amd64 image of ``layers`` ((blob, diff_id) pairs) with runtime ``config``, docker v2 or OCI."""
+    config_blob = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": dict(config or {}),
+            "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
+        },
+        sort_keys=True,
+    ).encode()
+    media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {
+                "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
+                "size": len(config_blob),
+                "digest": sha256_digest(config_blob),
+            },
+            "layers": [
+                {"mediaType": OCI_LAYER if oci else DOCKER_LAYER, "size": len(blob), "digest": sha256_digest(blob)}
+                for blob, _ in layers
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+    return ImageDocuments(tuple(blob for blob, _ in layers), config_blob, manifest, media_type)
+
+
+def index_document(images: Sequence[tuple[PushedImage, str]]) -> bytes:
+    """An OCI image index (a multi-platform image) over ``(image, architecture)`` pairs."""
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": image.media_type,
+                    "size": len(image.manifest),
+                    "digest": image.digest,
+                    "platform": {"architecture": architecture, "os": "linux"},
+                }
+                for image, architecture in images
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def upload_finish_target(location: str, digest: str) -> str:
+    """The ``PUT`` that completes a blob upload: the registry's ``Location`` plus the blob's digest."""
+    separator = "&" if "?" in location else "?"
+    return f"{location}{separator}{urlencode({'digest': digest})}"
 
 
 @dataclass(frozen=True)
@@ -306,10 +390,8 @@ class RegistryServer:
             202,
             f"upload blob to {repository}",
         )
-        location = patched.headers["location"]
-        separator = "&" if "?" in location else "?"
         self._expect(
-            self.request("PUT", f"{location}{separator}{urlencode({'digest': digest})}"),
+            self.request("PUT", upload_finish_target(patched.headers["location"], digest)),
             201,
             f"finish upload to {repository}",
         )
@@ -334,55 +416,16 @@ class RegistryServer:
         oci: bool = False,
     ) -> PushedImage:
         """Push a one-layer image built from ``files``; ``tag=None`` pushes it by digest only."""
-        layer, diff_id = layer_tarball(files if files is not None else {"hello.txt": b"hello\n"})
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Cmd": ["/bin/true"]},
-                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            },
-            sort_keys=True,
-        ).encode()
-        layer_digest = self.upload_blob(repository, layer)
-        config_digest = self.upload_blob(repository, config)
-        media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": media_type,
-                "config": {
-                    "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
-                    "size": len(config),
-                    "digest": config_digest,
-                },
-                "layers": [
-                    {"mediaType": OCI_LAYER if oci else DOCKER_LAYER, "size": len(layer), "digest": layer_digest}
-                ],
-            },
-            sort_keys=True,
-        ).encode()
-        digest = self.push_manifest(repository, tag or sha256_digest(manifest), manifest, media_type)
-        return PushedImage(repository, tag, digest, media_type, manifest, (layer_digest, config_digest))
+        layer = layer_tarball(files if files is not None else {"hello.txt": b"hello\n"})
+        image = image_documents([layer], config={"Cmd": ["/bin/true"]}, oci=oci)
+        blob_digests = tuple(self.upload_blob(repository, blob) for blob in image.blobs)
+        reference = tag or sha256_digest(image.manifest)
+        digest = self.push_manifest(repository, reference, image.manifest, image.media_type)
+        return PushedImage(repository, tag, digest, image.media_type, image.manifest, blob_digests)
 
     def push_index(self, repository: str, tag: str, images: list[PushedImage]) -> PushedImage:
-        """Push an OCI image index (a multi-platform image) over images already in ``repository``."""
-        index = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_INDEX,
-                "manifests": [
-                    {
-                        "mediaType": image.media_type,
-                        "size": len(image.manifest),
-                        "digest": image.digest,
-                        "platform": {"architecture": architecture, "os": "linux"},
-                    }
-                    for image, architecture in zip(images, ("amd64", "arm64", "ppc64le", "s390x"), strict=False)
-                ],
-            },
-            sort_keys=True,
-        ).encode()
+        """Push an OCI image index over images already in ``repository`` (amd64, arm64, … in order)."""
+        index = index_document(list(zip(images, ("amd64", "arm64", "ppc64le", "s390x"), strict=False)))
         digest = self.push_manifest(repository, tag, index, OCI_INDEX)
         return PushedImage(repository, tag, digest, OCI_INDEX, index)
 
