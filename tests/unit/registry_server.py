@@ -191,7 +191,7 @@ def image_documents(
             "architecture": "amd64",
             "os": "linux",
             "config": dict(config or {}),
-            "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id in layers]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id for _blob, diff_id in layers]},
         },
         sort_keys=True,
     ).encode()
@@ -207,12 +207,12 @@ def image_documents(
             },
             "layers": [
                 {"mediaType": OCI_LAYER if oci else DOCKER_LAYER, "size": len(blob), "digest": sha256_digest(blob)}
-                for blob, _ in layers
+                for blob, _diff_id in layers
             ],
         },
         sort_keys=True,
     ).encode()
-    return ImageDocuments(tuple(blob for blob, _ in layers), config_blob, manifest, media_type)
+    return ImageDocuments(tuple(blob for blob, _diff_id in layers), config_blob, manifest, media_type)
 
 
 def index_document(images: Sequence[tuple[PushedImage, str]]) -> bytes:
