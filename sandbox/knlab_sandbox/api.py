@@ -41,6 +41,22 @@ OPEN_PATHS = ("/healthz", "/readyz", "/livez")
 JSON = "application/json"
 
 
+def acting_user(request: web.Request) -> str:
+    """Who the request acts as: the token's user (the admin), or whom the admin impersonates.
+
+    The admin may impersonate anyone (kubectl --as/--as-group send Impersonate-User/-Group); the
+    sandbox has no RBAC, so groups and extras change nothing beyond being accepted. As kube-apiserver's
+    impersonation filter, groups or extras without a user are refused.
+    """
+    user = request.headers.get("Impersonate-User", "")
+    if user:
+        return user
+    others = [h for h in request.headers if h.lower().startswith("impersonate-")]
+    if others:
+        raise internal_error(f"requested {sorted(set(others))} without impersonating a user")
+    return ADMIN_USER
+
+
 def status_response(error: ApiStatusError) -> web.Response:
     response = web.json_response(error.to_status(), status=error.code)
     for key, value in error.headers.items():
@@ -528,7 +544,12 @@ class ApiServer:
         manager = query.get("fieldManager") or _manager_from_agent(request.headers.get("User-Agent", ""))
         if len(manager) > 128:
             raise bad_request("fieldManager: Too long: must have at most 128 bytes")
-        return {"dry_run": bool(dry_run), "field_validation": validation, "field_manager": manager, "user": ADMIN_USER}
+        return {
+            "dry_run": bool(dry_run),
+            "field_validation": validation,
+            "field_manager": manager,
+            "user": acting_user(request),
+        }
 
     async def _list(self, request: web.Request, rt: ResourceType, namespace: str | None) -> web.Response:
         items, rv = await self.api.list(

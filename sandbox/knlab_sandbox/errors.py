@@ -77,13 +77,18 @@ def gone(msg: str) -> ApiStatusError:
 
 
 def invalid(rt: ResourceType, name: str, causes: list[tuple[str, ...]]) -> ApiStatusError:
-    """422 Invalid. Each cause is (field, message) or (field, message, reason)."""
+    """422 Invalid. Each cause is (field, message) or (field, message, reason).
+
+    As apimachinery's NewInvalid: a cause's message is the error body alone (the field is in
+    `field`); the top-level message lists each error as "<field>: <body>".
+    """
     cause_dicts = []
+    texts = []
     for cause in causes:
         field, message = cause[0], cause[1]
         reason = cause[2] if len(cause) > 2 else "FieldValueInvalid"
-        cause_dicts.append({"reason": reason, "message": f"{field}: {message}" if field else message, "field": field})
-    texts = [c["message"] for c in cause_dicts]
+        cause_dicts.append({"reason": reason, "message": message, "field": field})
+        texts.append(f"{field}: {message}" if field else message)
     summary = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     details = _details(rt, name, kind_field=rt.kind)
     details["causes"] = cause_dicts

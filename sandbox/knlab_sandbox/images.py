@@ -238,6 +238,23 @@ async def pull_image(
         raise ImagePullError(f"registry {reference.host} did not answer: {error or type(error).__name__}") from None
 
 
+async def resolve_digest(image: str, registry: tuple[str, int], *, credentials: tuple[str, str] | None = None) -> str:
+    """The digest ``image``'s tag names now (an index's own digest for a multi-platform image).
+
+    What Knative's controller asks the registry before it makes a Deployment; no layer is fetched.
+    Raises `ImagePullError` with a one-line reason.
+    """
+    reference = ImageReference.parse(image)
+    try:
+        async with aiohttp.ClientSession(timeout=REQUEST_TIMEOUT, auto_decompress=False) as session:
+            client = _PullClient(session, Registry(reference.host, registry))
+            client.authorization = basic_authorization(*credentials) if credentials else None
+            _, _, digest = await client.manifest(reference.repository, reference.reference)
+            return digest
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise ImagePullError(f"registry {reference.host} did not answer: {error or type(error).__name__}") from None
+
+
 async def _pull(client: _PullClient, reference: ImageReference, cache_dir: Path) -> PulledImage:
     body, media_type, digest = await client.manifest(reference.repository, reference.reference)
     resolved_digest = digest

@@ -251,6 +251,11 @@ def _inherited_annotations(meta: dict) -> dict:
     return {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED_ANNOTATION}
 
 
+def _listed(annotation: str | None) -> set[str]:
+    """The names in a comma-separated annotation such as ``serving.knative.dev/routes``."""
+    return {item.strip() for item in (annotation or "").split(",") if item.strip()}
+
+
 def desired_configuration(service: dict) -> dict:
     meta = service["metadata"]
     labels = {**(meta.get("labels") or {}), SERVICE_LABEL: meta["name"], SERVICE_UID_LABEL: meta["uid"]}
@@ -428,7 +433,12 @@ class RevisionRun:
     failure_condition: str = "ContainerHealthy"
     started_at: str = field(default_factory=now)
     restarts: int = 0  # the pod's restartCount: its containers were started again in place
-    pull_error: str = ""  # the last failed pull while kubelet backs off and tries again
+    # Why kubelet cannot start the container yet while it keeps trying (ImagePullBackOff,
+    # CreateContainerConfigError): the pod's waiting state, and the Revision's failure at the deadline.
+    waiting_reason: str = ""
+    waiting_message: str = ""
+    resolving: bool = False  # Knative's controller is resolving the image's tag to a digest
+    resolved_digest: str = ""  # host/repository@sha256:… that the tag resolved to
 
     @property
     def failed(self) -> bool:
@@ -660,7 +670,14 @@ class KnativeController:
         conditions.initialize()
         status["observedGeneration"] = service["metadata"].get("generation")
 
-        configuration, owned = await self._ensure_child(service, "Configuration", desired_configuration(service))
+        desired = desired_configuration(service)
+        # As MakeConfigurationFromExisting: the routes already named stay, and this Service's Route joins them.
+        existing_configuration = await self._get(self.rt["Configuration"], name, namespace)
+        routes = _listed(
+            (existing_configuration or {}).get("metadata", {}).get("annotations", {}).get(ROUTES_ANNOTATION)
+        )
+        desired["metadata"]["annotations"][ROUTES_ANNOTATION] = ",".join(sorted(routes | {name}))
+        configuration, owned = await self._ensure_child(service, "Configuration", desired)
         if not owned:
             message = f'There is an existing Configuration "{name}" that we do not own.'
             conditions.mark_false("ConfigurationsReady", "NotOwned", message)
@@ -811,15 +828,7 @@ class KnativeController:
         status["observedGeneration"] = revision["metadata"].get("generation")
         container = serving_container(revision["spec"])
         container_name = container.get("name") or USER_CONTAINER
-        container_status = {"name": container_name}
-        # The digest stays once known (a Revision's image never changes), also after its pod is gone.
         known = {c.get("name"): c.get("imageDigest") for c in status.get("containerStatuses") or []}
-        image_digest = known.get(container_name) or digest_reference(
-            str(container.get("image", "")), self.runtime.image_digest(key)
-        )
-        if image_digest:
-            container_status["imageDigest"] = image_digest
-        status["containerStatuses"] = [container_status]
 
         routing_state = (revision["metadata"].get("labels") or {}).get(ROUTING_STATE_LABEL, "pending")
         wanted = routing_state in ("pending", "active")
@@ -831,6 +840,17 @@ class KnativeController:
             await self._stop_run(key, delete_pod=True)
             run = None
 
+        # The digest stays once known (a Revision's image never changes), also after its pod is gone.
+        container_status = {"name": container_name}
+        image_digest = (
+            known.get(container_name)
+            or (run.resolved_digest if run is not None else "")
+            or digest_reference(str(container.get("image", "")), self.runtime.image_digest(key))
+        )
+        if image_digest:
+            container_status["imageDigest"] = image_digest
+        status["containerStatuses"] = [container_status]
+
         if run is None:
             if conditions.is_("Ready", "True") and not wanted:
                 conditions.set("Active", "False", "NoTraffic", "The target is not receiving traffic.")
@@ -839,6 +859,8 @@ class KnativeController:
         elif run.failed:
             self._mark_run_failed(conditions, run)
             status["actualReplicas"] = 0
+        elif run.resolving:
+            conditions.mark_unknown("ResourcesAvailable", "ResolvingDigests")
         elif run.endpoint is not None:
             conditions.mark_true("ResourcesAvailable")
             conditions.mark_true("ContainerHealthy")
@@ -853,8 +875,8 @@ class KnativeController:
 
     @staticmethod
     def _mark_run_failed(conditions: Conditions, run: RevisionRun) -> None:
+        # Active is the autoscaler's to set (from its PodAutoscaler), never a copy of a failure.
         conditions.mark_false(run.failure_condition, run.failure_reason, run.failure_message)
-        conditions.set("Active", "False", run.failure_reason, run.failure_message)
 
     # --- what kubelet resolves before starting a container --------------------------------------
 
@@ -866,14 +888,19 @@ class KnativeController:
         env.update(knative_env(revision))
         volume_root = self.settings.run_dir / "volumes" / namespace / name
         volume_sources = await self._materialise_volumes(spec, namespace, volume_root)
+        return PodInputs(env, volume_sources, await self._pull_secrets(revision))
+
+    async def _pull_secrets(self, revision: dict) -> list[dict]:
+        """The imagePullSecrets' docker config documents (Knative's resolver and kubelet both use them)."""
+        namespace = revision["metadata"]["namespace"]
         pull_secrets = []
-        for reference in spec.get("imagePullSecrets") or []:
+        for reference in revision["spec"].get("imagePullSecrets") or []:
             secret = await self._get(self.rt_secret, reference.get("name", ""), namespace)
             encoded = ((secret or {}).get("data") or {}).get(".dockerconfigjson")
             if encoded:  # kubelet ignores a missing or malformed pull secret and pulls anonymously
                 with contextlib.suppress(ValueError):
                     pull_secrets.append(json.loads(base64.b64decode(encoded)))
-        return PodInputs(env, volume_sources, pull_secrets)
+        return pull_secrets
 
     async def _source_data(self, kind: str, name: str, namespace: str, *, optional: bool) -> dict[str, str] | None:
         """A ConfigMap's or Secret's values as text; None when it is absent but optional."""
@@ -1004,24 +1031,33 @@ class KnativeController:
         self.runs[key] = run
         await self._delete_stale_pods(revision, keep=run.pod_name)
         await self._record_scale_request(revision)
-        pod = await self._restart_pod(survivor, run) if survivor else await self._create_pod(revision, run)
         deadline = await self._progress_deadline(revision)
-        run.task = asyncio.create_task(self._run_revision(revision, run, pod, deadline))
+        run.task = asyncio.create_task(self._run_revision(revision, run, survivor, deadline))
         return run
 
-    async def _run_revision(self, revision: dict, run: RevisionRun, pod: dict | None, deadline: float) -> None:
+    async def _run_revision(self, revision: dict, run: RevisionRun, survivor: dict | None, deadline: float) -> None:
         namespace, name = self._ns_name(revision)
+        pull_secrets = await self._pull_secrets(revision)
+        if not await self._resolve_tag(revision, run, pull_secrets):
+            # Knative's controller gives up before it makes a Deployment: there is no pod at all.
+            if survivor is not None:
+                with contextlib.suppress(ApiStatusError):
+                    await self.api.delete(self.rt_pod, run.pod_name, namespace=namespace)
+            log.info("revision %s/%s failed: %s: %s", namespace, name, run.failure_reason, run.failure_message)
+            self.queue.add(("Revision", namespace, name))
+            self._enqueue_routes(namespace)
+            return
+        pod = await self._restart_pod(survivor, run) if survivor else await self._create_pod(revision, run)
         log_path = self.settings.log_path(namespace, run.pod_name, USER_CONTAINER)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            inputs = await self._pod_inputs(revision)
-            starting = self._start_pulling(revision, run, pod, inputs, log_path)
+            starting = self._start_pod(revision, run, pod, pull_secrets, log_path)
             endpoint = await asyncio.wait_for(starting, timeout=deadline)
         except TimeoutError:
             with contextlib.suppress(Exception):
                 await self.runtime.stop(run.key)
-            if run.pull_error:  # Knative reports the pod's waiting reason once the deadline passed
-                self._fail(run, "ImagePullBackOff", run.pull_error, "ResourcesAvailable")
+            if run.waiting_reason:  # Knative reports the pod's waiting reason once the deadline passed
+                self._fail(run, run.waiting_reason, run.waiting_message, "ResourcesAvailable")
             else:
                 self._fail(run, "ProgressDeadlineExceeded", "Initial scale was never achieved", "ResourcesAvailable")
         except PodConfigError as error:
@@ -1042,33 +1078,92 @@ class KnativeController:
         self.queue.add(("Revision", namespace, name))
         self._enqueue_routes(namespace)
 
-    async def _start_pulling(
-        self, revision: dict, run: RevisionRun, pod: dict | None, inputs: PodInputs, log_path: Path
-    ) -> Endpoint:
-        """Start the pod; a failed pull of digest-pinned images is retried with back-off, as kubelet does.
+    async def _resolve_tag(self, revision: dict, run: RevisionRun, pull_secrets: list[dict]) -> bool:
+        """Knative's tag-to-digest resolution, done once per Revision before its Deployment exists.
 
-        A tag is resolved by Knative's controller when the Revision is created, and a failure there
-        is final (ContainerMissing). A digest is not resolved: kubelet pulls it and keeps trying
-        (ErrImagePull, ImagePullBackOff) until the progress deadline, so the Revision stays Deploying.
+        A failure is final for the Revision (ContainerHealthy=False ContainerMissing). Digests and the
+        registries in ``registries-skipping-tag-resolving`` are not resolved: kubelet pulls them.
         """
+        container = serving_container(revision["spec"])
+        image = str(container.get("image", ""))
+        name = container.get("name") or USER_CONTAINER
+        resolved = {
+            c.get("name") for c in (revision.get("status") or {}).get("containerStatuses") or [] if c.get("imageDigest")
+        }
+        if name in resolved or "@" in image:
+            return True
+        deployment = await read_configmap_data(self.api, "config-deployment")
+        skipped = deployment.get(
+            "registries-skipping-tag-resolving", DEPLOYMENT_DEFAULTS["registries-skipping-tag-resolving"]
+        )
+        try:
+            host = ImageReference.parse(image).host
+        except ImagePullError:
+            host = ""
+        if host and host in {entry.strip() for entry in skipped.split(",")}:
+            return True
+        timeout = 10.0
+        with contextlib.suppress(ValueError):
+            timeout = parse_go_duration(
+                deployment.get("digest-resolution-timeout") or DEPLOYMENT_DEFAULTS["digest-resolution-timeout"]
+            )
+        run.resolving = True
+        self.queue.add(("Revision", *self._ns_name(revision)))
+        try:
+            digest = await asyncio.wait_for(self.runtime.resolve(image, pull_secrets), timeout=timeout)
+        except TimeoutError:
+            why = "context deadline exceeded"
+            self._fail(
+                run,
+                "ContainerMissing",
+                f'Unable to fetch image "{image}": failed to resolve image to digest: {why}',
+                "ContainerHealthy",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as failure:  # the runtime's RuntimeFailure carries reason and message
+            message = getattr(failure, "message", "") or str(failure)
+            self._fail(run, "ContainerMissing", message, "ContainerHealthy")
+        else:
+            run.resolved_digest = digest_reference(image, digest)
+        finally:
+            run.resolving = False
+            self.queue.add(("Revision", *self._ns_name(revision)))
+        return not run.failed
+
+    async def _start_pod(
+        self, revision: dict, run: RevisionRun, pod: dict | None, pull_secrets: list[dict], log_path: Path
+    ) -> Endpoint:
+        """Start the pod; while kubelet cannot (an image it cannot pull, a ConfigMap or Secret that is
+        missing) it shows why on the pod and tries again with back-off, as kubelet does, until the
+        caller's progress deadline. The Revision stays Deploying meanwhile."""
         spec = runtime_pod_spec(revision)
-        pinned = all("@" in str(c.get("image", "")) for c in spec.get("containers") or [{}])
+        namespace = run.key.split("/", 1)[0]
         delay = PULL_BACKOFF_INITIAL
         while True:
             try:
+                inputs = await self._pod_inputs(revision)
                 return await self.runtime.start(
                     run.key,
-                    run.key.split("/", 1)[0],
+                    namespace,
                     spec,
                     inputs.env,
                     log_path,
                     volume_sources=inputs.volume_sources,
                     pull_secrets=inputs.pull_secrets,
                 )
-            except Exception as failure:  # the runtime's RuntimeFailure carries reason and message
-                if getattr(failure, "reason", "") != "ContainerMissing" or not pinned:
+            except PodConfigError as error:
+                if error.reason != "CreateContainerConfigError":
                     raise
-                run.pull_error = failure.message
+                run.waiting_reason, run.waiting_message = error.reason, error.message
+            except Exception as failure:  # the runtime's RuntimeFailure carries reason and message
+                reason = getattr(failure, "reason", "")
+                if reason == "ContainerMissing":
+                    run.waiting_reason, run.waiting_message = "ImagePullBackOff", failure.message
+                elif reason == "CreateContainerConfigError":
+                    run.waiting_reason, run.waiting_message = reason, failure.message
+                else:
+                    raise
             if pod is not None:
                 await self._update_pod_status(pod, run)
             await asyncio.sleep(delay)
@@ -1268,12 +1363,9 @@ class KnativeController:
             ]
             ready = "True"
         else:
-            waiting = (
-                "ErrImagePull" if run.failure_reason == "ContainerMissing" else run.failure_reason,
-                run.failure_message,
-            )
-            if not run.failed and run.pull_error:
-                waiting = ("ImagePullBackOff", run.pull_error)
+            waiting = (run.failure_reason or "ContainerCreating", run.failure_message)
+            if not run.failed and run.waiting_reason:
+                waiting = (run.waiting_reason, run.waiting_message)
             status["containerStatuses"] = [
                 self._container_status(c, waiting=waiting, restarts=run.restarts) for c in containers
             ]
@@ -1311,7 +1403,10 @@ class KnativeController:
         route = await self._get(self.rt["Route"], name, namespace)
         if route is None or route["metadata"].get("deletionTimestamp"):
             self.gateway.remove_route(self.route_hosts.pop(key, []))
+            await self._label_configurations(namespace, name, set())
             return
+        named = {t["configurationName"] for t in route["spec"].get("traffic") or [] if t.get("configurationName")}
+        await self._label_configurations(namespace, name, named)
         status = copy.deepcopy(route.get("status") or {})
         conditions = Conditions(status, ROUTE_DEPENDENTS, now())
         conditions.initialize()
@@ -1424,6 +1519,30 @@ class KnativeController:
     def _endpoint(self, namespace: str, revision: str) -> Endpoint | None:
         run = self.runs.get(f"{namespace}/{revision}")
         return run.endpoint if run is not None else None
+
+    async def _label_configurations(self, namespace: str, route_name: str, named: set[str]) -> None:
+        """The labeler's ``serving.knative.dev/routes`` on Configurations: the Route is listed on those
+        its traffic names (latest-revision targets) and taken off the others."""
+        configurations, _ = await self.api.list(self.rt["Configuration"], namespace=namespace)
+        for configuration in configurations:
+            meta = configuration["metadata"]
+            routes = _listed((meta.get("annotations") or {}).get(ROUTES_ANNOTATION))
+            if meta["name"] in named:
+                wanted = routes | {route_name}
+            elif route_name in self._owner_names(configuration, "Service"):
+                continue  # its Service lists its own Route (MakeConfigurationFromExisting)
+            else:
+                wanted = routes - {route_name}
+            if wanted == routes or meta.get("deletionTimestamp"):
+                continue
+            updated = copy.deepcopy(configuration)
+            annotations = updated["metadata"].setdefault("annotations", {})
+            if wanted:
+                annotations[ROUTES_ANNOTATION] = ",".join(sorted(wanted))
+            else:
+                annotations.pop(ROUTES_ANNOTATION, None)
+            with contextlib.suppress(ApiStatusError):  # a lost race: the next reconcile tries again
+                await self.api.update(self.rt["Configuration"], updated, user=CONTROLLER_USER)
 
     async def _label_revisions(self, route: dict, resolved: list[dict]) -> None:
         """routingState active for routed revisions, reserve for those that lost their traffic."""

@@ -52,7 +52,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from .gateway import Endpoint, Gateway
-from .images import ImagePullError, ImageReference, PulledImage, pull_image
+from .images import ImagePullError, ImageReference, PulledImage, pull_image, resolve_digest
 from .processes import ChildProcess, exit_reason, free_port, log_tail, spawn, stop_recorded, terminate, wait_for_port
 from .registry_client import docker_config_credentials, registry_address
 from .registry_process import PathMapper, RegistryStartError, start_registry
@@ -184,6 +184,25 @@ class Runtime:
     def endpoint(self, key: str) -> Endpoint | None:
         pod = self._pods.get(key)
         return pod.endpoint if pod else None
+
+    async def resolve(self, image: str, pull_secrets: Sequence[Mapping[str, Any]] = ()) -> str | None:
+        """Knative's tag-to-digest resolution: the digest ``image`` names now, or None when it is not
+        resolved (a digest already, or the hub image, which the sandbox runs without pulling).
+
+        Raises `RuntimeFailure` ``ContainerMissing`` when no registry in the sandbox has the image.
+        """
+        try:
+            reference = ImageReference.parse(image)
+        except ImagePullError as error:
+            raise _missing(image, error.message) from None
+        if reference.digest or is_hub_image(reference):
+            return None
+        registry = self._registry(image, reference)
+        credentials = registry_credentials(pull_secrets, reference.host)
+        try:
+            return await resolve_digest(image, registry, credentials=credentials)
+        except ImagePullError as error:
+            raise _missing(image, error.message) from None
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -351,6 +370,14 @@ class Runtime:
     async def _pull(
         self, image: str, reference: ImageReference, pull_secrets: Sequence[Mapping[str, Any]]
     ) -> PulledImage:
+        registry = self._registry(image, reference)
+        credentials = registry_credentials(pull_secrets, reference.host)
+        try:
+            return await pull_image(image, registry, self.image_cache, credentials=credentials)
+        except ImagePullError as error:
+            raise _missing(image, error.message) from None
+
+    def _registry(self, image: str, reference: ImageReference) -> tuple[str, int]:
         # Loopback registries are reached directly; any other host must be a Knative Service in the sandbox.
         registry = registry_address(reference.host, self.gateway.resolve)
         if registry is None:
@@ -359,11 +386,7 @@ class Runtime:
                 f"no registry answers for {reference.host!r} in the sandbox: it has no network and reaches only "
                 "registries that run in it (a hub Knative Service) or listen on 127.0.0.1",
             )
-        credentials = registry_credentials(pull_secrets, reference.host)
-        try:
-            return await pull_image(image, registry, self.image_cache, credentials=credentials)
-        except ImagePullError as error:
-            raise _missing(image, error.message) from None
+        return registry
 
     # -- stop -----------------------------------------------------------------------------------
 

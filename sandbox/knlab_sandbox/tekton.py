@@ -814,7 +814,7 @@ class TektonController:
             else None
         )
         if pod is not None:
-            await self._pod_status(pod, lambda s: s.update(phase="Failed"))
+            await self._pod_status(pod, lambda s: _finish_pod_status(s, "Failed", now()))
 
     async def _delete_pod(self, namespace: str, name: str) -> None:
         with contextlib.suppress(ApiStatusError):
@@ -992,7 +992,7 @@ class TektonController:
         finished = now()
         results, oversized = self._results(plan)
         phase = "Failed" if failure or oversized else "Succeeded"
-        await self._pod_status(pod, lambda s: s.update(phase=phase))
+        await self._pod_status(pod, lambda s: _finish_pod_status(s, phase, finished))
         if oversized:
             await self._fail(
                 taskrun,
@@ -1044,6 +1044,16 @@ class TektonController:
 
 CONTROLLER_USER = "system:serviceaccount:tekton-pipelines:tekton-pipelines-controller"
 POD_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+
+
+def _finish_pod_status(status: dict, phase: str, timestamp: str) -> None:
+    """A finished pod as kubelet reports it: its phase, and Ready/ContainersReady False with
+    PodCompleted (Succeeded) or PodFailed (Failed)."""
+    status["phase"] = phase
+    reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Ready", "ContainersReady") and condition.get("reason") != reason:
+            condition.update(status="False", reason=reason, lastTransitionTime=timestamp)
 
 
 def _key(taskrun: dict) -> str:

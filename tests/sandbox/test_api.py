@@ -62,7 +62,11 @@ def test_status_errors(sandbox: Sandbox, namespace: str) -> None:
     assert (status, body["reason"]) == (409, "AlreadyExists")
     status, _, body = sandbox.request("POST", base, {**cm, "metadata": {"name": "x"}, "data": {"a b": "1"}})
     assert (status, body["reason"]) == (422, "Invalid")
-    assert body["details"]["causes"][0]["field"] == "data[a b]"
+    # As apimachinery's NewInvalid: the field only in `field`, and in the top-level message.
+    cause = body["details"]["causes"][0]
+    assert cause["field"] == "data[a b]"
+    assert cause["message"].startswith('Invalid value: "a b": ')
+    assert body["message"].startswith('ConfigMap "x" is invalid: data[a b]: Invalid value: "a b": ')
     status, _, body = sandbox.request("POST", base, b"{not json")
     assert (status, body["reason"]) == (400, "BadRequest")
     status, _, body = sandbox.request("PUT", base, cm)
@@ -205,3 +209,25 @@ def test_request_log_counts_requests(sandbox: Sandbox) -> None:
     mine = [r for r in records if "counted%3Dyes" in r["query"] or "counted=yes" in r["query"]]
     assert mine and mine[-1]["method"] == "GET" and mine[-1]["status"] == 200
     assert {"time", "path", "user_agent", "duration_ms"} <= set(mine[-1])
+
+
+def test_the_admin_may_impersonate_and_admission_sees_the_impersonated_user(sandbox: Sandbox, namespace: str) -> None:
+    # kubectl --as=bob --as-group=devs sends these headers; the webhook records bob, not the admin.
+    base = f"/apis/serving.knative.dev/v1/namespaces/{namespace}/services"
+    ksvc = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "as-bob"},
+        "spec": {"template": {"spec": {"containers": [{"image": "127.0.0.1:5000/hello:v1"}]}}},
+    }
+    as_bob = {"Impersonate-User": "bob", "Impersonate-Group": "devs"}
+    status, _, created = sandbox.request("POST", f"{base}?dryRun=All", ksvc, headers=as_bob)
+    assert status == 201
+    annotations = created["metadata"]["annotations"]
+    assert (annotations["serving.knative.dev/creator"], annotations["serving.knative.dev/lastModifier"]) == (
+        "bob",
+        "bob",
+    )
+    status, _, body = sandbox.request("POST", f"{base}?dryRun=All", ksvc, headers={"Impersonate-Group": "devs"})
+    assert (status, body["reason"]) == (500, "InternalError")
+    assert "without impersonating a user" in body["message"]

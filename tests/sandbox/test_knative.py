@@ -40,6 +40,7 @@ class FakeRuntime:
         self.stopped: list[str] = []
         self.missing: set[str] = set()
         self.digests: dict[str, str] = {}  # image -> the digest its pull resolves to (unlisted: not pulled)
+        self.resolved: list[str] = []  # images whose tag the controller resolved
         self.port = 40000
 
     async def start(self, key, namespace, pod_spec, env, log_path: Path, *, volume_sources=None, pull_secrets=()):
@@ -59,6 +60,14 @@ class FakeRuntime:
     def image_digest(self, key: str) -> str | None:
         run = self.running.get(key)
         return self.digests.get(run["pod_spec"]["containers"][0]["image"]) if run else None
+
+    async def resolve(self, image: str, pull_secrets=()) -> str | None:
+        """Knative's tag-to-digest resolution: a missing image fails as it would fail a pull."""
+        self.resolved.append(image)
+        if image in self.missing:
+            message = f'Unable to fetch image "{image}": failed to resolve image to digest: MANIFEST_UNKNOWN'
+            raise RuntimeFailure("ContainerMissing", message)
+        return self.digests.get(image)
 
 
 class FakeGateway:
@@ -265,6 +274,32 @@ async def test_traffic_only_change_bumps_the_service_but_not_the_configuration(c
     assert service["status"]["traffic"] == [{"revisionName": "hello-00001", "latestRevision": False, "percent": 100}]
 
 
+async def test_a_configuration_named_by_route_traffic_carries_the_routes_annotation(cluster):
+    # The Service's Configuration names its Route (MakeConfigurationFromExisting), and the labeler
+    # adds every other Route that sends latest-revision traffic to it; neither write undoes the other.
+    routes = "serving.knative.dev/routes"
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    await cluster.wait(
+        CONFIGURATION, "hello", lambda o: (o["metadata"].get("annotations") or {}).get(routes) == "hello"
+    )
+    other = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Route",
+        "metadata": {"name": "other"},
+        "spec": {"traffic": [{"configurationName": "hello", "percent": 100}]},
+    }
+    await cluster.api.create(ROUTE, other, namespace="default")
+    await cluster.wait_ready(ROUTE, "other")
+    await cluster.wait(
+        CONFIGURATION, "hello", lambda o: (o["metadata"].get("annotations") or {}).get(routes) == "hello,other"
+    )
+    await cluster.api.delete(ROUTE, "other", namespace="default")
+    await cluster.wait(
+        CONFIGURATION, "hello", lambda o: (o["metadata"].get("annotations") or {}).get(routes) == "hello"
+    )
+
+
 async def test_missing_image_fails_the_way_knative_reports_it(cluster):
     image = "127.0.0.1:5000/nothing:v1"
     cluster.runtime.missing.add(image)
@@ -292,6 +327,22 @@ async def test_missing_image_fails_the_way_knative_reports_it(cluster):
     )
     assert condition(service, "Ready")["status"] == "False"
     assert "hello.default.svc.cluster.local" not in cluster.gateway.routes
+
+
+async def test_an_unresolvable_tag_fails_the_revision_before_any_pod_exists(cluster):
+    # Knative resolves the tag before it makes the Deployment: no pod, no ErrImagePull, and the
+    # autoscaler-owned Active condition is not turned into a copy of the failure.
+    image = "127.0.0.1:5000/nothing:v1"
+    cluster.runtime.missing.add(image)
+    await cluster.api.create(SERVICE, ksvc(image=image), namespace="default")
+    revision = await cluster.wait_ready(REVISION, "hello-00001", status="False")
+    assert condition(revision, "ContainerHealthy")["reason"] == "ContainerMissing"
+    assert condition(revision, "ResourcesAvailable").get("status") != "False"
+    assert condition(revision, "Active").get("status") in (None, "Unknown")
+    pods, _ = await cluster.api.list(POD, namespace="default")
+    assert pods == []
+    assert cluster.runtime.resolved == [image]
+    assert "default/hello-00001" not in cluster.runtime.running
 
 
 async def test_fixing_a_failed_service_does_not_report_the_old_failure_for_the_new_generation(cluster):
@@ -474,6 +525,45 @@ async def test_config_map_volume_and_env_are_materialised_for_the_runtime(cluste
     run = cluster.runtime.running["default/hello-00001"]
     assert run["env"]["GREETING"] == "hi"
     assert (run["volumes"]["cfg"] / "greeting").read_text() == "hi"
+
+
+async def test_a_missing_config_map_keeps_the_revision_deploying_until_the_progress_deadline(cluster):
+    # kubelet shows CreateContainerConfigError and retries; Knative reports the waiting reason on
+    # ResourcesAvailable only once the Deployment is past its progress deadline.
+    body = ksvc(volumes=[{"name": "cfg", "configMap": {"name": "absent"}}])
+    body["spec"]["template"]["metadata"] = {"annotations": {"serving.knative.dev/progress-deadline": "2s"}}
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/app"}]
+    await cluster.api.create(SERVICE, body, namespace="default")
+    async with asyncio.timeout(WAIT):
+        while await _pod_waiting_reason(cluster, "hello-00001") != "CreateContainerConfigError":
+            await asyncio.sleep(0.01)
+    revision = await cluster.wait(
+        REVISION, "hello-00001", lambda o: condition(o, "ResourcesAvailable").get("reason") == "Deploying"
+    )
+    assert condition(revision, "Ready")["status"] == "Unknown"
+    assert condition(revision, "ContainerHealthy")["status"] == "Unknown"
+
+    revision = await cluster.wait_ready(REVISION, "hello-00001", status="False")
+    available = condition(revision, "ResourcesAvailable")
+    assert (available["status"], available["reason"], available["message"]) == (
+        "False",
+        "CreateContainerConfigError",
+        'configmap "absent" not found',
+    )
+    assert condition(revision, "ContainerHealthy")["status"] == "Unknown"
+    assert condition(revision, "Active").get("status") in (None, "Unknown")
+
+
+async def test_a_config_map_created_before_the_deadline_lets_the_pod_start(cluster):
+    body = ksvc(volumes=[{"name": "cfg", "configMap": {"name": "late"}}])
+    body["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/app"}]
+    await cluster.api.create(SERVICE, body, namespace="default")
+    async with asyncio.timeout(WAIT):
+        while await _pod_waiting_reason(cluster, "hello-00001") != "CreateContainerConfigError":
+            await asyncio.sleep(0.01)
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"}, "data": {"a": "b"}}
+    await cluster.api.create(CONFIGMAP, configmap, namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
 
 
 async def test_byo_revision_name_is_used(cluster):

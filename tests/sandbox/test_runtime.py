@@ -303,3 +303,19 @@ async def test_an_app_that_binds_host_listens_on_loopback_only(sandbox, tmp_path
     gateway.set_route(["bind.default.svc.cluster.local"], endpoint)
 
     assert await _get(gateway, "bind.default.svc.cluster.local") == (200, "127.0.0.1")
+
+
+async def test_resolve_names_the_tag_digest_without_starting_anything(sandbox):
+    # Knative's controller resolves the tag before any pod exists; a digest and the hub are not resolved.
+    settings, gateway, runtime, _ = sandbox
+    await _start_hub(settings, gateway, runtime)
+    async with aiohttp.ClientSession() as session:
+        pushed = await Pusher(session, _url(gateway), host=HUB).hello_app("demo/hello", "v1")
+    assert await runtime.resolve(f"{HUB}/demo/hello:v1") == pushed.digest
+    assert await runtime.resolve(f"{HUB}/demo/hello@{pushed.digest}") is None
+    assert await runtime.resolve("docker.io/library/registry:2") is None
+    assert runtime.endpoint("default/hello-00001") is None
+    with pytest.raises(RuntimeFailure) as failure:
+        await runtime.resolve(f"{HUB}/demo/nothing:v1")
+    assert failure.value.reason == "ContainerMissing"
+    assert failure.value.message.startswith(f'Unable to fetch image "{HUB}/demo/nothing:v1": failed to resolve')

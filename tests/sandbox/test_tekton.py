@@ -181,6 +181,7 @@ async def test_kaniko_taskrun_builds_pushes_and_reports_results(cluster, registr
         "--digest-file=/tekton/results/IMAGE_DIGEST",
     ]
     assert pod["status"]["phase"] == "Succeeded"
+    assert pod_readiness(pod) == {"Ready": ("False", "PodCompleted"), "ContainersReady": ("False", "PodCompleted")}
     log = cluster.log("build-1-pod", "step-build-and-push")
     assert f"Pushed {HUB}/demo/hello@{digest}" in log
     assert "layers are not included" in log
@@ -212,7 +213,18 @@ async def test_a_step_the_sandbox_cannot_run_fails_and_later_steps_are_skipped(c
     assert first["terminated"]["exitCode"] == 1 and first["terminationReason"] == "Error"
     assert second["terminationReason"] == "Skipped"
     assert "cannot execute image 'docker.io/library/bash:5.1.4'" in cluster.log("shell-pod", "step-write")
-    assert (await cluster.get(POD, "shell-pod"))["status"]["phase"] == "Failed"
+    pod = await cluster.get(POD, "shell-pod")
+    assert pod["status"]["phase"] == "Failed"
+    assert pod_readiness(pod) == {"Ready": ("False", "PodFailed"), "ContainersReady": ("False", "PodFailed")}
+
+
+def pod_readiness(pod: dict) -> dict[str, tuple[str, str]]:
+    """What kubelet says of a finished pod's readiness: False, with PodCompleted or PodFailed."""
+    return {
+        c["type"]: (c["status"], c.get("reason", ""))
+        for c in pod["status"]["conditions"]
+        if c["type"] in ("Ready", "ContainersReady")
+    }
 
 
 async def test_a_failing_build_reports_the_kaniko_error(cluster):
