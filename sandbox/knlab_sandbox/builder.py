@@ -973,32 +973,26 @@ class Builder:
             "(copy prepared files instead) or build on a real cluster"
         )
 
-    def do_env(self, instruction: Instruction) -> None:
-        assert self.image is not None
+    def _key_values(self, instruction: Instruction, keyword: str, *, expand_legacy_name: bool) -> list[tuple[str, str]]:
+        """ENV/LABEL arguments: `k=v k2=v2`, or the legacy `k value with spaces` form."""
         words = self.words().split(instruction.rest)
         if not words:
-            raise BuildError("ENV requires at least one argument")
-        if "=" not in words[0]:  # legacy form: ENV name value with spaces
-            name, _, value = instruction.rest.partition(" ")
-            pairs = [(name, self.words().word(value.strip()))]
-        else:
-            pairs = name_values(words, "ENV")
-        for name, value in pairs:
+            raise BuildError(f"{keyword} requires at least one argument")
+        if "=" in words[0]:
+            return name_values(words, keyword)
+        name, _, value = instruction.rest.partition(" ")
+        return [(self.words().word(name) if expand_legacy_name else name, self.words().word(value.strip()))]
+
+    def do_env(self, instruction: Instruction) -> None:
+        assert self.image is not None
+        for name, value in self._key_values(instruction, "ENV", expand_legacy_name=False):
             self.image.set_env(name, value)
         self.metadata(instruction)
 
     def do_label(self, instruction: Instruction) -> None:
         assert self.image is not None
-        words = self.words().split(instruction.rest)
-        if not words:
-            raise BuildError("LABEL requires at least one argument")
-        if "=" not in words[0]:
-            name, _, value = instruction.rest.partition(" ")
-            pairs = [(self.words().word(name), self.words().word(value.strip()))]
-        else:
-            pairs = name_values(words, "LABEL")
         labels = self.image.config.setdefault("Labels", {})
-        labels.update(pairs)
+        labels.update(self._key_values(instruction, "LABEL", expand_legacy_name=True))
         self.metadata(instruction)
 
     def do_maintainer(self, instruction: Instruction) -> None:
