@@ -38,7 +38,7 @@ $(BIN)/python:
 
 setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -e ./sandbox
+	$(BIN)/python -m pip install --quiet -e ./sandbox -e ./cluster
 	mkdir -p $(dir $(COLLECTION_LINK))
 	ln -sfn $(abspath .) $(COLLECTION_LINK)
 	touch $(SETUP_STAMP)

@@ -1,0 +1,436 @@
+"""The node: a network namespace, a mount namespace held by one process, and the components.
+
+Layout inside the namespace:
+- `knlab0`, a bridge with no ports, holds the node's address (10.250.0.10/24); the default route
+  points at it, so a packet to any other address has nowhere to go. The host gets no interface
+  into the namespace: it reaches the cluster with `knlab-cluster exec`.
+- One holder process (`ip netns exec <ns> sleep infinity`) keeps a private mount namespace, in
+  which /sys is the namespace's own, the cgroup hierarchies are mounted again, and /run, /var/lib
+  and /var/log are bind mounts of directories under the state directory. Every component is
+  started with nsenter into that holder, so they all see the same mounts; when the last of them
+  exits, every mount they made goes with the namespace.
+- Pods get their own network namespaces from the CNI bridge plugin (cni0, 10.244.0.0/24).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import configs
+from .pki import ensure_pki, kubeconfig
+from .settings import (
+    API_PORT,
+    CGROUP_CONTROLLERS,
+    CGROUP_ROOT,
+    KUBELET_SYSCTLS,
+    NETNS,
+    NODE_BRIDGE,
+    NODE_IP,
+    NODE_NAME,
+    NODE_PREFIX,
+    Paths,
+)
+
+STOP_TIMEOUT = 20.0
+HOLDER = "holder"
+
+
+def log(message: str) -> None:
+    print(f"knlab-cluster: {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+    ready: list[str] | None = None  # a command run inside the namespace that succeeds once it serves
+
+
+class Node:
+    def __init__(self, paths: Paths, build: dict | None = None) -> None:
+        self.paths = paths
+        self.build = build or {}
+
+    # --- processes -------------------------------------------------------------------------------
+    def pid(self, name: str) -> int | None:
+        path = self.paths.pids / f"{name}.pid"
+        try:
+            pid = int(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def holder(self) -> int:
+        pid = self.pid(HOLDER)
+        if pid is None:
+            raise SystemExit("the cluster is not running (knlab-cluster up starts it)")
+        return pid
+
+    def enter(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+        """Run a command in the cluster's network and mount namespaces, and wait for it."""
+        return subprocess.run(["nsenter", f"--target={self.holder()}", "--mount", "--net", "--", *argv], **kwargs)
+
+    def start(self, component: Component, env: dict[str, str] | None = None) -> int:
+        if (pid := self.pid(component.name)) is not None:
+            return pid
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.logs / f"{component.name}.log", "ab") as out:
+            proc = subprocess.Popen(
+                ["nsenter", f"--target={self.holder()}", "--mount", "--net", "--", *component.argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**_base_env(), **(env or {})},
+            )
+        (self.paths.pids / f"{component.name}.pid").write_text(f"{proc.pid}\n")
+        if component.ready:
+            self.wait_for(component.name, component.ready, proc)
+        return proc.pid
+
+    def wait_for(self, name: str, check: list[str], proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.enter(check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+            if proc is not None and proc.poll() is not None:
+                raise SystemExit(f"{name} exited with {proc.returncode}: see {self.paths.logs / name}.log")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} did not become ready in {timeout:.0f} s: see {self.paths.logs / name}.log")
+            time.sleep(0.25)
+
+    # --- up --------------------------------------------------------------------------------------
+    def up(self) -> None:
+        _require_root()
+        if self.pid(HOLDER) is not None and all(self.pid(c.name) for c in self.components()):
+            log("the node is already running")
+            return
+        if _netns_exists() or any(self.paths.pids.glob("*.pid")):
+            log("cleaning up what an earlier run left behind")
+            self.down()
+        for directory in (self.paths.pids, self.paths.logs, self.paths.config):
+            directory.mkdir(parents=True, exist_ok=True)
+        ensure_pki(self.paths.pki)
+        self.record_sysctls()
+        self.write_configs()
+        self.create_netns()
+        self.start_holder()
+        self.mount()
+        for component in self.components():
+            self.start(component)
+        self.wait_for("node", [self.kubectl, "--kubeconfig", str(self.paths.kubeconfig), "wait", "--for=condition=Ready",
+                               f"node/{NODE_NAME}", "--timeout=5s"], timeout=120)  # fmt: skip
+        log(f"node {NODE_NAME} is Ready")
+
+    @property
+    def kubectl(self) -> str:
+        return self.build.get("binaries", {}).get("kubectl", "kubectl")
+
+    def components(self) -> list[Component]:
+        b = self.build["binaries"] if self.build else {}
+        cfg, pki = self.paths.config, self.paths.pki
+        api = f"https://127.0.0.1:{API_PORT}"
+        curl_ready = ["curl", "-fsk", "--max-time", "2"]
+        return [
+            Component(
+                "mirror",
+                [b.get("registry", "registry"), "serve", str(cfg / "mirror.yml")],
+                ready=[*curl_ready, f"http://{NODE_IP}:5000/v2/"],
+            ),
+            Component(
+                "etcd",
+                [
+                    b.get("etcd", "etcd"), "--name=knlab", f"--data-dir={self.paths.state / 'etcd'}",
+                    "--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
+                    "--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+                    "--initial-cluster=knlab=http://127.0.0.1:2380", "--listen-metrics-urls=http://127.0.0.1:2381",
+                    "--log-level=warn",
+                ],
+                ready=[*curl_ready, "http://127.0.0.1:2381/health"],
+            ),  # fmt: skip
+            Component(
+                "kube-apiserver",
+                [
+                    b.get("kube-apiserver", "kube-apiserver"), "--etcd-servers=http://127.0.0.1:2379",
+                    "--bind-address=0.0.0.0", f"--secure-port={API_PORT}", f"--advertise-address={NODE_IP}",
+                    f"--service-cluster-ip-range={configs.SERVICE_CIDR}",
+                    f"--client-ca-file={pki / 'ca.crt'}",
+                    f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+                    f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                    f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    "--kubelet-preferred-address-types=InternalIP",
+                    "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
+                    "--allow-privileged=true", "--profiling=false",
+                    f"--audit-policy-file={cfg / 'audit-policy.yaml'}", f"--audit-log-path={self.paths.audit_log}",
+                    "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
+                ],
+                # The controller-manager exits on "forbidden" if it starts before RBAC is bootstrapped.
+                ready=[*curl_ready, "--cacert", str(pki / "ca.crt"), "--cert", str(pki / "admin.crt"),
+                       "--key", str(pki / "admin.key"), f"{api}/readyz"],
+            ),  # fmt: skip
+            Component(
+                "kube-controller-manager",
+                [
+                    b.get("kube-controller-manager", "kube-controller-manager"),
+                    f"--kubeconfig={cfg / 'controller-manager.kubeconfig'}",
+                    f"--authentication-kubeconfig={cfg / 'controller-manager.kubeconfig'}",
+                    f"--authorization-kubeconfig={cfg / 'controller-manager.kubeconfig'}",
+                    "--bind-address=127.0.0.1", "--leader-elect=false",
+                    "--allocate-node-cidrs=true", f"--cluster-cidr={configs.POD_CIDR}", "--node-cidr-mask-size=24",
+                    f"--service-cluster-ip-range={configs.SERVICE_CIDR}",
+                    f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+                    f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
+                    "--use-service-account-credentials=true",
+                ],
+            ),  # fmt: skip
+            Component(
+                "kube-scheduler",
+                [
+                    b.get("kube-scheduler", "kube-scheduler"), f"--kubeconfig={cfg / 'scheduler.kubeconfig'}",
+                    f"--authentication-kubeconfig={cfg / 'scheduler.kubeconfig'}",
+                    f"--authorization-kubeconfig={cfg / 'scheduler.kubeconfig'}",
+                    "--bind-address=127.0.0.1", "--leader-elect=false",
+                ],
+            ),  # fmt: skip
+            Component(
+                "containerd",
+                ["containerd", f"--config={cfg / 'containerd.toml'}"],
+                ready=["test", "-S", "/run/containerd/containerd.sock"],
+            ),
+            Component(
+                "kubelet",
+                [
+                    b.get("kubelet", "kubelet"), f"--config={cfg / 'kubelet.yaml'}",
+                    f"--kubeconfig={cfg / 'kubelet.kubeconfig'}", f"--hostname-override={NODE_NAME}",
+                    f"--node-ip={NODE_IP}", "--v=1",
+                ],
+            ),  # fmt: skip
+            Component("kube-proxy", [b.get("kube-proxy", "kube-proxy"), f"--config={cfg / 'kube-proxy.yaml'}"]),
+        ]
+
+    def write_configs(self) -> None:
+        cfg, pki = self.paths.config, self.paths.pki
+        for client in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy"):
+            (cfg / f"{client}.kubeconfig").write_text(kubeconfig(pki, client))
+        (cfg / "admin.kubeconfig").chmod(0o600)
+        shutil.copyfile(cfg / "admin.kubeconfig", self.paths.kubeconfig)
+        self.paths.kubeconfig.chmod(0o600)
+        for name, text in configs.render(self.paths, self.build).items():
+            (cfg / name).parent.mkdir(parents=True, exist_ok=True)
+            (cfg / name).write_text(text)
+
+    def create_netns(self) -> None:
+        _ip("netns", "add", NETNS)
+        inside = ["ip", "netns", "exec", NETNS]
+        for argv in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "link", "add", NODE_BRIDGE, "type", "bridge"],
+            ["ip", "addr", "add", f"{NODE_IP}/{NODE_PREFIX}", "dev", NODE_BRIDGE],
+            ["ip", "link", "set", NODE_BRIDGE, "up"],
+            ["ip", "route", "add", "default", "dev", NODE_BRIDGE],
+        ):
+            subprocess.run([*inside, *argv], check=True)
+
+    def start_holder(self) -> None:
+        # Binding over /run inside the namespace must not hide this file from later runs.
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", NETNS, "sleep", "infinity"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        (self.paths.pids / f"{HOLDER}.pid").write_text(f"{proc.pid}\n")
+        # ip netns exec has made the mount namespace (and remounted /sys) once it execs sleep.
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/exe").resolve().name != "sleep":
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("could not start the namespace's holder process")
+            time.sleep(0.05)
+
+    def mount(self) -> None:
+        """The cgroup hierarchies (gone with ip netns exec's fresh /sys) and the state bind mounts."""
+        script = ["set -e", "mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup"]
+        for controller in CGROUP_CONTROLLERS:
+            script += [f"mkdir -p /sys/fs/cgroup/{controller}", f"mount -t cgroup -o {controller} cgroup /sys/fs/cgroup/{controller}"]
+        script += [
+            "mkdir -p /sys/fs/cgroup/systemd /sys/fs/cgroup/unified",
+            "mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd",
+            "mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified",
+        ]
+        for target in ("/run", "/var/lib", "/var/log"):
+            source = self.paths.bound(target)
+            if target == "/run" and source.exists():
+                shutil.rmtree(source)  # nothing in /run outlives the processes that made it
+            source.mkdir(parents=True, exist_ok=True)
+            script.append(f"mount --bind {source} {target}")
+        script.append(f"mount --bind {self.paths.config / 'resolv.conf'} /etc/resolv.conf")
+        self.enter(["sh", "-c", "\n".join(script)], check=True)
+        # The kubelet's cgroup root must exist in every hierarchy; cpuset children need cpus and mems.
+        for controller in (*CGROUP_CONTROLLERS, "systemd"):
+            path = Path("/sys/fs/cgroup") / controller / CGROUP_ROOT
+            path.mkdir(exist_ok=True)
+            if controller == "cpuset":
+                for knob in ("cpuset.cpus", "cpuset.mems"):
+                    (path / knob).write_text((path.parent / knob).read_text())
+
+    # --- sysctls ---------------------------------------------------------------------------------
+    def record_sysctls(self) -> None:
+        """Kept from the first up until a down restores them (an up after a crash keeps the originals)."""
+        if self.paths.sysctls.exists():
+            return
+        values = {name: _sysctl_path(name).read_text().strip() for name in KUBELET_SYSCTLS}
+        self.paths.sysctls.write_text(json.dumps(values, indent=2) + "\n")
+
+    def restore_sysctls(self) -> None:
+        if not self.paths.sysctls.exists():
+            return
+        for name, value in json.loads(self.paths.sysctls.read_text()).items():
+            path = _sysctl_path(name)
+            if path.read_text().strip() != value:
+                path.write_text(value)
+        self.paths.sysctls.unlink()
+
+    # --- down ------------------------------------------------------------------------------------
+    def down(self) -> None:
+        _require_root()
+        names = [c.name for c in reversed(self.components())]
+        # The kubelet first, so that it does not restart the containers killed next.
+        for name in ("kubelet", "kube-proxy"):
+            self.stop(name)
+        _kill_all(_cgroup_pids())
+        _kill_all(_netns_pids())  # containerd's shims
+        for name in names:
+            self.stop(name)
+        self.stop(HOLDER)
+        _kill_all(_netns_pids() | _cgroup_pids())
+        for stale in self.paths.pids.glob("*.pid") if self.paths.pids.exists() else ():
+            stale.unlink()
+        if _netns_exists():
+            _ip("netns", "delete", NETNS)
+        _remove_cgroups()
+        self.restore_sysctls()
+        log("the cluster is down")
+
+    def stop(self, name: str) -> None:
+        pid = self.pid(name)
+        if pid is not None:
+            _kill_all({pid})
+        (self.paths.pids / f"{name}.pid").unlink(missing_ok=True)
+
+    # --- status ----------------------------------------------------------------------------------
+    def status(self) -> dict[str, int | None]:
+        return {name: self.pid(name) for name in [HOLDER] + [c.name for c in self.components()]}
+
+
+def _base_env() -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "TERM")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return env
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_all(pids: set[int]) -> None:
+    pids = {p for p in pids if p != os.getpid()}
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + (STOP_TIMEOUT if sig == signal.SIGTERM else 5)
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = {p for p in pids if _alive(p)}
+        if not pids:
+            return
+
+
+def _netns_inode() -> int | None:
+    try:
+        return os.stat(f"/run/netns/{NETNS}").st_ino
+    except OSError:
+        return None
+
+
+def _netns_exists() -> bool:
+    return Path(f"/run/netns/{NETNS}").exists()
+
+
+def _netns_pids() -> set[int]:
+    inode = _netns_inode()
+    if inode is None:
+        return set()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / "net").st_ino == inode:
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _cgroup_pids() -> set[int]:
+    """Every process in the cluster's cgroup tree: the pods' containers, whatever their netns."""
+    root = Path("/sys/fs/cgroup/pids") / CGROUP_ROOT
+    found: set[int] = set()
+    if root.exists():
+        for procs in root.rglob("cgroup.procs"):
+            try:
+                found.update(int(line) for line in procs.read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def _remove_cgroups() -> None:
+    for controller in (*CGROUP_CONTROLLERS, "systemd"):
+        root = Path("/sys/fs/cgroup") / controller / CGROUP_ROOT
+        if not root.exists():
+            continue
+        for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            try:
+                directory.rmdir()
+            except OSError:
+                pass
+        try:
+            root.rmdir()
+        except OSError as error:
+            log(f"could not remove {root}: {error}")
+
+
+def _sysctl_path(name: str) -> Path:
+    return Path("/proc/sys") / name.replace(".", "/")
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("knlab-cluster needs root (network namespaces, mounts, cgroups)")

@@ -1,0 +1,122 @@
+"""Where things live and the cluster's fixed addresses.
+
+Builds are cached outside the checkout (``KNLAB_CLUSTER_CACHE``, default /var/cache/knlab-cluster),
+keyed by what was pinned, so every clone on the machine shares them. The running cluster keeps its
+state in ``KNLAB_CLUSTER_STATE`` (default /srv/knlab-cluster). Inside the cluster's mount namespace
+/run, /var/lib and /var/log are bind mounts of directories under the state directory, so the state
+directory itself must not live under any of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The cluster/ directory of the checkout: go modules, manifests, templates.
+CLUSTER_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = CLUSTER_DIR.parent
+
+NETNS = "knlab-cluster"
+NODE_NAME = "knlab-node"
+# The node's interface: a bridge with no ports, so the namespace has no way out.
+NODE_BRIDGE = "knlab0"
+NODE_IP = "10.250.0.10"
+NODE_PREFIX = 24
+POD_CIDR = "10.244.0.0/16"
+NODE_POD_CIDR = "10.244.0.0/24"
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+DNS_SERVICE_IP = "10.96.0.10"
+CLUSTER_DOMAIN = "cluster.local"
+API_PORT = 6443
+MIRROR_PORT = 5000
+MIRROR = f"{NODE_IP}:{MIRROR_PORT}"
+# Registries the mirror stands in for (containerd's hosts.toml, Knative's tag resolution).
+MIRRORED_REGISTRIES = ("docker.io", "index.docker.io", "gcr.io", "ghcr.io", "registry.k8s.io", "quay.io", "cgr.dev")
+# The hub's NodePort: nodes pull what builds pushed to the hub from here.
+HUB_NODE_PORT = 30500
+HUB_PULL_HOST = f"{NODE_IP}:{HUB_NODE_PORT}"
+# The ingress (Traefik) on a NodePort of the node's address.
+INGRESS_NODE_PORT = 31080
+INGRESS_ADDRESS = f"http://{NODE_IP}:{INGRESS_NODE_PORT}"
+KNATIVE_DOMAIN = f"{NODE_IP}.sslip.io"
+# Global sysctls the kubelet changes (pkg/kubelet/cm: setupKernelTunables); restored on down.
+KUBELET_SYSCTLS = (
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
+)
+# cgroup v1 controllers mounted again inside the namespace (ip netns exec remounts /sys).
+CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids")
+# Every pod and the kubelet's QoS tree live below this cgroup, so down can clean it up.
+CGROUP_ROOT = "knlab-cluster"
+
+
+@dataclass(frozen=True)
+class Paths:
+    cache: Path
+    state: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        cache = Path(os.environ.get("KNLAB_CLUSTER_CACHE", "/var/cache/knlab-cluster"))
+        state = Path(os.environ.get("KNLAB_CLUSTER_STATE", "/srv/knlab-cluster"))
+        for bound in ("/run", "/var/lib", "/var/log"):
+            if state.resolve().is_relative_to(bound):
+                raise SystemExit(f"KNLAB_CLUSTER_STATE={state} is under {bound}, which the cluster bind-mounts over")
+        return cls(cache=cache, state=state)
+
+    # --- build outputs (cache) ---
+    @property
+    def bin_cache(self) -> Path:
+        return self.cache / "bin"
+
+    @property
+    def image_cache(self) -> Path:
+        return self.cache / "images"
+
+    @property
+    def mirror_store(self) -> Path:
+        return self.cache / "mirror"
+
+    @property
+    def build_manifest(self) -> Path:
+        """What the last build produced: binaries, image references and manifests (JSON)."""
+        return self.cache / "build.json"
+
+    # --- the running cluster (state) ---
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def config(self) -> Path:
+        return self.state / "config"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.state / "pids"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def sysctls(self) -> Path:
+        return self.state / "sysctls.json"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.logs / "audit.log"
+
+    def bound(self, target: str) -> Path:
+        """The directory under the state dir that is mounted over `target` inside the namespace."""
+        return self.state / "root" / target.strip("/").replace("/", "-")
