@@ -22,7 +22,8 @@ SANITY_SKIP := ^(sandbox|benchmarks|tests/sandbox|docs)/
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3.11/site-packages
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup test units sanity lint sandbox integration molecule demo demo-prerequisites demo-down clean build bench
+.PHONY: help setup test units sanity lint sandbox integration molecule demo demo-prerequisites demo-down clean build bench \
+	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test
 
 help:
 	@echo "make setup     create $(VENV) and install everything the tests need"
@@ -31,6 +32,8 @@ help:
 	@echo "make build     ansible-galaxy collection build"
 	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
 	@echo "make demo-down stop the sandbox"
+	@echo "make cluster   build (once, ~40 min cold) and start the real cluster (root); cluster-down stops it"
+	@echo "make cluster-demo | cluster-test   the demo | the end-to-end tests on the real cluster"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -145,3 +148,42 @@ bench: $(SETUP_STAMP) demo-prerequisites
 
 clean:
 	rm -rf $(BUILD) knlab-serverless-*.tar.gz
+
+# --- the real cluster (cluster/, root) -----------------------------------------------------------
+CLUSTER_CLI = $(BIN)/knlab-cluster
+CLUSTER_STATE ?= $(or $(KNLAB_CLUSTER_STATE),/srv/knlab-cluster)
+# Debian packages the node runs (containerd, runc, CNI plugins) and the build uses (debootstrap,
+# busybox-static for the shell images, gcc for pause).
+CLUSTER_PACKAGES := containerd runc containernetworking-plugins iptables conntrack iproute2 util-linux socat \
+	debootstrap busybox-static curl ca-certificates gcc libc6-dev
+
+cluster-prerequisites:
+	@if [ "$$(id -u)" != 0 ]; then echo "the real cluster needs root (network namespaces, mounts, cgroups)" >&2; exit 1; fi
+	@command -v go >/dev/null || { echo "the real cluster is built with Go (1.26 or later): install it first" >&2; exit 1; }
+	@missing=$$(for p in $(CLUSTER_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "Installing $$missing"; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; fi
+
+# Everything from the pinned Go modules, cached by version in $$KNLAB_CLUSTER_CACHE (/var/cache/knlab-cluster).
+cluster-build: $(SETUP_STAMP) cluster-prerequisites
+	$(CLUSTER_CLI) build
+
+cluster-up: $(SETUP_STAMP) cluster-prerequisites
+	$(CLUSTER_CLI) up
+
+cluster: cluster-build cluster-up
+
+cluster-down:
+	$(CLUSTER_CLI) down
+
+# playbooks/demo.yml, unchanged, inside the cluster's namespace; demo.env says where the hub's
+# NodePort, the ingress and the images built here are.
+cluster-demo: export ANSIBLE_LOCALHOST_WARNING := false
+cluster-demo: export ANSIBLE_INVENTORY_UNPARSED_WARNING := false
+cluster-demo: $(SETUP_STAMP)
+	set -a && . $(CLUSTER_STATE)/demo.env && set +a && \
+	  $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/demo.yml
+	@$(CLUSTER_CLI) exec -- kubectl get ksvc,taskruns
+
+# The end-to-end tests on the real cluster (builds and starts it first; leaves it running).
+cluster-test: cluster
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/cluster

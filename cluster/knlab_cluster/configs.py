@@ -10,7 +10,8 @@ from .settings import (
     CGROUP_ROOT,
     CLUSTER_DOMAIN,
     DNS_SERVICE_IP,
-    HUB_PULL_HOST,
+    HUB_NODE_PORT,
+    HUB_NODE_PORTS,
     MIRROR,
     MIRROR_PORT,
     MIRRORED_REGISTRIES,
@@ -76,10 +77,13 @@ def registry_hosts() -> dict[str, str]:
             f'# {registry} comes from the mirror built by knlab-cluster build: nothing is pulled from outside.\n'
             f'server = "http://{MIRROR}"\n\n[host."http://{MIRROR}"]\n  capabilities = ["pull", "resolve"]\n'
         )
-    files[f"certs.d/{HUB_PULL_HOST}/hosts.toml"] = (
-        f'# The hub (a Knative Service) on its NodePort, plain HTTP.\nserver = "http://{HUB_PULL_HOST}"\n\n'
-        f'[host."http://{HUB_PULL_HOST}"]\n  capabilities = ["pull", "resolve"]\n'
-    )
+    # Hubs (Knative Services) on NodePorts of the node, plain HTTP: the demo's and a few more.
+    for port in range(HUB_NODE_PORT, HUB_NODE_PORT + HUB_NODE_PORTS):
+        host = f"{NODE_IP}:{port}"
+        files[f"certs.d/{host}/hosts.toml"] = (
+            f'# A hub on NodePort {port}, over plain HTTP.\nserver = "http://{host}"\n\n'
+            f'[host."http://{host}"]\n  capabilities = ["pull", "resolve"]\n'
+        )
     return files
 
 

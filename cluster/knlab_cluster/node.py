@@ -27,6 +27,9 @@ from . import configs
 from .pki import ensure_pki, kubeconfig
 from .settings import (
     API_PORT,
+    HOST_API_PORT,
+    HOST_INGRESS_PORT,
+    INGRESS_NODE_PORT,
     CGROUP_CONTROLLERS,
     CGROUP_ROOT,
     KUBELET_SYSCTLS,
@@ -51,6 +54,7 @@ class Component:
     name: str
     argv: list[str]
     ready: list[str] | None = None  # a command run inside the namespace that succeeds once it serves
+    on_host: bool = False  # runs in the host's namespaces (the loopback forwards), not the cluster's
 
 
 class Node:
@@ -81,9 +85,10 @@ class Node:
         if (pid := self.pid(component.name)) is not None:
             return pid
         self.paths.logs.mkdir(parents=True, exist_ok=True)
+        enter = [] if component.on_host else ["nsenter", f"--target={self.holder()}", "--mount", "--net", "--"]
         with open(self.paths.logs / f"{component.name}.log", "ab") as out:
             proc = subprocess.Popen(
-                ["nsenter", f"--target={self.holder()}", "--mount", "--net", "--", *component.argv],
+                [*enter, *component.argv],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -123,7 +128,7 @@ class Node:
         self.mount()
         for component in self.components():
             self.start(component)
-        self.wait_for("node", [self.kubectl, "--kubeconfig", str(self.paths.kubeconfig), "wait", "--for=condition=Ready",
+        self.wait_for("node", [self.kubectl, "--kubeconfig", str(self.paths.inner_kubeconfig), "wait", "--for=condition=Ready",
                                f"node/{NODE_NAME}", "--timeout=5s"], timeout=120)  # fmt: skip
         log(f"node {NODE_NAME} is Ready")
 
@@ -215,14 +220,29 @@ class Node:
                 ],
             ),  # fmt: skip
             Component("kube-proxy", [b.get("kube-proxy", "kube-proxy"), f"--config={cfg / 'kube-proxy.yaml'}"]),
-        ]
+            *(self.forward(name, host_port, target) for name, host_port, target in (
+                ("forward-api", HOST_API_PORT, f"127.0.0.1:{API_PORT}"),
+                ("forward-ingress", HOST_INGRESS_PORT, f"{NODE_IP}:{INGRESS_NODE_PORT}"),
+            )),
+        ]  # fmt: skip
+
+    def forward(self, name: str, host_port: int, target: str) -> Component:
+        """A loopback port of the host that reaches `target` inside the namespace: every connection
+        gets a socat that nsenter puts in the namespace. No interface or route joins the two."""
+        holder = self.pid(HOLDER) or 0
+        return Component(
+            name,
+            ["socat", f"TCP-LISTEN:{host_port},bind=127.0.0.1,reuseaddr,fork",
+             f"EXEC:nsenter --target={holder} --net -- socat STDIO TCP:{target}"],
+            on_host=True,
+        )  # fmt: skip
 
     def write_configs(self) -> None:
         cfg, pki = self.paths.config, self.paths.pki
         for client in ("admin", "controller-manager", "scheduler", "kubelet", "kube-proxy"):
             (cfg / f"{client}.kubeconfig").write_text(kubeconfig(pki, client))
         (cfg / "admin.kubeconfig").chmod(0o600)
-        shutil.copyfile(cfg / "admin.kubeconfig", self.paths.kubeconfig)
+        self.paths.kubeconfig.write_text(kubeconfig(pki, "admin", f"https://127.0.0.1:{HOST_API_PORT}"))
         self.paths.kubeconfig.chmod(0o600)
         for name, text in configs.render(self.paths, self.build).items():
             (cfg / name).parent.mkdir(parents=True, exist_ok=True)

@@ -37,10 +37,16 @@ MIRRORED_REGISTRIES = ("docker.io", "index.docker.io", "gcr.io", "ghcr.io", "reg
 # The hub's NodePort: nodes pull what builds pushed to the hub from here.
 HUB_NODE_PORT = 30500
 HUB_PULL_HOST = f"{NODE_IP}:{HUB_NODE_PORT}"
+# containerd pulls over plain HTTP from this many NodePorts from HUB_NODE_PORT on (more hubs).
+HUB_NODE_PORTS = 5
 # The ingress (Traefik) on a NodePort of the node's address.
 INGRESS_NODE_PORT = 31080
 INGRESS_ADDRESS = f"http://{NODE_IP}:{INGRESS_NODE_PORT}"
 KNATIVE_DOMAIN = f"{NODE_IP}.sslip.io"
+# Host loopback ports forwarded into the namespace (socat; no interface joins the two): the API
+# server and the ingress, for tools that run on the host (molecule, benchmarks, your kubectl).
+HOST_API_PORT = 16443
+HOST_INGRESS_PORT = 18080
 # Global sysctls the kubelet changes (pkg/kubelet/cm: setupKernelTunables); restored on down.
 KUBELET_SYSCTLS = (
     "vm.overcommit_memory",
@@ -107,7 +113,13 @@ class Paths:
 
     @property
     def kubeconfig(self) -> Path:
+        """For the host: the API server through the loopback forward."""
         return self.state / "kubeconfig"
+
+    @property
+    def inner_kubeconfig(self) -> Path:
+        """For commands inside the namespace (knlab-cluster exec)."""
+        return self.config / "admin.kubeconfig"
 
     @property
     def sysctls(self) -> Path:

@@ -68,7 +68,7 @@ def coredns_manifest(build: dict) -> str:
 
 
 def install(node: Node, build: dict) -> None:
-    kubectl = [node.kubectl, "--kubeconfig", str(node.paths.kubeconfig)]
+    kubectl = [node.kubectl, "--kubeconfig", str(node.paths.inner_kubeconfig)]
     node.enter([*kubectl, "apply", "--server-side", "--field-manager=knlab-cluster", "-f", "-"],
                input=coredns_manifest(build).encode(), check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     vars_file = node.paths.config / "stack-vars.json"
@@ -78,7 +78,7 @@ def install(node: Node, build: dict) -> None:
     log("installing Knative Serving, Traefik, Tekton and local-path-provisioner (roles/knative_stack)")
     started = time.monotonic()
     result = node.enter(
-        ["env", f"K8S_AUTH_KUBECONFIG={node.paths.kubeconfig}", "ANSIBLE_LOCALHOST_WARNING=false",
+        ["env", f"K8S_AUTH_KUBECONFIG={node.paths.inner_kubeconfig}", "ANSIBLE_LOCALHOST_WARNING=false",
          "ANSIBLE_INVENTORY_UNPARSED_WARNING=false", "ansible-playbook", str(REPO_DIR / "playbooks" / "knative-stack.yml"),
          "-e", f"@{vars_file}"],
         cwd=REPO_DIR,

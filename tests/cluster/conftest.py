@@ -1,0 +1,136 @@
+"""The real cluster (knlab-cluster) as the tests see it: through its CLI, as root.
+
+Everything runs inside the cluster's network namespace (`knlab-cluster exec`): kubectl, the
+playbooks, curl. The cluster is started if it is not running (`make cluster-test` starts it first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from knlab_cluster.settings import Paths
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "knlab-cluster")
+STATE = Path(os.environ.get("KNLAB_CLUSTER_STATE", "/srv/knlab-cluster"))
+NAMESPACE = "default"
+DEMO_LABEL = "app.kubernetes.io/managed-by=knlab.serverless"
+
+if os.geteuid() != 0:  # pragma: no cover - CI runs as root
+    pytest.skip("the real cluster needs root", allow_module_level=True)
+
+
+@dataclass
+class Run:
+    changed: int
+    output: str
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.env = dict(line.split("=", 1) for line in (STATE / "demo.env").read_text().splitlines() if "=" in line)
+        self.ingress = self.env["DEMO_INGRESS_ADDRESS"]
+        self.build = json.loads(Paths.from_env().build_manifest.read_text())
+
+    def exec(self, *argv: str, check: bool = True, timeout: float = 120, input: str | None = None) -> str:
+        done = subprocess.run(
+            [CLI, "exec", "--", *argv],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def kubectl(self, *args: str, **kwargs) -> str:
+        return self.exec("kubectl", *args, **kwargs)
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def names(self, resource: str, namespace: str = NAMESPACE, selector: str = "") -> list[str]:
+        args = ["get", resource, "-n", namespace]
+        if selector:
+            args += ["-l", selector]
+        return sorted(item["metadata"]["name"] for item in self.json(*args)["items"])
+
+    def playbook(self, name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> Run:
+        variables = {
+            **self.env,
+            "K8S_AUTH_KUBECONFIG": str(Paths.from_env().inner_kubeconfig),
+            "ANSIBLE_COLLECTIONS_PATH": f"{ROOT / '.build' / 'collections'}",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+            **(env or {}),
+        }
+        argv = ["env", *(f"{k}={v}" for k, v in variables.items()), str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name), *args]
+        done = subprocess.run(
+            [CLI, "exec", "--", *argv], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT, check=False
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{name} {' '.join(args)} failed:\n{output[-5000:]}"
+        recap = re.search(r"^localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output, re.M)
+        assert recap, f"no PLAY RECAP for localhost in:\n{output[-2000:]}"
+        return Run(int(recap.group(1)), output)
+
+    def answer(self, name: str, namespace: str = NAMESPACE) -> str:
+        """The app's answer through the real ingress (Traefik), with its host in the Host header."""
+        url = self.json("get", "ksvc", name, "-n", namespace)["status"]["url"]
+        host = url.split("://", 1)[1]
+        return self.exec("curl", "-fsS", "--max-time", "20", "-H", f"Host: {host}", f"{self.ingress}/")
+
+    def builds_and_revisions(self) -> tuple[list[str], list[str]]:
+        return self.names("taskruns"), self.names("revisions")
+
+    def demo_objects(self) -> dict[str, list[str]]:
+        objects = {r: self.names(r) for r in ("ksvc", "configurations", "revisions", "routes", "taskruns", "tasks")}
+        objects["configmaps"] = self.names("configmaps", selector=DEMO_LABEL)
+        objects["pvc"] = self.names("pvc")
+        objects["pods"] = [p for p in self.names("pods") if not p.startswith("knlab-")]
+        return {kind: names for kind, names in objects.items() if names}
+
+    def audit_lines(self) -> int:
+        return sum(1 for _ in (STATE / "logs" / "audit.log").open())
+
+    def writes_since(self, line: int, user: str = "kubernetes-admin") -> list[dict]:
+        """Write requests by `user` recorded by the API server's audit log after `line`."""
+        events = []
+        with (STATE / "logs" / "audit.log").open() as log:
+            for number, text in enumerate(log):
+                if number < line:
+                    continue
+                event = json.loads(text)
+                if event.get("user", {}).get("username") == user and event["verb"] in {"create", "update", "patch", "delete", "deletecollection"}:
+                    events.append(event)
+        return events
+
+    def wait(self, predicate, what: str, timeout: float = 180, interval: float = 1.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    done = subprocess.run([CLI, "up"], capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, f"knlab-cluster up failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return Cluster()

@@ -1,0 +1,61 @@
+"""A hub without a volume loses its images with its pod (the original demo's limitation, and what
+registry_persistence: false still does); test_demo.py shows the hub on a PVC keeping them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import Cluster
+from knlab_cluster.settings import MIRROR, NODE_IP
+
+NAMESPACE = "hub-ephemeral"
+NODE_PORT = 30502
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def test_a_hub_without_a_volume_loses_its_images_with_its_pod(cluster: Cluster) -> None:
+    host = f"{NODE_IP}:{NODE_PORT}"
+    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
+    try:
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        manifests = [
+            {
+                "apiVersion": "serving.knative.dev/v1",
+                "kind": "Service",
+                "metadata": {"name": "hub", "namespace": NAMESPACE},
+                "spec": {
+                    "template": {
+                        "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "1"}},
+                        "spec": {"containers": [{"image": cluster.env["DEMO_REGISTRY_IMAGE"], "ports": [{"containerPort": 5000}]}]},
+                    }
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "hub-nodeport", "namespace": NAMESPACE},
+                "spec": {
+                    "type": "NodePort",
+                    "selector": {"serving.knative.dev/service": "hub"},
+                    "ports": [{"port": 5000, "targetPort": 5000, "nodePort": NODE_PORT}],
+                },
+            },
+        ]
+        cluster.kubectl("apply", "-f", "-", input="\n".join(json.dumps(m) for m in manifests))
+        cluster.kubectl("wait", "ksvc/hub", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=300s", timeout=320)
+        # Any image will do: the Python base image, from the mirror.
+        source = f"{MIRROR}/knlab/python:3-debian12"
+        cluster.exec(cluster.build["binaries"]["crane"], "copy", "--insecure", source, f"{host}/marker:v1", timeout=300)
+        catalog = cluster.exec("curl", "-fsS", f"http://{host}/v2/_catalog")
+        assert "marker" in json.loads(catalog)["repositories"]
+
+        old = cluster.names("pods", NAMESPACE)
+        cluster.kubectl("delete", "pod", "-n", NAMESPACE, "-l", "serving.knative.dev/service=hub", "--wait=true")
+        cluster.wait(lambda: (p := cluster.names("pods", NAMESPACE)) and set(p).isdisjoint(old), "a new hub pod")
+        cluster.kubectl("wait", "pod", "-n", NAMESPACE, "-l", "serving.knative.dev/service=hub", "--for=condition=Ready", "--timeout=180s")
+        catalog = cluster.wait(lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/_catalog", check=False), "the new hub pod")
+        assert json.loads(catalog)["repositories"] == []
+    finally:
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300, check=False)
