@@ -58,6 +58,14 @@ def go_version() -> str:
     return subprocess.run(["go", "env", "GOVERSION"], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def record_timing(paths: Paths, step: str, seconds: float) -> None:
+    """How long each step took when it really ran (not when it was cached): benchmarks/ reads it."""
+    timings_file = paths.cache / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    timings[step] = {"seconds": round(seconds, 1), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    timings_file.write_text(json.dumps(timings, indent=2, sort_keys=True))
+
+
 # --- binaries ------------------------------------------------------------------------------------
 GO_FLAGS = ("-trimpath",)
 BASE_LDFLAGS = ("-s", "-w")
@@ -79,20 +87,30 @@ def build_component(c: GoComponent, paths: Paths, go: str) -> dict[str, str]:
     if not done.exists():
         out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
+        component_started = time.monotonic()
         for binary, package in c.binaries.items():
             log(f"go build {package} ({c.version})")
             started = time.monotonic()
             run(
                 [
-                    "nice", "go", "build", "-p", str(os.cpu_count() or 2), *GO_FLAGS,
-                    "-ldflags", " ".join(BASE_LDFLAGS + c.ldflags),
-                    "-o", str(out / binary), package,
+                    "nice",
+                    "go",
+                    "build",
+                    "-p",
+                    str(os.cpu_count() or 2),
+                    *GO_FLAGS,
+                    "-ldflags",
+                    " ".join(BASE_LDFLAGS + c.ldflags),
+                    "-o",
+                    str(out / binary),
+                    package,
                 ],
                 cwd=c.directory,
                 env=env,
-            )  # fmt: skip
+            )
             log(f"  {binary}: {time.monotonic() - started:.0f} s")
         done.write_text(json.dumps({"version": c.version, "go": go}))
+        record_timing(paths, c.name, time.monotonic() - component_started)
     return {binary: str(out / binary) for binary in c.binaries}
 
 
@@ -117,7 +135,7 @@ class Layer:
 
     def __init__(self) -> None:
         self.buffer = io.BytesIO()
-        self.tar = tarfile.open(fileobj=self.buffer, mode="w", format=tarfile.PAX_FORMAT)
+        self.tar = tarfile.open(fileobj=self.buffer, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115 (closed in write)
         self.dirs: set[str] = set()
 
     def _info(self, path: str, kind: bytes, mode: int, uid: int = 0) -> tarfile.TarInfo:
@@ -195,11 +213,19 @@ def python_rootfs(paths: Paths) -> Path:
     if tarball.exists():
         return tarball
     paths.image_cache.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=paths.image_cache) as tmp:
         root = Path(tmp) / "rootfs"
         log(f"debootstrap --variant=minbase {DEBIAN_SUITE} (+ {', '.join(PYTHON_PACKAGES)})")
         run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PYTHON_PACKAGES)}", DEBIAN_SUITE, str(root), DEBIAN_MIRROR],
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PYTHON_PACKAGES)}",
+                DEBIAN_SUITE,
+                str(root),
+                DEBIAN_MIRROR,
+            ],
             stdout=subprocess.DEVNULL,
         )
         # Leave out what an image does not need: package caches and lists, logs.
@@ -209,10 +235,23 @@ def python_rootfs(paths: Paths) -> Path:
                     child.unlink()
         partial = tarball.with_suffix(".partial")
         run(
-            ["tar", "--numeric-owner", "--sort=name", "--mtime=@0", "--exclude=./proc/*", "--exclude=./sys/*",
-             "--exclude=./dev/*", "-C", str(root), "-cf", str(partial), "."]
-        )  # fmt: skip
+            [
+                "tar",
+                "--numeric-owner",
+                "--sort=name",
+                "--mtime=@0",
+                "--exclude=./proc/*",
+                "--exclude=./sys/*",
+                "--exclude=./dev/*",
+                "-C",
+                str(root),
+                "-cf",
+                str(partial),
+                ".",
+            ]
+        )
         partial.rename(tarball)
+    record_timing(paths, "python-rootfs", time.monotonic() - started)
     return tarball
 
 
@@ -239,7 +278,10 @@ def local_mirror(paths: Paths, registry_binary: str):
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as config:
         config.write(registry_config(paths.mirror_store, f"127.0.0.1:{port}"))
     proc = subprocess.Popen(
-        [registry_binary, "serve", config.name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={"OTEL_TRACES_EXPORTER": "none"}
+        [registry_binary, "serve", config.name],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={"OTEL_TRACES_EXPORTER": "none"},
     )
     try:
         deadline = time.monotonic() + 20
@@ -247,9 +289,10 @@ def local_mirror(paths: Paths, registry_binary: str):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
                 break
-            except OSError:
+            except OSError as error:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the mirror registry did not start: {proc.stderr.read().decode()[-2000:]}")
+                    message = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else str(error)
+                    raise SystemExit(f"the mirror registry did not start: {message}") from None
                 time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
@@ -260,14 +303,19 @@ def local_mirror(paths: Paths, registry_binary: str):
 
 def manifest_present(paths: Paths, repository: str, digest: str) -> bool:
     link = (
-        paths.mirror_store / "docker/registry/v2/repositories" / repository / "_manifests/revisions/sha256" / digest.split(":", 1)[1] / "link"
+        paths.mirror_store
+        / "docker/registry/v2/repositories"
+        / repository
+        / "_manifests/revisions/sha256"
+        / digest.split(":", 1)[1]
+        / "link"
     )
     return link.exists()
 
 
 def image_key(image: Image, binaries: dict[str, str], base_key: str) -> str:
     contents = []
-    for path, source in sorted(image.files.items()):
+    for _path, source in sorted(image.files.items()):
         if source.startswith("file:"):
             contents.append(digest_of((CLUSTER_DIR / source[5:]).read_bytes()))
         else:
@@ -275,7 +323,9 @@ def image_key(image: Image, binaries: dict[str, str], base_key: str) -> str:
     return digest_of(json.dumps(image.__dict__, sort_keys=True, default=list), base_key, *contents)[:16]
 
 
-def build_image(image: Image, binaries: dict[str, str], paths: Paths, crane: str, mirror: str | None, base_layers: dict) -> str:
+def build_image(
+    image: Image, binaries: dict[str, str], paths: Paths, *, crane: str, mirror: str | None, base_layers: dict
+) -> str:
     base_key, base_tar = base_layers[image.base]
     key = image_key(image, binaries, base_key)
     stamp = paths.image_cache / f"{image.repository.replace('/', '_')}-{image.tag}-{key}.json"
@@ -289,7 +339,11 @@ def build_image(image: Image, binaries: dict[str, str], paths: Paths, crane: str
     with tempfile.TemporaryDirectory() as tmp:
         layer = Layer()
         for path, source in sorted(image.files.items()):
-            data = (CLUSTER_DIR / source[5:]).read_bytes() if source.startswith("file:") else Path(binaries[source]).read_bytes()
+            data = (
+                (CLUSTER_DIR / source[5:]).read_bytes()
+                if source.startswith("file:")
+                else Path(binaries[source]).read_bytes()
+            )
             layer.file(path, data, 0o644 if source.startswith("file:") else 0o755)
         layers = [base_tar] if base_tar else []
         if image.files:
@@ -311,7 +365,9 @@ def build_image(image: Image, binaries: dict[str, str], paths: Paths, crane: str
         if image.workdir:
             mutate += ["--workdir", image.workdir]
         run(mutate, stdout=subprocess.DEVNULL)
-        digest = subprocess.run([crane, "digest", "--insecure", ref], check=True, capture_output=True, text=True).stdout.strip()
+        digest = subprocess.run(
+            [crane, "digest", "--insecure", ref], check=True, capture_output=True, text=True
+        ).stdout.strip()
     stamp.write_text(json.dumps({"name": image.name, "tag": image.tag, "digest": digest}))
     return f"{image.name}:{image.tag}@{digest}"
 
@@ -352,15 +408,19 @@ def build(paths: Paths, only: list[str] | None = None) -> dict:
     refs: dict[str, str] = {}
     pending = []
     for image in images():
-        ref = build_image(image, binaries, paths, binaries["crane"], None, bases)
+        ref = build_image(image, binaries, paths, crane=binaries["crane"], mirror=None, base_layers=bases)
         if ref:
             refs[image.name] = ref
         else:
             pending.append(image)
     if pending:
+        images_started = time.monotonic()
         with local_mirror(paths, binaries["registry"]) as mirror:
             for image in pending:
-                refs[image.name] = build_image(image, binaries, paths, binaries["crane"], mirror, bases)
+                refs[image.name] = build_image(
+                    image, binaries, paths, crane=binaries["crane"], mirror=mirror, base_layers=bases
+                )
+        record_timing(paths, "images", time.monotonic() - images_started)
     manifests = generate_manifests(paths, refs)
     result = {"binaries": binaries, "images": refs, "manifests": manifests, "go": go}
     paths.build_manifest.write_text(json.dumps(result, indent=2, sort_keys=True))

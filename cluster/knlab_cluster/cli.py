@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         node.up()
         if not args.no_stack:
             install(node, built)
-        log(f"ready. kubectl --kubeconfig {paths.kubeconfig} ... (from the host, through 127.0.0.1), "
-            "or knlab-cluster exec -- kubectl ... (inside the namespace)")
+        log(
+            f"ready. kubectl --kubeconfig {paths.kubeconfig} ... (from the host, through 127.0.0.1), "
+            "or knlab-cluster exec -- kubectl ... (inside the namespace)"
+        )
         return 0
     node = Node(paths, build_mod.load(paths) if paths.build_manifest.exists() else None)
     if args.command == "down":
@@ -82,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         if not argv:
             print("usage: knlab-cluster exec -- CMD [ARGS...]", file=sys.stderr)
             return 2
-        env = {**os.environ, "KUBECONFIG": str(paths.inner_kubeconfig), "K8S_AUTH_KUBECONFIG": str(paths.inner_kubeconfig)}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(paths.inner_kubeconfig),
+            "K8S_AUTH_KUBECONFIG": str(paths.inner_kubeconfig),
+        }
         binaries = (node.build or {}).get("binaries", {})
         if "kubectl" in binaries:  # the kubectl built with the cluster, first on PATH
             env["PATH"] = f"{os.path.dirname(binaries['kubectl'])}:{env.get('PATH', '')}"

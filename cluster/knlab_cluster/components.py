@@ -74,7 +74,9 @@ KNATIVE_PKG = "knative.dev/serving"
 TEKTON_PKG = "github.com/tektoncd/pipeline"
 
 GO_COMPONENTS: tuple[GoComponent, ...] = (
-    GoComponent("crane", "github.com/google/go-containerregistry", {"crane": "github.com/google/go-containerregistry/cmd/crane"}),
+    GoComponent(
+        "crane", "github.com/google/go-containerregistry", {"crane": "github.com/google/go-containerregistry/cmd/crane"}
+    ),
     GoComponent(
         "registry",
         "github.com/distribution/distribution/v3",
@@ -84,7 +86,10 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
     GoComponent(
         "kubernetes",
         "k8s.io/kubernetes",
-        _cmds("k8s.io/kubernetes/cmd", ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"]),
+        _cmds(
+            "k8s.io/kubernetes/cmd",
+            ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"],
+        ),
         _kubernetes_ldflags(),
     ),
     GoComponent("coredns", "github.com/coredns/coredns", {"coredns": "github.com/coredns/coredns"}),
@@ -102,7 +107,9 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
         },
     ),
     GoComponent("traefik", "github.com/traefik/traefik/v3", {"traefik": "github.com/traefik/traefik/v3/cmd/traefik"}),
-    GoComponent("kaniko", "github.com/chainguard-dev/kaniko", {"executor": "github.com/chainguard-dev/kaniko/cmd/executor"}),
+    GoComponent(
+        "kaniko", "github.com/chainguard-dev/kaniko", {"executor": "github.com/chainguard-dev/kaniko/cmd/executor"}
+    ),
     GoComponent(
         "local-path",
         "github.com/rancher/local-path-provisioner",
@@ -140,7 +147,11 @@ class Image:
         return path if "/" in path else f"library/{path}"
 
 
-KO_ENV = ("PATH=/ko-app:/usr/local/bin:/usr/bin:/bin", "KO_DATA_PATH=/var/run/ko", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt")
+KO_ENV = (
+    "PATH=/ko-app:/usr/local/bin:/usr/bin:/bin",
+    "KO_DATA_PATH=/var/run/ko",
+    "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+)
 NONROOT = "65532"
 
 
@@ -169,7 +180,9 @@ def images() -> tuple[Image, ...]:
     coredns = component("coredns").version
     local_path = component("local-path").version
     result: list[Image] = [
-        Image(name="registry.k8s.io/pause", tag="3.10", base="scratch", files={"/pause": "pause"}, entrypoint=("/pause",)),
+        Image(
+            name="registry.k8s.io/pause", tag="3.10", base="scratch", files={"/pause": "pause"}, entrypoint=("/pause",)
+        ),
         Image(
             name="registry.k8s.io/coredns/coredns",
             tag=coredns,

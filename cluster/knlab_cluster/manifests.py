@@ -91,7 +91,9 @@ def knative_manifests(refs: dict[str, str], by_ko_path: dict[str, str]) -> dict[
         return f"knative.dev/serving@{knative.version}/config/core/{rel}", text
 
     docs = [document(rel) for rel in rels]
-    crds = [d for rel, d in zip(rels, docs) if rel.startswith("300-resources/") or rel == "300-imagecache.yaml"]
+    crds = [
+        d for rel, d in zip(rels, docs, strict=True) if rel.startswith("300-resources/") or rel == "300-imagecache.yaml"
+    ]
     return {"serving-crds.yaml": _join(crds), "serving-core.yaml": _join(docs)}
 
 

@@ -14,6 +14,7 @@ Layout inside the namespace:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,11 +28,11 @@ from . import configs
 from .pki import ensure_pki, kubeconfig
 from .settings import (
     API_PORT,
+    CGROUP_CONTROLLERS,
+    CGROUP_ROOT,
     HOST_API_PORT,
     HOST_INGRESS_PORT,
     INGRESS_NODE_PORT,
-    CGROUP_CONTROLLERS,
-    CGROUP_ROOT,
     KUBELET_SYSCTLS,
     NETNS,
     NODE_BRIDGE,
@@ -77,9 +78,10 @@ class Node:
             raise SystemExit("the cluster is not running (knlab-cluster up starts it)")
         return pid
 
-    def enter(self, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    def enter(self, argv: list[str], *, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
         """Run a command in the cluster's network and mount namespaces, and wait for it."""
-        return subprocess.run(["nsenter", f"--target={self.holder()}", "--mount", "--net", "--", *argv], **kwargs)
+        argv = ["nsenter", f"--target={self.holder()}", "--mount", "--net", "--", *argv]
+        return subprocess.run(argv, check=check, **kwargs)
 
     def start(self, component: Component, env: dict[str, str] | None = None) -> int:
         if (pid := self.pid(component.name)) is not None:
@@ -128,8 +130,19 @@ class Node:
         self.mount()
         for component in self.components():
             self.start(component)
-        self.wait_for("node", [self.kubectl, "--kubeconfig", str(self.paths.inner_kubeconfig), "wait", "--for=condition=Ready",
-                               f"node/{NODE_NAME}", "--timeout=5s"], timeout=120)  # fmt: skip
+        self.wait_for(
+            "node",
+            [
+                self.kubectl,
+                "--kubeconfig",
+                str(self.paths.inner_kubeconfig),
+                "wait",
+                "--for=condition=Ready",
+                f"node/{NODE_NAME}",
+                "--timeout=5s",
+            ],
+            timeout=120,
+        )
         log(f"node {NODE_NAME} is Ready")
 
     @property
@@ -150,22 +163,31 @@ class Node:
             Component(
                 "etcd",
                 [
-                    b.get("etcd", "etcd"), "--name=knlab", f"--data-dir={self.paths.state / 'etcd'}",
-                    "--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
-                    "--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-                    "--initial-cluster=knlab=http://127.0.0.1:2380", "--listen-metrics-urls=http://127.0.0.1:2381",
+                    b.get("etcd", "etcd"),
+                    "--name=knlab",
+                    f"--data-dir={self.paths.state / 'etcd'}",
+                    "--listen-client-urls=http://127.0.0.1:2379",
+                    "--advertise-client-urls=http://127.0.0.1:2379",
+                    "--listen-peer-urls=http://127.0.0.1:2380",
+                    "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+                    "--initial-cluster=knlab=http://127.0.0.1:2380",
+                    "--listen-metrics-urls=http://127.0.0.1:2381",
                     "--log-level=warn",
                 ],
                 ready=[*curl_ready, "http://127.0.0.1:2381/health"],
-            ),  # fmt: skip
+            ),
             Component(
                 "kube-apiserver",
                 [
-                    b.get("kube-apiserver", "kube-apiserver"), "--etcd-servers=http://127.0.0.1:2379",
-                    "--bind-address=0.0.0.0", f"--secure-port={API_PORT}", f"--advertise-address={NODE_IP}",
+                    b.get("kube-apiserver", "kube-apiserver"),
+                    "--etcd-servers=http://127.0.0.1:2379",
+                    "--bind-address=0.0.0.0",
+                    f"--secure-port={API_PORT}",
+                    f"--advertise-address={NODE_IP}",
                     f"--service-cluster-ip-range={configs.SERVICE_CIDR}",
                     f"--client-ca-file={pki / 'ca.crt'}",
-                    f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+                    f"--tls-cert-file={pki / 'apiserver.crt'}",
+                    f"--tls-private-key-file={pki / 'apiserver.key'}",
                     f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
                     f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                     f"--kubelet-certificate-authority={pki / 'ca.crt'}",
@@ -173,15 +195,27 @@ class Node:
                     "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                     f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
-                    "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
-                    "--allow-privileged=true", "--profiling=false",
-                    f"--audit-policy-file={cfg / 'audit-policy.yaml'}", f"--audit-log-path={self.paths.audit_log}",
-                    "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
+                    "--authorization-mode=Node,RBAC",
+                    "--enable-admission-plugins=NodeRestriction",
+                    "--allow-privileged=true",
+                    "--profiling=false",
+                    f"--audit-policy-file={cfg / 'audit-policy.yaml'}",
+                    f"--audit-log-path={self.paths.audit_log}",
+                    "--audit-log-maxsize=200",
+                    "--audit-log-maxbackup=1",
                 ],
                 # The controller-manager exits on "forbidden" if it starts before RBAC is bootstrapped.
-                ready=[*curl_ready, "--cacert", str(pki / "ca.crt"), "--cert", str(pki / "admin.crt"),
-                       "--key", str(pki / "admin.key"), f"{api}/readyz"],
-            ),  # fmt: skip
+                ready=[
+                    *curl_ready,
+                    "--cacert",
+                    str(pki / "ca.crt"),
+                    "--cert",
+                    str(pki / "admin.crt"),
+                    "--key",
+                    str(pki / "admin.key"),
+                    f"{api}/readyz",
+                ],
+            ),
             Component(
                 "kube-controller-manager",
                 [
@@ -189,23 +223,30 @@ class Node:
                     f"--kubeconfig={cfg / 'controller-manager.kubeconfig'}",
                     f"--authentication-kubeconfig={cfg / 'controller-manager.kubeconfig'}",
                     f"--authorization-kubeconfig={cfg / 'controller-manager.kubeconfig'}",
-                    "--bind-address=127.0.0.1", "--leader-elect=false",
-                    "--allocate-node-cidrs=true", f"--cluster-cidr={configs.POD_CIDR}", "--node-cidr-mask-size=24",
+                    "--bind-address=127.0.0.1",
+                    "--leader-elect=false",
+                    "--allocate-node-cidrs=true",
+                    f"--cluster-cidr={configs.POD_CIDR}",
+                    "--node-cidr-mask-size=24",
                     f"--service-cluster-ip-range={configs.SERVICE_CIDR}",
-                    f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-                    f"--root-ca-file={pki / 'ca.crt'}", f"--service-account-private-key-file={pki / 'sa.key'}",
+                    f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                    f"--cluster-signing-key-file={pki / 'ca.key'}",
+                    f"--root-ca-file={pki / 'ca.crt'}",
+                    f"--service-account-private-key-file={pki / 'sa.key'}",
                     "--use-service-account-credentials=true",
                 ],
-            ),  # fmt: skip
+            ),
             Component(
                 "kube-scheduler",
                 [
-                    b.get("kube-scheduler", "kube-scheduler"), f"--kubeconfig={cfg / 'scheduler.kubeconfig'}",
+                    b.get("kube-scheduler", "kube-scheduler"),
+                    f"--kubeconfig={cfg / 'scheduler.kubeconfig'}",
                     f"--authentication-kubeconfig={cfg / 'scheduler.kubeconfig'}",
                     f"--authorization-kubeconfig={cfg / 'scheduler.kubeconfig'}",
-                    "--bind-address=127.0.0.1", "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    "--leader-elect=false",
                 ],
-            ),  # fmt: skip
+            ),
             Component(
                 "containerd",
                 ["containerd", f"--config={cfg / 'containerd.toml'}"],
@@ -214,17 +255,23 @@ class Node:
             Component(
                 "kubelet",
                 [
-                    b.get("kubelet", "kubelet"), f"--config={cfg / 'kubelet.yaml'}",
-                    f"--kubeconfig={cfg / 'kubelet.kubeconfig'}", f"--hostname-override={NODE_NAME}",
-                    f"--node-ip={NODE_IP}", "--v=1",
+                    b.get("kubelet", "kubelet"),
+                    f"--config={cfg / 'kubelet.yaml'}",
+                    f"--kubeconfig={cfg / 'kubelet.kubeconfig'}",
+                    f"--hostname-override={NODE_NAME}",
+                    f"--node-ip={NODE_IP}",
+                    "--v=1",
                 ],
-            ),  # fmt: skip
+            ),
             Component("kube-proxy", [b.get("kube-proxy", "kube-proxy"), f"--config={cfg / 'kube-proxy.yaml'}"]),
-            *(self.forward(name, host_port, target) for name, host_port, target in (
-                ("forward-api", HOST_API_PORT, f"127.0.0.1:{API_PORT}"),
-                ("forward-ingress", HOST_INGRESS_PORT, f"{NODE_IP}:{INGRESS_NODE_PORT}"),
-            )),
-        ]  # fmt: skip
+            *(
+                self.forward(name, host_port, target)
+                for name, host_port, target in (
+                    ("forward-api", HOST_API_PORT, f"127.0.0.1:{API_PORT}"),
+                    ("forward-ingress", HOST_INGRESS_PORT, f"{NODE_IP}:{INGRESS_NODE_PORT}"),
+                )
+            ),
+        ]
 
     def forward(self, name: str, host_port: int, target: str) -> Component:
         """A loopback port of the host that reaches `target` inside the namespace: every connection
@@ -232,10 +279,13 @@ class Node:
         holder = self.pid(HOLDER) or 0
         return Component(
             name,
-            ["socat", f"TCP-LISTEN:{host_port},bind=127.0.0.1,reuseaddr,fork",
-             f"EXEC:nsenter --target={holder} --net -- socat STDIO TCP:{target}"],
+            [
+                "socat",
+                f"TCP-LISTEN:{host_port},bind=127.0.0.1,reuseaddr,fork",
+                f"EXEC:nsenter --target={holder} --net -- socat STDIO TCP:{target}",
+            ],
             on_host=True,
-        )  # fmt: skip
+        )
 
     def write_configs(self) -> None:
         cfg, pki = self.paths.config, self.paths.pki
@@ -281,7 +331,10 @@ class Node:
         """The cgroup hierarchies (gone with ip netns exec's fresh /sys) and the state bind mounts."""
         script = ["set -e", "mount -t tmpfs -o mode=755 cgroup /sys/fs/cgroup"]
         for controller in CGROUP_CONTROLLERS:
-            script += [f"mkdir -p /sys/fs/cgroup/{controller}", f"mount -t cgroup -o {controller} cgroup /sys/fs/cgroup/{controller}"]
+            script += [
+                f"mkdir -p /sys/fs/cgroup/{controller}",
+                f"mount -t cgroup -o {controller} cgroup /sys/fs/cgroup/{controller}",
+            ]
         script += [
             "mkdir -p /sys/fs/cgroup/systemd /sys/fs/cgroup/unified",
             "mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd",
@@ -376,10 +429,8 @@ def _kill_all(pids: set[int]) -> None:
     pids = {p for p in pids if p != os.getpid()}
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + (STOP_TIMEOUT if sig == signal.SIGTERM else 5)
         while any(_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -433,10 +484,8 @@ def _remove_cgroups() -> None:
         if not root.exists():
             continue
         for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            try:
+            with contextlib.suppress(OSError):  # still in use: reported for the root below
                 directory.rmdir()
-            except OSError:
-                pass
         try:
             root.rmdir()
         except OSError as error:

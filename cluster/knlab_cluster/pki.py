@@ -60,7 +60,7 @@ def _name(common_name: str, organization: str = "") -> x509.Name:
 
 
 def _certificate(subject, key, issuer, issuer_key, *, ca=False, usages=(), dns=(), ips=()):
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)

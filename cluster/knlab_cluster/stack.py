@@ -14,6 +14,7 @@ from .node import Node, log
 from .settings import (
     CLUSTER_DIR,
     DNS_SERVICE_IP,
+    HOST_INGRESS_PORT,
     HUB_NODE_PORT,
     HUB_PULL_HOST,
     INGRESS_ADDRESS,
@@ -57,6 +58,8 @@ def demo_env(build: dict) -> dict[str, str]:
         # plain HTTP is allowed), and with the base image built here.
         "DEMO_BUILD_EXTRA_ARGS": f"--registry-mirror={MIRROR} --insecure-pull "
         f"--build-arg=BASE_IMAGE={images['docker.io/knlab/python']}",
+        # For tools on the host (molecule/cluster, benchmarks): the loopback forwards.
+        "KNLAB_CLUSTER_HOST_INGRESS": f"http://127.0.0.1:{HOST_INGRESS_PORT}",
     }
 
 
@@ -69,8 +72,12 @@ def coredns_manifest(build: dict) -> str:
 
 def install(node: Node, build: dict) -> None:
     kubectl = [node.kubectl, "--kubeconfig", str(node.paths.inner_kubeconfig)]
-    node.enter([*kubectl, "apply", "--server-side", "--field-manager=knlab-cluster", "-f", "-"],
-               input=coredns_manifest(build).encode(), check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    node.enter(
+        [*kubectl, "apply", "--server-side", "--field-manager=knlab-cluster", "-f", "-"],
+        input=coredns_manifest(build).encode(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     vars_file = node.paths.config / "stack-vars.json"
     vars_file.write_text(json.dumps(stack_vars(build), indent=2))
     env_file = node.paths.state / "demo.env"
@@ -78,11 +85,18 @@ def install(node: Node, build: dict) -> None:
     log("installing Knative Serving, Traefik, Tekton and local-path-provisioner (roles/knative_stack)")
     started = time.monotonic()
     result = node.enter(
-        ["env", f"K8S_AUTH_KUBECONFIG={node.paths.inner_kubeconfig}", "ANSIBLE_LOCALHOST_WARNING=false",
-         "ANSIBLE_INVENTORY_UNPARSED_WARNING=false", "ansible-playbook", str(REPO_DIR / "playbooks" / "knative-stack.yml"),
-         "-e", f"@{vars_file}"],
+        [
+            "env",
+            f"K8S_AUTH_KUBECONFIG={node.paths.inner_kubeconfig}",
+            "ANSIBLE_LOCALHOST_WARNING=false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING=false",
+            "ansible-playbook",
+            str(REPO_DIR / "playbooks" / "knative-stack.yml"),
+            "-e",
+            f"@{vars_file}",
+        ],
         cwd=REPO_DIR,
-    )  # fmt: skip
+    )
     if result.returncode != 0:
         raise SystemExit(f"playbooks/knative-stack.yml failed (exit {result.returncode})")
     log(f"the stack is installed ({time.monotonic() - started:.0f} s)")
@@ -112,7 +126,9 @@ spec:
 def wait_webhooks(node: Node, kubectl: list[str]) -> None:
     deadline = time.monotonic() + WEBHOOK_TIMEOUT
     while True:
-        result = node.enter([*kubectl, "create", "--dry-run=server", "-f", "-"], input=PROBES.encode(), capture_output=True)
+        result = node.enter(
+            [*kubectl, "create", "--dry-run=server", "-f", "-"], input=PROBES.encode(), capture_output=True
+        )
         if result.returncode == 0:
             log("Knative's and Tekton's webhooks answer")
             return

@@ -77,9 +77,21 @@ class Cluster:
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
             **(env or {}),
         }
-        argv = ["env", *(f"{k}={v}" for k, v in variables.items()), str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name), *args]
+        argv = [
+            "env",
+            *(f"{k}={v}" for k, v in variables.items()),
+            str(BIN / "ansible-playbook"),
+            str(ROOT / "playbooks" / name),
+            *args,
+        ]
         done = subprocess.run(
-            [CLI, "exec", "--", *argv], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=ROOT, check=False
+            [CLI, "exec", "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            check=False,
         )
         output = done.stdout + done.stderr
         assert done.returncode == 0, f"{name} {' '.join(args)} failed:\n{output[-5000:]}"
@@ -114,7 +126,13 @@ class Cluster:
                 if number < line:
                     continue
                 event = json.loads(text)
-                if event.get("user", {}).get("username") == user and event["verb"] in {"create", "update", "patch", "delete", "deletecollection"}:
+                if event.get("user", {}).get("username") == user and event["verb"] in {
+                    "create",
+                    "update",
+                    "patch",
+                    "delete",
+                    "deletecollection",
+                }:
                     events.append(event)
         return events
 
@@ -131,6 +149,8 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
-    done = subprocess.run([CLI, "up"], capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        [CLI, "up"], capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL, check=False
+    )
     assert done.returncode == 0, f"knlab-cluster up failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return Cluster()

@@ -80,12 +80,17 @@ def test_demo_on_the_real_cluster(cluster: Cluster, tmp_path: Path) -> None:
     old_pods = cluster.names("pods", selector="serving.knative.dev/service=hub")
     cluster.kubectl("delete", "pod", "-l", "serving.knative.dev/service=hub", "--wait=true")
     cluster.wait(
-        lambda: (pods := cluster.names("pods", selector="serving.knative.dev/service=hub")) and set(pods).isdisjoint(old_pods),
+        lambda: (
+            (pods := cluster.names("pods", selector="serving.knative.dev/service=hub"))
+            and set(pods).isdisjoint(old_pods)
+        ),
         "a new hub pod",
     )
     cluster.kubectl("wait", "pod", "-l", "serving.knative.dev/service=hub", "--for=condition=Ready", "--timeout=180s")
     after = cluster.wait(
-        lambda: cluster.exec("curl", "-fsS", f"http://{cluster.env['DEMO_REGISTRY_PULL_HOST']}/v2/hello/tags/list", check=False),
+        lambda: cluster.exec(
+            "curl", "-fsS", f"http://{cluster.env['DEMO_REGISTRY_PULL_HOST']}/v2/hello/tags/list", check=False
+        ),
         "the new hub pod to answer",
     )
     assert after == before

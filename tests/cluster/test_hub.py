@@ -27,8 +27,17 @@ def test_a_hub_without_a_volume_loses_its_images_with_its_pod(cluster: Cluster) 
                 "metadata": {"name": "hub", "namespace": NAMESPACE},
                 "spec": {
                     "template": {
-                        "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "1"}},
-                        "spec": {"containers": [{"image": cluster.env["DEMO_REGISTRY_IMAGE"], "ports": [{"containerPort": 5000}]}]},
+                        "metadata": {
+                            "annotations": {
+                                "autoscaling.knative.dev/min-scale": "1",
+                                "autoscaling.knative.dev/max-scale": "1",
+                            }
+                        },
+                        "spec": {
+                            "containers": [
+                                {"image": cluster.env["DEMO_REGISTRY_IMAGE"], "ports": [{"containerPort": 5000}]}
+                            ]
+                        },
                     }
                 },
             },
@@ -54,8 +63,19 @@ def test_a_hub_without_a_volume_loses_its_images_with_its_pod(cluster: Cluster) 
         old = cluster.names("pods", NAMESPACE)
         cluster.kubectl("delete", "pod", "-n", NAMESPACE, "-l", "serving.knative.dev/service=hub", "--wait=true")
         cluster.wait(lambda: (p := cluster.names("pods", NAMESPACE)) and set(p).isdisjoint(old), "a new hub pod")
-        cluster.kubectl("wait", "pod", "-n", NAMESPACE, "-l", "serving.knative.dev/service=hub", "--for=condition=Ready", "--timeout=180s")
-        catalog = cluster.wait(lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/_catalog", check=False), "the new hub pod")
+        cluster.kubectl(
+            "wait",
+            "pod",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "serving.knative.dev/service=hub",
+            "--for=condition=Ready",
+            "--timeout=180s",
+        )
+        catalog = cluster.wait(
+            lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/_catalog", check=False), "the new hub pod"
+        )
         assert json.loads(catalog)["repositories"] == []
     finally:
         cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300, check=False)

@@ -28,8 +28,15 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
     try:
         cluster.kubectl("create", "namespace", NAMESPACE)
         source = ROOT / "playbooks" / "files" / "hello"
-        cluster.kubectl("create", "configmap", "hello-src", "-n", NAMESPACE,
-                        f"--from-file={source / 'Dockerfile'}", f"--from-file={source / 'app.py'}")  # fmt: skip
+        cluster.kubectl(
+            "create",
+            "configmap",
+            "hello-src",
+            "-n",
+            NAMESPACE,
+            f"--from-file={source / 'Dockerfile'}",
+            f"--from-file={source / 'app.py'}",
+        )
         manifests = [
             {
                 "apiVersion": "serving.knative.dev/v1",
@@ -37,7 +44,12 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
                 "metadata": {"name": "hub", "namespace": NAMESPACE},
                 "spec": {
                     "template": {
-                        "metadata": {"annotations": {"autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "1"}},
+                        "metadata": {
+                            "annotations": {
+                                "autoscaling.knative.dev/min-scale": "1",
+                                "autoscaling.knative.dev/max-scale": "1",
+                            }
+                        },
                         "spec": {"containers": [{"image": registry, "ports": [{"containerPort": 5000}]}]},
                     }
                 },
@@ -66,7 +78,10 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
                         "name": "source",
                         "configMap": {
                             "name": "hello-src",
-                            "items": [{"key": "Dockerfile", "path": "context/Dockerfile"}, {"key": "app.py", "path": "context/app.py"}],
+                            "items": [
+                                {"key": "Dockerfile", "path": "context/Dockerfile"},
+                                {"key": "app.py", "path": "context/app.py"},
+                            ],
                         },
                     }
                 ],
@@ -93,7 +108,9 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
             },
         }
         cluster.kubectl("apply", "-f", "-", input=json.dumps(taskrun))
-        cluster.kubectl("wait", "taskrun/build-hello", "-n", NAMESPACE, "--for=condition=Succeeded", "--timeout=600s", timeout=620)
+        cluster.kubectl(
+            "wait", "taskrun/build-hello", "-n", NAMESPACE, "--for=condition=Succeeded", "--timeout=600s", timeout=620
+        )
         done = cluster.json("get", "taskrun", "build-hello", "-n", NAMESPACE)
         digest = next(r["value"] for r in done["status"]["results"] if r["name"] == "IMAGE_DIGEST")
         assert digest.startswith("sha256:")
@@ -104,7 +121,11 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
             "metadata": {"name": "hello", "namespace": NAMESPACE},
             "spec": {
                 "template": {
-                    "spec": {"containers": [{"image": f"{pull_host}/hello@{digest}", "env": [{"name": "TARGET", "value": "kubectl"}]}]}
+                    "spec": {
+                        "containers": [
+                            {"image": f"{pull_host}/hello@{digest}", "env": [{"name": "TARGET", "value": "kubectl"}]}
+                        ]
+                    }
                 }
             },
         }

@@ -42,7 +42,9 @@ def test_every_route_ends_inside_the_namespace(cluster: Cluster) -> None:
 
 
 def test_the_pod_veths_peers_live_in_pod_namespaces_not_on_the_host(cluster: Cluster) -> None:
-    host_links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout)
+    host_links = json.loads(
+        subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout
+    )
     inside = {link["ifname"] for link in _links(cluster)}
     # No interface of the host's namespace is one end of a pair whose other end is in the cluster.
     cluster_id = subprocess.run(["ip", "netns", "list-id"], capture_output=True, text=True, check=True).stdout
