@@ -277,12 +277,14 @@ def local_mirror(paths: Paths, registry_binary: str):
     port = free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as config:
         config.write(registry_config(paths.mirror_store, f"127.0.0.1:{port}"))
-    proc = subprocess.Popen(
-        [registry_binary, "serve", config.name],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={"OTEL_TRACES_EXPORTER": "none"},
-    )
+    log_path = paths.cache / "mirror-build.log"
+    with open(log_path, "ab") as registry_log:
+        proc = subprocess.Popen(
+            [registry_binary, "serve", config.name],
+            stdout=registry_log,
+            stderr=subprocess.STDOUT,
+            env={"OTEL_TRACES_EXPORTER": "none"},
+        )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -291,8 +293,7 @@ def local_mirror(paths: Paths, registry_binary: str):
                 break
             except OSError as error:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    message = proc.stderr.read().decode()[-2000:] if proc.poll() is not None else str(error)
-                    raise SystemExit(f"the mirror registry did not start: {message}") from None
+                    raise SystemExit(f"the mirror registry did not start ({error}): see {log_path}") from None
                 time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:

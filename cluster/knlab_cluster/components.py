@@ -143,8 +143,10 @@ class Image:
         """The path inside the mirror: the name without its registry host, as containerd asks for it."""
         host, _, path = self.name.partition("/")
         if not ("." in host or ":" in host):  # no host: a Docker Hub name
-            path = self.name
-        return path if "/" in path else f"library/{path}"
+            host, path = "docker.io", self.name
+        if host in ("docker.io", "index.docker.io") and "/" not in path:
+            return f"library/{path}"  # Docker Hub's official images
+        return path
 
 
 KO_ENV = (
@@ -193,7 +195,7 @@ def images() -> tuple[Image, ...]:
         ),
         Image(
             name="docker.io/library/registry",
-            tag=registry.split(".")[0],
+            tag=registry.lstrip("v").split(".")[0],
             base="static",
             files={"/bin/registry": "registry", "/etc/distribution/config.yml": "file:images/registry-config.yml"},
             entrypoint=("/bin/registry", "serve"),

@@ -56,6 +56,7 @@ class Component:
     argv: list[str]
     ready: list[str] | None = None  # a command run inside the namespace that succeeds once it serves
     on_host: bool = False  # runs in the host's namespaces (the loopback forwards), not the cluster's
+    script: str = ""  # written to <config>/<name>.sh before the start (the forwards' per-connection command)
 
 
 class Node:
@@ -87,6 +88,10 @@ class Node:
         if (pid := self.pid(component.name)) is not None:
             return pid
         self.paths.logs.mkdir(parents=True, exist_ok=True)
+        if component.script:
+            script = self.paths.config / f"{component.name}.sh"
+            script.write_text(component.script)
+            script.chmod(0o755)
         enter = [] if component.on_host else ["nsenter", f"--target={self.holder()}", "--mount", "--net", "--"]
         with open(self.paths.logs / f"{component.name}.log", "ab") as out:
             proc = subprocess.Popen(
@@ -276,15 +281,13 @@ class Node:
     def forward(self, name: str, host_port: int, target: str) -> Component:
         """A loopback port of the host that reaches `target` inside the namespace: every connection
         gets a socat that nsenter puts in the namespace. No interface or route joins the two."""
-        holder = self.pid(HOLDER) or 0
+        # A script, because socat's address syntax would split an inline command at its colons.
+        script = self.paths.config / f"{name}.sh"
         return Component(
             name,
-            [
-                "socat",
-                f"TCP-LISTEN:{host_port},bind=127.0.0.1,reuseaddr,fork",
-                f"EXEC:nsenter --target={holder} --net -- socat STDIO TCP:{target}",
-            ],
+            ["socat", f"TCP-LISTEN:{host_port},bind=127.0.0.1,reuseaddr,fork", f"EXEC:{script}"],
             on_host=True,
+            script=f"#!/bin/sh\nexec nsenter --target={self.pid(HOLDER) or 0} --net -- socat STDIO TCP:{target}\n",
         )
 
     def write_configs(self) -> None:

@@ -6,7 +6,10 @@ from the manifests and images this machine built.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -84,23 +87,34 @@ def install(node: Node, build: dict) -> None:
     env_file.write_text("".join(f"{k}={v}\n" for k, v in demo_env(build).items()))
     log("installing Knative Serving, Traefik, Tekton and local-path-provisioner (roles/knative_stack)")
     started = time.monotonic()
-    result = node.enter(
-        [
-            "env",
-            f"K8S_AUTH_KUBECONFIG={node.paths.inner_kubeconfig}",
-            "ANSIBLE_LOCALHOST_WARNING=false",
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING=false",
-            "ansible-playbook",
-            str(REPO_DIR / "playbooks" / "knative-stack.yml"),
-            "-e",
-            f"@{vars_file}",
-        ],
-        cwd=REPO_DIR,
-    )
+    playbook = [ansible_tool("ansible-playbook"), str(REPO_DIR / "playbooks" / "knative-stack.yml"), "-e", f"@{vars_file}"]
+    result = node.enter(["env", *(f"{k}={v}" for k, v in ansible_env(node).items()), *playbook], cwd=REPO_DIR)
     if result.returncode != 0:
         raise SystemExit(f"playbooks/knative-stack.yml failed (exit {result.returncode})")
     log(f"the stack is installed ({time.monotonic() - started:.0f} s)")
     wait_webhooks(node, kubectl)
+
+
+def ansible_tool(name: str) -> str:
+    """The Ansible command installed beside this Python (the checkout's .venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise SystemExit(f"{name} not found: run make setup (it installs Ansible into .venv)")
+    return found
+
+
+def ansible_env(node: Node) -> dict[str, str]:
+    """This checkout as knlab.serverless, kubernetes.core from the ansible package (as make does)."""
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    default_path = f"{REPO_DIR / '.build' / 'collections'}:{site_packages}"
+    return {
+        "K8S_AUTH_KUBECONFIG": str(node.paths.inner_kubeconfig),
+        "ANSIBLE_COLLECTIONS_PATH": os.environ.get("ANSIBLE_COLLECTIONS_PATH", default_path),
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_NOCOLOR": "1",
+    }
 
 
 # Server-side dry runs: they go through Knative's and Tekton's admission webhooks without creating
