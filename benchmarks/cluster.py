@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import random
+import shlex
 import subprocess
 import tempfile
 import time
@@ -117,7 +118,8 @@ def idle_memory(settle: float) -> dict:
 
 # --- 4. the demo ---------------------------------------------------------------------------------
 def playbook(name: str) -> float:
-    env = dict(line.split("=", 1) for line in (STATE / "demo.env").read_text().splitlines() if "=" in line)
+    env = {k: v for line in (STATE / "demo.env").read_text().splitlines() if "=" in line
+           for k, v in [shlex.split(line)[0].split("=", 1)]}
     argv = [CLI, "exec", "--", "env", *(f"{k}={v}" for k, v in env.items()), "ANSIBLE_LOCALHOST_WARNING=false",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING=false", f"ANSIBLE_COLLECTIONS_PATH={REPO / '.build' / 'collections'}",
             tool("ansible-playbook"), str(REPO / "playbooks" / name)]  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -84,7 +85,8 @@ def install(node: Node, build: dict) -> None:
     vars_file = node.paths.config / "stack-vars.json"
     vars_file.write_text(json.dumps(stack_vars(build), indent=2))
     env_file = node.paths.state / "demo.env"
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in demo_env(build).items()))
+    # Shell syntax (`set -a; . demo.env`), quoted: some values hold spaces.
+    env_file.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in demo_env(build).items()))
     log("installing Knative Serving, Traefik, Tekton and local-path-provisioner (roles/knative_stack)")
     started = time.monotonic()
     playbook = [ansible_tool("ansible-playbook"), str(REPO_DIR / "playbooks" / "knative-stack.yml"), "-e", f"@{vars_file}"]
