@@ -54,6 +54,8 @@ def test_a_hub_without_a_volume_loses_its_images_with_its_pod(cluster: Cluster) 
         ]
         cluster.kubectl("apply", "-f", "-", input="\n".join(json.dumps(m) for m in manifests))
         cluster.kubectl("wait", "ksvc/hub", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=300s", timeout=320)
+        # kube-proxy programs the new NodePort a moment after the Service and its endpoints exist.
+        cluster.wait(lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/", check=False), "the hub's NodePort", 60)
         # Any image will do: the Python base image, from the mirror.
         source = f"{MIRROR}/knlab/python:3-debian12"
         cluster.exec(cluster.build["binaries"]["crane"], "copy", "--insecure", source, f"{host}/marker:v1", timeout=300)
