@@ -118,8 +118,12 @@ def idle_memory(settle: float) -> dict:
 
 # --- 4. the demo ---------------------------------------------------------------------------------
 def playbook(name: str) -> float:
-    env = {k: v for line in (STATE / "demo.env").read_text().splitlines() if "=" in line
-           for k, v in [shlex.split(line)[0].split("=", 1)]}
+    env = {
+        k: v
+        for line in (STATE / "demo.env").read_text().splitlines()
+        if "=" in line
+        for k, v in [shlex.split(line)[0].split("=", 1)]
+    }
     argv = [CLI, "exec", "--", "env", *(f"{k}={v}" for k, v in env.items()), "ANSIBLE_LOCALHOST_WARNING=false",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING=false", f"ANSIBLE_COLLECTIONS_PATH={REPO / '.build' / 'collections'}",
             tool("ansible-playbook"), str(REPO / "playbooks" / name)]  # fmt: skip
@@ -169,7 +173,11 @@ def _terminal_moment(name: str, since: int) -> float | None:
 def wait_latency(rounds: int, seed: int) -> dict:
     rng = random.Random(seed)
     # Created once; "already exists" on a later run is fine.
-    subprocess.run([tool("kubectl"), "--kubeconfig", KUBECONFIG, "create", "namespace", NAMESPACE], capture_output=True, check=False)
+    subprocess.run(
+        [tool("kubectl"), "--kubeconfig", KUBECONFIG, "create", "namespace", NAMESPACE],
+        capture_output=True,
+        check=False,
+    )
     excess: dict[str, list[float]] = {"module": [], "k8s_info": [], "kubectl": []}
     errors: list[str] = []
     cluster = SimpleNamespace(kubeconfig=KUBECONFIG)
@@ -178,7 +186,9 @@ def wait_latency(rounds: int, seed: int) -> dict:
         for index in range(rounds):
             name = f"wait-tr-{index}-{rng.randrange(10**6)}"
             kubectl("apply", "-f", "-", input=json.dumps(_taskrun(name)))
-            target = Target("taskrun", name, "", "Succeeded", "tekton.dev/v1", "TaskRun", f"taskruns.tekton.dev/{name}", {})
+            target = Target(
+                "taskrun", name, "", "Succeeded", "tekton.dev/v1", "TaskRun", f"taskruns.tekton.dev/{name}", {}
+            )
             since = sum(1 for _ in (STATE / "logs" / "audit.log").open())
             waiters = [
                 Waiter("module", start_direct(target, cluster, "module", work)),

@@ -89,7 +89,12 @@ def install(node: Node, build: dict) -> None:
     env_file.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in demo_env(build).items()))
     log("installing Knative Serving, Traefik, Tekton and local-path-provisioner (roles/knative_stack)")
     started = time.monotonic()
-    playbook = [ansible_tool("ansible-playbook"), str(REPO_DIR / "playbooks" / "knative-stack.yml"), "-e", f"@{vars_file}"]
+    playbook = [
+        ansible_tool("ansible-playbook"),
+        str(REPO_DIR / "playbooks" / "knative-stack.yml"),
+        "-e",
+        f"@{vars_file}",
+    ]
     result = node.enter(["env", *(f"{k}={v}" for k, v in ansible_env(node).items()), *playbook], cwd=REPO_DIR)
     if result.returncode != 0:
         raise SystemExit(f"playbooks/knative-stack.yml failed (exit {result.returncode})")

@@ -68,7 +68,9 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
         cluster.kubectl("apply", "-f", "-", input="\n".join(json.dumps(m) for m in manifests))
         cluster.kubectl("wait", "ksvc/hub", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=300s", timeout=320)
         # The node pulls the app from the hub's NodePort, which kube-proxy programs a moment later.
-        cluster.wait(lambda: cluster.exec("curl", "-fsS", f"http://{pull_host}/v2/", check=False), "the hub's NodePort", 60)
+        cluster.wait(
+            lambda: cluster.exec("curl", "-fsS", f"http://{pull_host}/v2/", check=False), "the hub's NodePort", 60
+        )
 
         taskrun = {
             "apiVersion": "tekton.dev/v1",

@@ -1,0 +1,126 @@
+"""knlab-cluster's pure parts (no root, no cluster): image names, manifest resolution, the node's
+configuration, certificates, and the guard on where state may live."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from knlab_cluster import components, configs, manifests, pki
+from knlab_cluster.settings import MIRROR, MIRRORED_REGISTRIES, NODE_IP, Paths
+
+
+@pytest.mark.parametrize(
+    ("name", "repository"),
+    [
+        ("docker.io/library/registry", "library/registry"),
+        ("docker.io/library/busybox", "library/busybox"),
+        ("docker.io/knlab/python", "knlab/python"),
+        ("registry.k8s.io/pause", "pause"),
+        ("registry.k8s.io/coredns/coredns", "coredns/coredns"),
+        ("gcr.io/knative-releases/knative.dev/serving/cmd/queue", "knative-releases/knative.dev/serving/cmd/queue"),
+        ("busybox", "library/busybox"),
+    ],
+)
+def test_mirror_repositories_are_the_paths_containerd_asks_for(name: str, repository: str) -> None:
+    assert components.Image(name=name, tag="x", base="static").repository == repository
+
+
+def test_every_component_pins_the_module_it_builds() -> None:
+    for component in components.GO_COMPONENTS:
+        assert component.version.startswith("v"), component
+        assert (component.directory / "go.sum").exists(), f"{component.name} has no go.sum"
+        for package in component.binaries.values():
+            assert package.startswith(component.module), (component.name, package)
+
+
+def test_kubernetes_carries_its_version_in_both_version_packages() -> None:
+    flags = " ".join(components.component("kubernetes").ldflags)
+    version = components.component("kubernetes").version
+    assert f"k8s.io/component-base/version.gitVersion={version}" in flags
+    assert f"k8s.io/client-go/pkg/version.gitVersion={version}" in flags
+
+
+def test_every_ko_image_is_laid_out_as_ko_does_and_runs_as_nonroot() -> None:
+    ko_images = [image for image in components.images() if image.ko_path]
+    assert {image.ko_path.rsplit("/", 1)[-1] for image in ko_images} >= {"entrypoint", "queue", "controller"}
+    for image in ko_images:
+        command = image.ko_path.rsplit("/", 1)[-1]
+        assert image.entrypoint == (f"/ko-app/{command}",)
+        assert image.user == components.NONROOT
+
+
+def test_ko_references_become_the_images_built_here() -> None:
+    text = "image: ko://knative.dev/serving/cmd/queue\n"
+    resolved = manifests._resolve(text, {"knative.dev/serving/cmd/queue": "gcr.io/x/queue:v1@sha256:ab"}, "f.yaml")
+    assert resolved == "image: gcr.io/x/queue:v1@sha256:ab\n"
+
+
+def test_a_ko_reference_that_is_not_built_is_an_error() -> None:
+    with pytest.raises(SystemExit, match=re.escape("ko://knative.dev/serving/cmd/unknown")):
+        manifests._resolve("image: ko://knative.dev/serving/cmd/unknown", {}, "f.yaml")
+
+
+def test_yaml_files_skip_dotfiles_kustomizations_and_what_is_left_out(tmp_path: Path) -> None:
+    for rel in ("100-a.yaml", "sub/200-b.yaml", ".ko.yaml", "kustomization.yaml", "resolvers/x.yaml", "events.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("kind: X\n")
+    assert manifests._yaml_files(tmp_path, manifests.TEKTON_SKIPPED) == ["100-a.yaml", "sub/200-b.yaml"]
+
+
+def _paths(tmp_path: Path) -> Paths:
+    return Paths(cache=tmp_path / "cache", state=tmp_path / "state")
+
+
+def test_containerd_pulls_every_public_registry_from_the_mirror_only(tmp_path: Path) -> None:
+    files = configs.render(_paths(tmp_path), {})
+    for registry in MIRRORED_REGISTRIES:
+        hosts = tomllib.loads(files[f"certs.d/{registry}/hosts.toml"])
+        # Even the fallback ("server") is the mirror: nothing is ever asked of the real registry.
+        assert hosts["server"] == f"http://{MIRROR}"
+        assert list(hosts["host"]) == [f"http://{MIRROR}"]
+    containerd = tomllib.loads(files["containerd.toml"])
+    cri = containerd["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["restrict_oom_score_adj"] is True
+
+
+def test_the_node_answers_on_its_own_address_and_cgroup_root(tmp_path: Path) -> None:
+    files = configs.render(_paths(tmp_path), {})
+    kubelet = yaml.safe_load(files["kubelet.yaml"])
+    assert kubelet["address"] == NODE_IP
+    assert kubelet["cgroupRoot"] == "/knlab-cluster"
+    assert kubelet["cgroupDriver"] == "cgroupfs"
+    proxy = yaml.safe_load(files["kube-proxy.yaml"])
+    assert proxy["conntrack"]["maxPerCore"] == 0
+    assert "nameserver" not in files["resolv.conf"]
+    cni = json.loads(files["cni/10-knlab.conflist"])
+    assert cni["plugins"][0]["ipMasq"] is False
+
+
+def test_certificates_name_every_address_the_api_server_answers_on(tmp_path: Path) -> None:
+    pki.ensure_pki(tmp_path)
+    cert = x509.load_pem_x509_certificate((tmp_path / "apiserver.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    ips = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    assert {"127.0.0.1", NODE_IP, "10.96.0.1"} <= ips
+    kubelet = x509.load_pem_x509_certificate((tmp_path / "kubelet.crt").read_bytes())
+    subject = {a.oid._name: a.value for a in kubelet.subject}
+    assert subject == {"commonName": "system:node:knlab-node", "organizationName": "system:nodes"}
+    config = yaml.safe_load(pki.kubeconfig(tmp_path, "admin", "https://127.0.0.1:16443"))
+    assert config["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:16443"
+    # A second call keeps what exists (kubeconfigs handed out stay valid).
+    before = (tmp_path / "ca.crt").read_bytes()
+    pki.ensure_pki(tmp_path)
+    assert (tmp_path / "ca.crt").read_bytes() == before
+
+
+@pytest.mark.parametrize("state", ["/run/knlab", "/var/lib/knlab", "/var/log/knlab"])
+def test_state_under_a_bind_mounted_directory_is_refused(monkeypatch: pytest.MonkeyPatch, state: str) -> None:
+    monkeypatch.setenv("KNLAB_CLUSTER_STATE", state)
+    with pytest.raises(SystemExit, match="bind-mounts over"):
+        Paths.from_env()
