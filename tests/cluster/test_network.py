@@ -33,9 +33,14 @@ def test_the_namespace_has_no_interface_to_the_outside(cluster: Cluster) -> None
 
 
 def test_every_route_ends_inside_the_namespace(cluster: Cluster) -> None:
-    routes = json.loads(cluster.exec("ip", "-j", "route", "show", "table", "all"))
-    devices = {route.get("dev") for route in routes if route.get("dev")}
-    assert devices <= {"lo", NODE_BRIDGE, POD_BRIDGE}, routes
+    pod_veths = {link["ifname"] for link in _links(cluster) if link.get("master") == POD_BRIDGE}
+    for family in ("-4", "-6"):
+        routes = json.loads(cluster.exec("ip", family, "-j", "route", "show", "table", "all"))
+        devices = {route.get("dev") for route in routes if route.get("dev")}
+        # The pods' veths carry only their IPv6 link-local routes; nothing else leads anywhere.
+        assert devices <= {"lo", NODE_BRIDGE, POD_BRIDGE} | pod_veths, routes
+        gateways = [route for route in routes if route.get("gateway")]
+        assert gateways == [], f"a route through a gateway: {gateways}"
     # An address outside (TEST-NET-1, never routed anywhere) resolves to the portless bridge.
     route = json.loads(cluster.exec("ip", "-j", "route", "get", "192.0.2.1"))[0]
     assert route["dev"] == NODE_BRIDGE
