@@ -47,7 +47,7 @@ setup: $(BIN)/python
 	touch $(SETUP_STAMP)
 	@command -v docker-registry >/dev/null || echo "note: docker-registry is missing (apt-get install -y docker-registry); tests that need it will fail"
 
-test: units sanity lint sandbox integration molecule
+test: units sanity lint sandbox integration molecule cluster-test
 
 units:
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
