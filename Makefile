@@ -23,7 +23,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help setup test units sanity lint sandbox integration molecule demo demo-prerequisites demo-down clean build bench \
-	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test
+	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test molecule-cluster bench-cluster
 
 help:
 	@echo "make setup     create $(VENV) and install everything the tests need"
@@ -142,6 +142,10 @@ integration:
 molecule:
 	$(BIN)/molecule test -s sandbox
 
+# The real cluster: build, warm up, idle memory, the demo, wait latency -> RESULTS.md (~15 min, root).
+bench-cluster: cluster-build
+	$(BIN)/python benchmarks/cluster.py
+
 # Wait latency, the demo's runs and requests, sandbox start-up -> benchmarks/RESULTS.md (~15 min).
 bench: $(SETUP_STAMP) demo-prerequisites
 	$(BIN)/python benchmarks/run_all.py
@@ -183,6 +187,10 @@ cluster-demo: $(SETUP_STAMP)
 	set -a && . $(CLUSTER_STATE)/demo.env && set +a && \
 	  $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/demo.yml
 	@$(CLUSTER_CLI) exec -- kubectl get ksvc,taskruns
+
+# molecule/cluster: the demo under Molecule on the real cluster (create = up ... destroy = down).
+molecule-cluster: cluster-build
+	$(BIN)/molecule test -s cluster
 
 # The end-to-end tests on the real cluster (builds and starts it first; leaves it running).
 cluster-test: cluster

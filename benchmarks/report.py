@@ -229,7 +229,28 @@ def write() -> str:
     lines += NOTES
     lines += [*wait_lines, *demo_lines, *cold_section(cold), *raw_section(wait, demo, cold)]
     path = BENCH_DIR / "RESULTS.md"
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    # The real cluster's section is written by benchmarks/cluster.py (make bench-cluster): keep it.
+    kept = cluster_block(path.read_text()) if path.exists() else ""
+    path.write_text("\n".join(lines).rstrip() + "\n" + (f"\n{kept}\n" if kept else ""))
+    return str(path)
+
+
+CLUSTER_BEGIN = "<!-- cluster:begin -->"
+CLUSTER_END = "<!-- cluster:end -->"
+
+
+def cluster_block(text: str) -> str:
+    start, end = text.find(CLUSTER_BEGIN), text.find(CLUSTER_END)
+    return text[start : end + len(CLUSTER_END)] if 0 <= start < end else ""
+
+
+def replace_cluster_block(block: str) -> str:
+    """Put the real cluster's section into RESULTS.md, in place of the previous one."""
+    path = BENCH_DIR / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    old = cluster_block(text)
+    text = text.replace(old, block) if old else text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
     return str(path)
 
 

@@ -85,8 +85,10 @@ def install(node: Node, build: dict) -> None:
     vars_file = node.paths.config / "stack-vars.json"
     vars_file.write_text(json.dumps(stack_vars(build), indent=2))
     env_file = node.paths.state / "demo.env"
-    # Shell syntax (`set -a; . demo.env`), quoted: some values hold spaces.
+    # Shell syntax (`set -a; . demo.env`), quoted: some values hold spaces. demo.json: the same
+    # for programs (tests, molecule/cluster, benchmarks).
     env_file.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in demo_env(build).items()))
+    env_file.with_suffix(".json").write_text(json.dumps(demo_env(build), indent=2) + "\n")
     log("installing Knative Serving, Traefik, Tekton and local-path-provisioner (roles/knative_stack)")
     started = time.monotonic()
     playbook = [

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
@@ -30,11 +29,6 @@ if os.geteuid() != 0:  # pragma: no cover - CI runs as root
     pytest.skip("the real cluster needs root", allow_module_level=True)
 
 
-def read_env(path: Path) -> dict[str, str]:
-    """demo.env: shell assignments, values quoted as the shell quotes them."""
-    return dict(shlex.split(line)[0].split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
 @dataclass
 class Run:
     changed: int
@@ -43,7 +37,7 @@ class Run:
 
 class Cluster:
     def __init__(self) -> None:
-        self.env = read_env(STATE / "demo.env")
+        self.env = json.loads((STATE / "demo.json").read_text())
         self.ingress = self.env["DEMO_INGRESS_ADDRESS"]
         self.build = json.loads(Paths.from_env().build_manifest.read_text())
 
