@@ -482,7 +482,8 @@ def _cgroup_pids() -> set[int]:
 
 
 def _remove_cgroups() -> None:
-    for controller in (*CGROUP_CONTROLLERS, "systemd"):
+    # "unified" too: runc makes the containers' cgroup2 directories there on this hybrid layout.
+    for controller in (*CGROUP_CONTROLLERS, "systemd", "unified"):
         root = Path("/sys/fs/cgroup") / controller / CGROUP_ROOT
         if not root.exists():
             continue
