@@ -171,7 +171,7 @@ cluster-prerequisites:
 cluster-build: $(SETUP_STAMP) cluster-prerequisites
 	$(CLUSTER_CLI) build
 
-cluster-up: $(SETUP_STAMP) cluster-prerequisites
+cluster-up: cluster-build
 	$(CLUSTER_CLI) up
 
 cluster: cluster-build cluster-up
@@ -192,6 +192,7 @@ cluster-demo: $(SETUP_STAMP)
 molecule-cluster: cluster-build
 	$(BIN)/molecule test -s cluster
 
-# The end-to-end tests on the real cluster (builds and starts it first; leaves it running).
+# The end-to-end tests on the real cluster (builds and starts it first; the last test stops it and
+# checks that nothing is left: `make cluster-up` brings it back with its data).
 cluster-test: cluster
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/cluster

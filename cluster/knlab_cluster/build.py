@@ -12,6 +12,7 @@ whose storage directory is part of the cache; `up` serves that directory inside 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -32,7 +33,8 @@ from .manifests import generate_manifests
 from .settings import CLUSTER_DIR, Paths
 
 DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+# The Debian archive debootstrap installs from (KNLAB_CLUSTER_DEBIAN_MIRROR for a local mirror).
+DEBIAN_MIRROR = os.environ.get("KNLAB_CLUSTER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PYTHON_PACKAGES = ("python3", "python-is-python3", "ca-certificates")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BUSYBOX = Path("/bin/busybox")
@@ -86,7 +88,8 @@ def build_component(c: GoComponent, paths: Paths, go: str) -> dict[str, str]:
     done = out / ".done"
     if not done.exists():
         out.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
+        # GOTOOLCHAIN=local: never download another Go (a go.mod asking for a newer one fails instead).
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"}
         component_started = time.monotonic()
         for binary, package in c.binaries.items():
             log(f"go build {package} ({c.version})")
@@ -119,12 +122,14 @@ def build_pause(paths: Paths) -> str:
     kubernetes = component("kubernetes")
     source_dir = module_dir("k8s.io/kubernetes", kubernetes.version, kubernetes.directory)
     source = source_dir / "build" / "pause" / "linux" / "pause.c"
-    key = digest_of(source.read_bytes(), "gcc -static -O2")[:16]
+    flags = ["-Os", "-static", "-Wall", f"-DVERSION={kubernetes.version}"]
+    gcc = subprocess.run(["gcc", "--version"], check=True, capture_output=True, text=True).stdout.splitlines()[0]
+    key = digest_of(source.read_bytes(), gcc, *flags)[:16]
     out = paths.bin_cache / f"pause-{kubernetes.version}-{key}" / "pause"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         log(f"gcc -static {source}")
-        run(["gcc", "-Os", "-static", "-Wall", f"-DVERSION={kubernetes.version}", "-o", str(out), str(source)])
+        run(["gcc", *flags, "-o", str(out), str(source)])
         run(["strip", str(out)])
     return str(out)
 
@@ -394,7 +399,15 @@ def base_layers(paths: Paths) -> dict[str, tuple[str, str]]:
 # --- all of it -----------------------------------------------------------------------------------
 def build(paths: Paths, only: list[str] | None = None) -> dict:
     if shutil.which("go") is None:
-        raise SystemExit("knlab-cluster build needs Go (go1.26 or later) on PATH")
+        raise SystemExit("knlab-cluster build needs Go (go1.26.4 or later) on PATH")
+    paths.cache.mkdir(parents=True, exist_ok=True)
+    # One build at a time per cache (two checkouts on one machine share it).
+    with open(paths.cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(paths, only)
+
+
+def _build(paths: Paths, only: list[str] | None) -> dict:
     started = time.monotonic()
     go = go_version()
     binaries: dict[str, str] = {}

@@ -28,6 +28,7 @@ from . import configs
 from .pki import ensure_pki, kubeconfig
 from .settings import (
     API_PORT,
+    BIND_MOUNTED,
     CGROUP_CONTROLLERS,
     CGROUP_ROOT,
     HOST_API_PORT,
@@ -57,6 +58,7 @@ class Component:
     ready: list[str] | None = None  # a command run inside the namespace that succeeds once it serves
     on_host: bool = False  # runs in the host's namespaces (the loopback forwards), not the cluster's
     script: str = ""  # written to <config>/<name>.sh before the start (the forwards' per-connection command)
+    env: dict[str, str] | None = None  # added to the process's environment
 
 
 class Node:
@@ -66,12 +68,18 @@ class Node:
 
     # --- processes -------------------------------------------------------------------------------
     def pid(self, name: str) -> int | None:
+        """The pid recorded for `name`, if that process still runs: the same pid AND the same start
+        time, so a pid reused after a reboot or a crash is never taken (or killed) for ours."""
         path = self.paths.pids / f"{name}.pid"
         try:
-            pid = int(path.read_text())
+            pid_text, _, started = path.read_text().partition(" ")
+            pid = int(pid_text)
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if _alive(pid) and _start_time(pid) == started.strip() else None
+
+    def record(self, name: str, pid: int) -> None:
+        (self.paths.pids / f"{name}.pid").write_text(f"{pid} {_start_time(pid)}\n")
 
     def holder(self) -> int:
         pid = self.pid(HOLDER)
@@ -100,9 +108,9 @@ class Node:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**_base_env(), **(env or {})},
+                env={**_base_env(), **(component.env or {}), **(env or {})},
             )
-        (self.paths.pids / f"{component.name}.pid").write_text(f"{proc.pid}\n")
+        self.record(component.name, proc.pid)
         if component.ready:
             self.wait_for(component.name, component.ready, proc)
         return proc.pid
@@ -119,6 +127,7 @@ class Node:
     # --- up --------------------------------------------------------------------------------------
     def up(self) -> None:
         _require_root()
+        _require_cgroup_v1()
         if self.pid(HOLDER) is not None and all(self.pid(c.name) for c in self.components()):
             log("the node is already running")
             return
@@ -164,6 +173,7 @@ class Node:
                 "mirror",
                 [b.get("registry", "registry"), "serve", str(cfg / "mirror.yml")],
                 ready=[*curl_ready, f"http://{NODE_IP}:5000/v2/"],
+                env={"OTEL_TRACES_EXPORTER": "none"},
             ),
             Component(
                 "etcd",
@@ -322,7 +332,7 @@ class Node:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        (self.paths.pids / f"{HOLDER}.pid").write_text(f"{proc.pid}\n")
+        self.record(HOLDER, proc.pid)
         # ip netns exec has made the mount namespace (and remounted /sys) once it execs sleep.
         deadline = time.monotonic() + 10
         while Path(f"/proc/{proc.pid}/exe").resolve().name != "sleep":
@@ -343,7 +353,7 @@ class Node:
             "mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd",
             "mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified",
         ]
-        for target in ("/run", "/var/lib", "/var/log"):
+        for target in BIND_MOUNTED:
             source = self.paths.bound(target)
             if target == "/run" and source.exists():
                 shutil.rmtree(source)  # nothing in /run outlives the processes that made it
@@ -413,6 +423,14 @@ def _base_env() -> dict[str, str]:
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     return env
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -502,6 +520,17 @@ def _sysctl_path(name: str) -> Path:
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True)
+
+
+def _require_cgroup_v1() -> None:
+    """The node runs on cgroup v1 controllers (with cgroup2 beside them, as on this machine)."""
+    missing = [c for c in CGROUP_CONTROLLERS if not Path("/sys/fs/cgroup", c, "cgroup.procs").exists()]
+    if missing:
+        raise SystemExit(
+            f"knlab-cluster needs the cgroup v1 controllers mounted under /sys/fs/cgroup; missing: "
+            f"{', '.join(missing)}. A cgroup-v2-only host (systemd's default) must boot with "
+            "systemd.unified_cgroup_hierarchy=0 (see docs/cluster.md)."
+        )
 
 
 def _require_root() -> None:

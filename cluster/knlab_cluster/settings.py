@@ -10,6 +10,7 @@ directory itself must not live under any of them.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,10 @@ CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer"
 CGROUP_ROOT = "knlab-cluster"
 
 
+# Bind mounts of directories under the state directory, inside the cluster's mount namespace.
+BIND_MOUNTED = ("/run", "/var/lib", "/var/log")
+
+
 @dataclass(frozen=True)
 class Paths:
     cache: Path
@@ -71,9 +76,18 @@ class Paths:
     def from_env(cls) -> Paths:
         cache = Path(os.environ.get("KNLAB_CLUSTER_CACHE", "/var/cache/knlab-cluster"))
         state = Path(os.environ.get("KNLAB_CLUSTER_STATE", "/srv/knlab-cluster"))
-        for bound in ("/run", "/var/lib", "/var/log"):
-            if state.resolve().is_relative_to(bound):
-                raise SystemExit(f"KNLAB_CLUSTER_STATE={state} is under {bound}, which the cluster bind-mounts over")
+        # Inside the namespace these directories are other directories: whatever the cluster's
+        # processes (and `knlab-cluster exec`) need must live elsewhere.
+        needed = {
+            "KNLAB_CLUSTER_STATE": state,
+            "KNLAB_CLUSTER_CACHE": cache,
+            "the checkout": REPO_DIR,
+            "the Python environment": Path(sys.prefix),
+        }
+        for what, path in needed.items():
+            for bound in BIND_MOUNTED:
+                if path.resolve().is_relative_to(bound):
+                    raise SystemExit(f"{what} ({path}) is under {bound}, which the cluster bind-mounts over: move it")
         return cls(cache=cache, state=state)
 
     # --- build outputs (cache) ---

@@ -60,7 +60,9 @@ def demo_env(build: dict) -> dict[str, str]:
         "DEMO_BUILDER_IMAGE": images["ghcr.io/chainguard-dev/kaniko/executor"],
         # kaniko pulls the base image itself: from the mirror, whose address is a private one (so
         # plain HTTP is allowed), and with the base image built here.
-        "DEMO_BUILD_EXTRA_ARGS": f"--registry-mirror={MIRROR} --insecure-pull "
+        # --skip-default-registry-fallback: an image missing from the mirror fails the build
+        # instead of kaniko trying docker.io.
+        "DEMO_BUILD_EXTRA_ARGS": f"--registry-mirror={MIRROR} --skip-default-registry-fallback --insecure-pull "
         f"--build-arg=BASE_IMAGE={images['docker.io/knlab/python']}",
         # For tools on the host (molecule/cluster, benchmarks): the loopback forwards.
         "KNLAB_CLUSTER_HOST_INGRESS": f"http://127.0.0.1:{HOST_INGRESS_PORT}",

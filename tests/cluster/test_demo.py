@@ -75,7 +75,7 @@ def test_demo_on_the_real_cluster(cluster: Cluster, tmp_path: Path) -> None:
     assert new_revisions == ["hello-00001", "hello-00002", "hub-00001"]
     assert cluster.answer("hello") == "Greetings from the edited source, World!\n"
 
-    # 6. The hub's pod goes away; on its PVC the images stay, and the app's image still pulls.
+    # 6. The hub's pod goes away; on its PVC the images stay (the same tags, served by the new pod).
     before = cluster.exec("curl", "-fsS", f"http://{cluster.env['DEMO_REGISTRY_PULL_HOST']}/v2/hello/tags/list")
     old_pods = cluster.names("pods", selector="serving.knative.dev/service=hub")
     cluster.kubectl("delete", "pod", "-l", "serving.knative.dev/service=hub", "--wait=true")

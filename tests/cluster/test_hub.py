@@ -12,7 +12,7 @@ from knlab_cluster.settings import MIRROR, NODE_IP
 NAMESPACE = "hub-ephemeral"
 NODE_PORT = 30502
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1500)
 
 
 def test_a_hub_without_a_volume_loses_its_images_with_its_pod(cluster: Cluster) -> None:

@@ -14,7 +14,7 @@ from knlab_cluster.settings import NODE_IP
 NAMESPACE = "kubectl-demo"
 HUB_NODE_PORT = 30501
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = pytest.mark.timeout(1500)
 
 
 def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:

@@ -4,6 +4,7 @@ configuration, certificates, and the guard on where state may live."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -124,3 +125,19 @@ def test_state_under_a_bind_mounted_directory_is_refused(monkeypatch: pytest.Mon
     monkeypatch.setenv("KNLAB_CLUSTER_STATE", state)
     with pytest.raises(SystemExit, match="bind-mounts over"):
         Paths.from_env()
+
+
+def test_a_recorded_pid_is_ours_only_while_its_start_time_matches(tmp_path: Path) -> None:
+    from knlab_cluster.node import Node
+
+    node = Node(_paths(tmp_path))
+    node.paths.pids.mkdir(parents=True)
+    node.record("me", os.getpid())
+    assert node.pid("me") == os.getpid()
+    # The same pid with another start time is a reused pid: never taken (or killed) for ours.
+    pid_file = node.paths.pids / "me.pid"
+    pid_file.write_text(f"{os.getpid()} 1\n")
+    assert node.pid("me") is None
+    pid_file.write_text("not a pid\n")
+    assert node.pid("me") is None
+    assert node.pid("never-started") is None
