@@ -398,7 +398,7 @@ class Node:
         for name in names:
             self.stop(name)
         self.stop(HOLDER)
-        _kill_all(_netns_pids() | _cgroup_pids())
+        _kill_all(_netns_pids() | _cgroup_pids() | self._forward_pids())
         for stale in self.paths.pids.glob("*.pid") if self.paths.pids.exists() else ():
             stale.unlink()
         if _netns_exists():
@@ -406,6 +406,20 @@ class Node:
         _remove_cgroups()
         self.restore_sysctls()
         log("the cluster is down")
+
+    def _forward_pids(self) -> set[int]:
+        """The loopback forwards of this state directory, even if their pid files are gone: they
+        live in the host's namespaces, so neither the netns nor the cgroup sweep finds them."""
+        marker = f"EXEC:{self.paths.config}/forward-".encode()
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if marker in (entry / "cmdline").read_bytes():
+                        found.add(int(entry.name))
+                except OSError:
+                    continue
+        return found
 
     def stop(self, name: str) -> None:
         pid = self.pid(name)
