@@ -187,6 +187,7 @@ cluster-demo: $(SETUP_STAMP)
 	set -a && . $(CLUSTER_STATE)/demo.env && set +a && \
 	  $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/demo.yml
 	@$(CLUSTER_CLI) exec -- kubectl get ksvc,taskruns
+	@echo "More: $(CLUSTER_CLI) exec -- kubectl get pods -A   (or kubectl --kubeconfig $(CLUSTER_STATE)/kubeconfig ...)"
 
 # molecule/cluster: the demo under Molecule on the real cluster (create = up ... destroy = down).
 molecule-cluster: cluster-build
