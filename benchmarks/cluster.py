@@ -79,7 +79,7 @@ def _cluster_pids() -> set[int]:
 
     pids = _netns_pids() | _cgroup_pids()
     for pid_file in (STATE / "pids").glob("*.pid"):
-        pids.add(int(pid_file.read_text()))
+        pids.add(int(pid_file.read_text().split()[0]))
     return pids
 
 
