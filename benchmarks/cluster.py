@@ -158,7 +158,10 @@ def _terminal_moment(name: str, since: int) -> float | None:
             ref = event.get("objectRef", {})
             if ref.get("resource") != "taskruns" or ref.get("subresource") != "status" or ref.get("name") != name:
                 continue
-            conditions = ((event.get("responseObject") or {}).get("status") or {}).get("conditions") or []
+            response = event.get("responseObject") or {}
+            if response.get("kind") == "Status":  # a refused write (a conflict): not the one
+                continue
+            conditions = (response.get("status") or {}).get("conditions") or []
             if any(c.get("type") == "Succeeded" and c.get("status") == "True" for c in conditions):
                 stamp = event["stageTimestamp"].replace("Z", "+00:00")
                 return datetime.datetime.fromisoformat(stamp).timestamp()
