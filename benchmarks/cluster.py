@@ -48,11 +48,15 @@ def cli(*args: str, timeout: float = 1800) -> float:
     return time.monotonic() - started
 
 
-def kubectl(*args: str, input: str | None = None) -> str:
-    done = subprocess.run(
-        [tool("kubectl"), "--kubeconfig", KUBECONFIG, *args], input=input, capture_output=True, text=True, check=True
-    )
-    return done.stdout
+def kubectl(*args: str, input: str | None = None, tries: int = 3) -> str:
+    """kubectl through the loopback forward; a refused request (a webhook still busy) is tried again."""
+    for attempt in range(tries):
+        argv = [tool("kubectl"), "--kubeconfig", KUBECONFIG, *args]
+        done = subprocess.run(argv, input=input, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return done.stdout
+        time.sleep(2 * (attempt + 1))
+    raise SystemExit(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
 
 
 # --- 1. build ------------------------------------------------------------------------------------
@@ -224,9 +228,12 @@ def main() -> None:
         result["up"] = warm_up()
     else:
         cli("up")
+    save("cluster", result)  # after each stage, so a later failure keeps what was measured
     result["memory"] = idle_memory(args.settle)
+    save("cluster", result)
     if not args.skip_demo:
         result["demo"] = demo_runs()
+        save("cluster", result)
     result["wait"] = wait_latency(args.rounds, args.seed)
     print(json.dumps(result, indent=2))
     save("cluster", result)
