@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from common import REPO, machine, save, summary, tool
+from common import REPO, load, machine, save, summary, tool
 from report import CLUSTER_BEGIN, CLUSTER_END, replace_cluster_block
 from wait_latency import NAMESPACE, PAUSE, Target, Waiter, start_direct, start_kubectl
 
@@ -174,6 +174,8 @@ def _terminal_moment(name: str, since: int) -> float | None:
 
 def wait_latency(rounds: int, seed: int) -> dict:
     rng = random.Random(seed)
+    # TaskRuns of an earlier series (same seed, same names) must not be mistaken for new ones.
+    kubectl("delete", "taskruns", "--all", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
     # Created once; "already exists" on a later run is fine.
     subprocess.run(
         [tool("kubectl"), "--kubeconfig", KUBECONFIG, "create", "namespace", NAMESPACE],
@@ -221,7 +223,14 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=60.0, help="seconds of quiet before memory is read")
     parser.add_argument("--skip-up", action="store_true", help="do not restart the cluster (no warm-up figure)")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--only-wait", action="store_true", help="add the wait latency to the saved results")
     args = parser.parse_args()
+    if args.only_wait:
+        result = load("cluster") or {"machine": machine()}
+        result["wait"] = wait_latency(args.rounds, args.seed)
+        save("cluster", result)
+        print(replace_cluster_block(section(result)))
+        return
     result: dict = {"machine": machine()}
     result["build"] = build_figures()
     if not args.skip_up:
