@@ -147,6 +147,40 @@ class Cluster:
             time.sleep(interval)
 
 
+def hub_manifests(namespace: str, image: str, node_port: int) -> str:
+    """A hub as the original demo runs it (a Knative Service, one replica, no volume) and a
+    NodePort in front of its pods, so that the node's containerd can pull from it."""
+    manifests = [
+        {
+            "apiVersion": "serving.knative.dev/v1",
+            "kind": "Service",
+            "metadata": {"name": "hub", "namespace": namespace},
+            "spec": {
+                "template": {
+                    "metadata": {
+                        "annotations": {
+                            "autoscaling.knative.dev/min-scale": "1",
+                            "autoscaling.knative.dev/max-scale": "1",
+                        }
+                    },
+                    "spec": {"containers": [{"image": image, "ports": [{"containerPort": 5000}]}]},
+                }
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "hub-nodeport", "namespace": namespace},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"serving.knative.dev/service": "hub"},
+                "ports": [{"port": 5000, "targetPort": 5000, "nodePort": node_port}],
+            },
+        },
+    ]
+    return "\n".join(json.dumps(m) for m in manifests)
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     done = subprocess.run(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Cluster
+from conftest import Cluster, hub_manifests
 from knlab_cluster.settings import MIRROR, NODE_IP
 
 NAMESPACE = "hub-ephemeral"
@@ -20,39 +20,9 @@ def test_a_hub_without_a_volume_loses_its_images_with_its_pod(cluster: Cluster) 
     cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
     try:
         cluster.kubectl("create", "namespace", NAMESPACE)
-        manifests = [
-            {
-                "apiVersion": "serving.knative.dev/v1",
-                "kind": "Service",
-                "metadata": {"name": "hub", "namespace": NAMESPACE},
-                "spec": {
-                    "template": {
-                        "metadata": {
-                            "annotations": {
-                                "autoscaling.knative.dev/min-scale": "1",
-                                "autoscaling.knative.dev/max-scale": "1",
-                            }
-                        },
-                        "spec": {
-                            "containers": [
-                                {"image": cluster.env["DEMO_REGISTRY_IMAGE"], "ports": [{"containerPort": 5000}]}
-                            ]
-                        },
-                    }
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "hub-nodeport", "namespace": NAMESPACE},
-                "spec": {
-                    "type": "NodePort",
-                    "selector": {"serving.knative.dev/service": "hub"},
-                    "ports": [{"port": 5000, "targetPort": 5000, "nodePort": NODE_PORT}],
-                },
-            },
-        ]
-        cluster.kubectl("apply", "-f", "-", input="\n".join(json.dumps(m) for m in manifests))
+        cluster.kubectl(
+            "apply", "-f", "-", input=hub_manifests(NAMESPACE, cluster.env["DEMO_REGISTRY_IMAGE"], NODE_PORT)
+        )
         cluster.kubectl("wait", "ksvc/hub", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=300s", timeout=320)
         # kube-proxy programs the new NodePort a moment after the Service and its endpoints exist.
         cluster.wait(lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/", check=False), "the hub's NodePort", 60)

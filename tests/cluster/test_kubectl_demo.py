@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, Cluster
+from conftest import ROOT, Cluster, hub_manifests
 from knlab_cluster.settings import NODE_IP
 
 NAMESPACE = "kubectl-demo"
@@ -37,35 +37,7 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
             f"--from-file={source / 'Dockerfile'}",
             f"--from-file={source / 'app.py'}",
         )
-        manifests = [
-            {
-                "apiVersion": "serving.knative.dev/v1",
-                "kind": "Service",
-                "metadata": {"name": "hub", "namespace": NAMESPACE},
-                "spec": {
-                    "template": {
-                        "metadata": {
-                            "annotations": {
-                                "autoscaling.knative.dev/min-scale": "1",
-                                "autoscaling.knative.dev/max-scale": "1",
-                            }
-                        },
-                        "spec": {"containers": [{"image": registry, "ports": [{"containerPort": 5000}]}]},
-                    }
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "hub-nodeport", "namespace": NAMESPACE},
-                "spec": {
-                    "type": "NodePort",
-                    "selector": {"serving.knative.dev/service": "hub"},
-                    "ports": [{"port": 5000, "targetPort": 5000, "nodePort": HUB_NODE_PORT}],
-                },
-            },
-        ]
-        cluster.kubectl("apply", "-f", "-", input="\n".join(json.dumps(m) for m in manifests))
+        cluster.kubectl("apply", "-f", "-", input=hub_manifests(NAMESPACE, registry, HUB_NODE_PORT))
         cluster.kubectl("wait", "ksvc/hub", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=300s", timeout=320)
         # The node pulls the app from the hub's NodePort, which kube-proxy programs a moment later.
         cluster.wait(
