@@ -15,6 +15,7 @@ import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ansible_collections.knlab.serverless.plugins.module_utils import _validation
 from ansible_collections.knlab.serverless.plugins.module_utils._client import write_or_fallback
 from ansible_collections.knlab.serverless.plugins.module_utils._diff import (
     merge_patch,
@@ -27,7 +28,22 @@ from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     NotFound,
     ServerlessError,
 )
-from ansible_collections.knlab.serverless.plugins.module_utils._validation import is_dns1123_label
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import (
+    INT32_MAX,
+    check_annotations,
+    check_labels,
+    check_range,
+    check_wait_seconds,
+    clean_path,
+    has_control_characters,
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_env_var_name,
+    is_qualified_name,
+    parse_image_reference,
+    scalar_text,
+)
 from ansible_collections.knlab.serverless.plugins.module_utils._waiter import (
     Verdict,
     WaitFailed,
@@ -58,7 +74,7 @@ VOLUME_SOURCES = {
     "secret": "secret",
     "empty_dir": "emptyDir",
 }
-_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$")
+_QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)")
 _QUANTITY_FACTOR = {
     None: Decimal(1),
     "n": Decimal("1e-9"),
@@ -79,26 +95,35 @@ _QUANTITY_FACTOR = {
 }
 
 
-class InvalidOption(ServerlessError):
-    """A module option Knative (or Kubernetes) would reject; found before any API call."""
+InvalidOption = _validation.InvalidOption
 
 
 # -- validation --------------------------------------------------------------------------------
 
 
 def validate(params: dict[str, Any]) -> None:
-    """Raise ``InvalidOption`` for anything the API server would reject or we cannot honour."""
-    _check_name("name", params["name"])
-    _check_name("namespace", params["namespace"])
-    if params.get("wait_timeout") is not None and params["wait_timeout"] <= 0:
-        raise InvalidOption(f"wait_timeout must be greater than 0, got {params['wait_timeout']}")
+    """Raise ``InvalidOption`` for anything the API server would reject or we cannot honour.
+
+    Everything is judged from the options alone, so bad input never causes a request.
+    """
+    if not is_dns1035_label(params["name"]):
+        raise InvalidOption(
+            f"name {params['name']!r} is not a valid Knative Service name (DNS-1035 label): at most 63 lowercase "
+            "letters, digits and '-', starting with a letter and ending with a letter or digit"
+        )
+    if not is_dns1123_label(params["namespace"]):
+        raise InvalidOption(
+            f"namespace {params['namespace']!r} is not a valid DNS-1123 label: at most 63 lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit"
+        )
+    if params.get("wait_timeout") is not None:
+        check_wait_seconds("wait_timeout", params["wait_timeout"])
     if params["state"] != "present":
         return
-    if not params.get("image"):
-        raise InvalidOption("image is required when state is present")
+    _check_image(params.get("image"))
     for option in ("min_scale", "max_scale", "concurrency"):
-        if params.get(option) is not None and params[option] < 0:
-            raise InvalidOption(f"{option} must be 0 or more, got {params[option]}")
+        if params.get(option) is not None:
+            check_range(option, params[option], 0, INT32_MAX)
     min_scale, max_scale = params.get("min_scale"), params.get("max_scale")
     # max-scale 0 means "no upper bound" to Knative, so it never conflicts with min-scale.
     if min_scale is not None and max_scale and max_scale < min_scale:
@@ -107,8 +132,16 @@ def validate(params: dict[str, Any]) -> None:
     if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_SECONDS:
         raise InvalidOption(f"timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, got {timeout}")
     _check_port(params.get("port"))
+    for option in ("command", "args"):
+        for index, item in enumerate(params.get(option) or []):
+            if "\x00" in item:
+                raise InvalidOption(f"{option}[{index}] must not contain NUL characters")
     _check_annotations(params)
     _check_labels(params)
+    if params.get("service_account"):
+        _check_subdomain("service_account", params["service_account"])
+    for index, secret in enumerate(params.get("image_pull_secrets") or []):
+        _check_subdomain(f"image_pull_secrets[{index}]", secret)
     env = env_list(params.get("env"))
     reserved = sorted(RESERVED_ENV & {item["name"] for item in env})
     if reserved:
@@ -117,25 +150,41 @@ def validate(params: dict[str, Any]) -> None:
     _check_resources(params.get("resources"))
 
 
-def _check_name(option: str, value: str) -> None:
-    if not is_dns1123_label(value):
+def _check_image(image: Any) -> None:
+    if not image:
+        raise InvalidOption("image is required when state is present")
+    reference = parse_image_reference(image)
+    if reference is None:
+        hint = "[host[:port]/]repository[:tag][@sha256:digest], with a lowercase repository"
+        if isinstance(image, str) and (image != image.strip() or has_control_characters(image) or " " in image):
+            hint = "an image reference has no spaces, newlines or other control characters"
+        elif isinstance(image, str) and image.endswith(":"):
+            hint = "the tag after ':' must not be empty"
+        raise InvalidOption(f"image {image!r} is not a valid image reference: {hint}")
+
+
+def _check_subdomain(option: str, value: str) -> None:
+    if not is_dns1123_subdomain(value):
         raise InvalidOption(
-            f"{option} {value!r} is not a valid DNS-1123 label: at most 63 lowercase letters, digits "
-            "and '-', starting and ending with a letter or digit"
+            f"{option} {value!r} is not a valid Kubernetes object name (DNS-1123 subdomain): at most 253 lowercase "
+            "letters, digits, '-' and '.', starting and ending with a letter or digit"
         )
 
 
 def _check_port(port: Any) -> None:
     if port is None:
         return
-    if not 0 < port < 65536:
+    if isinstance(port, bool) or not 0 < port < 65536:
         raise InvalidOption(f"port must be between 1 and 65535, got {port}")
     if port in RESERVED_PORTS:
         raise InvalidOption(f"port {port} is reserved by Knative (queue-proxy and profiling ports)")
 
 
 def _check_annotations(params: dict[str, Any]) -> None:
-    annotations = params.get("annotations") or {}
+    annotations = params.get("annotations")
+    if annotations is None:
+        return
+    check_annotations("annotations", annotations)
     for option, key in (("min_scale", MIN_SCALE), ("max_scale", MAX_SCALE)):
         given = {key, OLD_SPELLING[key]} & set(annotations)
         if params.get(option) is not None and given:
@@ -143,8 +192,15 @@ def _check_annotations(params: dict[str, Any]) -> None:
 
 
 def _check_labels(params: dict[str, Any]) -> None:
-    if VISIBILITY_LABEL in (params.get("labels") or {}):
+    labels = params.get("labels")
+    if labels is None:
+        return
+    check_labels("labels", labels)
+    if VISIBILITY_LABEL in labels:
         raise InvalidOption(f"use cluster_local instead of the label {VISIBILITY_LABEL}")
+
+
+ENV_VALUE_FROM_SOURCES = ("configMapKeyRef", "secretKeyRef", "fieldRef", "resourceFieldRef")
 
 
 def env_list(env: Any) -> list[dict[str, Any]]:
@@ -152,22 +208,45 @@ def env_list(env: Any) -> list[dict[str, Any]]:
     if env is None:
         return []
     if isinstance(env, dict):
-        return [{"name": str(name), "value": _env_value(value), "valueFrom": None} for name, value in env.items()]
+        return _unique([_env_var(name, {"value": value}) for name, value in env.items()])
     if not isinstance(env, list):
         raise InvalidOption("env must be a dict of name: value or a list of EnvVar dicts")
     result = []
-    for item in env:
-        if not isinstance(item, dict) or not item.get("name"):
-            raise InvalidOption(f"each env list item needs a name (an EnvVar dict), got {item!r}")
+    for index, item in enumerate(env):
+        if not isinstance(item, dict) or "name" not in item:
+            raise InvalidOption(f"env[{index}] needs a name (an EnvVar dict), got {item!r}")
         unknown = set(item) - {"name", "value", "valueFrom"}
         if unknown:
-            raise InvalidOption(f"env item {item['name']!r} has unknown keys: {', '.join(sorted(unknown))}")
+            raise InvalidOption(f"env item {item['name']!r} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
         if ("value" in item) == ("valueFrom" in item):
             raise InvalidOption(f"env item {item['name']!r} needs exactly one of value or valueFrom")
-        if "value" in item:
-            result.append({"name": str(item["name"]), "value": _env_value(item["value"]), "valueFrom": None})
-        else:
-            result.append({"name": str(item["name"]), "value": None, "valueFrom": item["valueFrom"]})
+        result.append(_env_var(item["name"], item))
+    return _unique(result)
+
+
+def _env_var(name: Any, item: dict[str, Any]) -> dict[str, Any]:
+    if not is_env_var_name(name):
+        raise InvalidOption(
+            f"env name {name!r} is not a valid environment variable name: letters, digits, '_', '-' and '.', "
+            "not starting with a digit"
+        )
+    if "valueFrom" in item:
+        return {"name": name, "value": None, "valueFrom": _env_value_from(name, item["valueFrom"])}
+    return {"name": name, "value": _env_value(name, item["value"]), "valueFrom": None}
+
+
+def _env_value_from(name: str, source: Any) -> dict[str, Any]:
+    if not isinstance(source, dict) or len(source) != 1 or next(iter(source)) not in ENV_VALUE_FROM_SOURCES:
+        raise InvalidOption(
+            f"env {name!r} valueFrom must be a dict with exactly one of {', '.join(ENV_VALUE_FROM_SOURCES)}"
+        )
+    kind, ref = next(iter(source.items()))
+    if not isinstance(ref, dict) or not ref:
+        raise InvalidOption(f"env {name!r} valueFrom.{kind} must be a dict")
+    return source
+
+
+def _unique(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names = [item["name"] for item in result]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -175,12 +254,15 @@ def env_list(env: Any) -> list[dict[str, Any]]:
     return result
 
 
-def _env_value(value: Any) -> str | None:
-    # Kubernetes wants strings; YAML booleans become what a shell script expects.
-    if isinstance(value, bool):
-        return "true" if value else "false"
+def _env_value(name: str, value: Any) -> str | None:
     # EnvVar.value is omitempty: the server stores "" as no value, so "" is owned as "absent".
-    return None if value is None or value == "" else str(value)
+    if value is None or value == "":
+        return None
+    # Kubernetes wants strings; YAML booleans become what a shell script expects.
+    text = scalar_text(value, f"env {name!r} value")
+    if "\x00" in text:
+        raise InvalidOption(f"env {name!r} value must not contain NUL characters")
+    return text
 
 
 def _check_volumes(volumes: list[dict[str, Any]] | None) -> None:
@@ -195,20 +277,38 @@ def _check_volumes(volumes: list[dict[str, Any]] | None) -> None:
         names.add(name)
         if not path.startswith("/"):
             raise InvalidOption(f"mount_path of volume {name!r} must be absolute, got {path!r}")
-        normalized = path.rstrip("/") or "/"
+        if has_control_characters(path):
+            raise InvalidOption(f"mount_path of volume {name!r} must not contain control characters: {path!r}")
+        # Knative compares paths as Go's path.Clean leaves them: /dev/../ is / and /dev//log is /dev/log.
+        normalized = clean_path(path)
         if normalized in RESERVED_MOUNT_PATHS:
-            raise InvalidOption(f"mount_path {path!r} of volume {name!r} is reserved by Knative")
+            raise InvalidOption(f"mount_path {path!r} of volume {name!r} is reserved by Knative ({normalized})")
         if normalized in paths:
             raise InvalidOption(f"mount_path {path!r} is used by more than one volume")
         paths.add(normalized)
         sources = [option for option in VOLUME_SOURCES if volume.get(option) is not None]
         if len(sources) != 1:
             raise InvalidOption(f"volume {name!r} needs exactly one of {', '.join(VOLUME_SOURCES)}")
-        if sources[0] in ("config_map", "secret") and volume.get("read_only") is False:
-            raise InvalidOption(f"volume {name!r}: Knative always mounts {sources[0]} volumes read-only")
+        source = sources[0]
+        if source in ("config_map", "secret") and volume.get("read_only") is False:
+            raise InvalidOption(f"volume {name!r}: Knative always mounts {source} volumes read-only")
+        if source == "empty_dir":
+            size = (volume["empty_dir"] or {}).get("size_limit")
+            if size is not None and not _non_negative_quantity(size):
+                raise InvalidOption(
+                    f"volume {name!r}: empty_dir.size_limit {size!r} is not a Kubernetes quantity such as 64Mi or 1Gi"
+                )
+        else:
+            _check_subdomain(f"volume {name!r} {source}", volume[source])
+
+
+def _non_negative_quantity(value: Any) -> bool:
+    quantity = parse_quantity(value)
+    return quantity is not None and quantity >= 0
 
 
 def _check_resources(resources: dict[str, Any] | None) -> None:
+    parsed: dict[str, dict[str, Decimal]] = {}
     for section, quantities in (resources or {}).items():
         if quantities is None:
             continue
@@ -217,15 +317,30 @@ def _check_resources(resources: dict[str, Any] | None) -> None:
         if not isinstance(quantities, dict):
             raise InvalidOption(f"resources.{section} must be a dict of resource name: quantity")
         for resource, quantity in quantities.items():
-            if parse_quantity(quantity) is None:
+            if not is_qualified_name(resource):
+                raise InvalidOption(
+                    f"resources.{section} has an invalid resource name {resource!r}: use cpu, memory, "
+                    "ephemeral-storage or a domain-prefixed extended resource"
+                )
+            value = parse_quantity(quantity)
+            if value is None:
                 raise InvalidOption(f"resources.{section}.{resource}: {quantity!r} is not a Kubernetes quantity")
+            if value < 0:
+                raise InvalidOption(f"resources.{section}.{resource} must not be negative, got {quantity!r}")
+            parsed.setdefault(section, {})[resource] = value
+    for resource, request in parsed.get("requests", {}).items():
+        limit = parsed.get("limits", {}).get(resource)
+        if limit is not None and request > limit:
+            raise InvalidOption(
+                f"resources.requests.{resource} ({request}) is more than resources.limits.{resource} ({limit})"
+            )
 
 
 def parse_quantity(value: Any) -> Decimal | None:
     """A Kubernetes quantity (``500m``, ``1Gi``, ``1e3``, 2) as a number; None when it is not one."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
-    match = _QUANTITY.match(str(value).strip())
+    match = _QUANTITY.fullmatch(str(value).strip())
     if not match:
         return None
     number, exponent, suffix = match.groups()

@@ -25,6 +25,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import Request
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import ServerlessError
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import has_control_characters
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -129,16 +130,45 @@ def normalize_registry_url(registry_url: str) -> str:
             f"registry_url {registry_url!r} must be only scheme://host[:port]; the API lives at /v2/ on that host"
         )
     try:
-        parts.port  # noqa: B018 - parsing the port is the check
+        port = parts.port
     except ValueError as err:
         raise RegistryError(f"registry_url {registry_url!r} has an invalid port: {err}") from None
+    if port == 0 or not HOST_HEADER_RE.fullmatch(parts.netloc) or not _host_and_port_fit(parts.netloc):
+        raise RegistryError(
+            f"registry_url {registry_url!r} has an invalid host or port: host labels of at most 63 characters "
+            "(253 in all), a port between 1 and 65535"
+        )
     return f"{parts.scheme}://{parts.netloc}"
 
 
 def validate_host_header(host_header: str) -> str:
-    if HOST_HEADER_RE.fullmatch(host_header):
+    if HOST_HEADER_RE.fullmatch(host_header) and _host_and_port_fit(host_header):
         return host_header
-    raise RegistryError(f"host_header {host_header!r} is not a host name with an optional :port")
+    raise RegistryError(
+        f"host_header {host_header!r} is not a host name (labels of at most 63 characters, 253 in all) with an "
+        "optional :port between 1 and 65535"
+    )
+
+
+def _host_and_port_fit(netloc: str) -> bool:
+    """DNS length limits on the host, and a port in 1-65535 (the grammar alone allows 99999)."""
+    if netloc.startswith("["):
+        _, _, rest = netloc.partition("]")
+        host, port = "", rest[1:]
+    else:
+        host, _, port = netloc.partition(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        return False
+    return len(host) <= 253 and all(len(label) <= 63 for label in host.split("."))
+
+
+def validate_credentials(username: str | None, password: str | None) -> None:
+    """Basic authentication cannot carry a ':' in the user name, nor control characters anywhere."""
+    if username is not None and (not username or ":" in username or has_control_characters(username)):
+        raise RegistryError("username must be non-empty, without ':' or control characters (HTTP Basic auth)")
+    if password is not None and has_control_characters(password):
+        # Never echo the password itself.
+        raise RegistryError("password must not contain control characters (newline, tab, NUL, ...)")
 
 
 # -- response helpers -------------------------------------------------------------------------------

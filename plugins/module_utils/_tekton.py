@@ -20,7 +20,23 @@ from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     NotFound,
     ServerlessError,
 )
-from ansible_collections.knlab.serverless.plugins.module_utils._validation import DNS1123_LABEL_MAX, is_dns1123_label
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import (
+    DNS1123_LABEL_MAX,
+    check_range,
+    check_string,
+    check_wait_seconds,
+    has_control_characters,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_qualified_name,
+    parse_image_reference,
+)
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import (
+    is_label_value as _is_label_value,
+)
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import (
+    scalar_text as _scalar_text,
+)
 from ansible_collections.knlab.serverless.plugins.module_utils._waiter import Verdict, WaitFailed, WaitTimeout, wait_for
 
 API_VERSION = "tekton.dev/v1"
@@ -49,14 +65,15 @@ STATE_CANCELLED = "cancelled"
 IN_PROGRESS_STATES = (STATE_RUNNING, STATE_PENDING, STATE_NEW)
 FINISHED_STATES = (STATE_SUCCEEDED, STATE_FAILED, STATE_CANCELLED)
 
-# Tekton's own limit on TaskRun names (pkg/apis/validate: no dots, at most 63 characters): the name
-# becomes label values and the pod name, so it is a DNS-1123 label in practice (_validation).
-# The API server keeps at most 58 characters of generateName and appends 5 random ones.
-_GENERATE_NAME_RE = re.compile(r"^[a-z0-9][-a-z0-9]*$")
+# Tekton's own rule for TaskRun and Task names (pkg/apis/validate.ObjectMetadata): a DNS-1123
+# subdomain of at most 63 characters. The API server keeps at most 58 characters of generateName
+# and appends 5 random ones, and the result must follow the same rule.
 _GENERATE_NAME_MAX = 58
-_DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_MAX = 63
+# Tekton's param names (ValidateParameterTypes): letters, digits, '_', '-' and '.'.
+_PARAM_NAME_RE = re.compile(r"[a-zA-Z_][-a-zA-Z0-9_.]*")
+# The longest log tail a wait returns; a larger value is a mistake, and the API would send it all.
+MAX_LOG_LINES = 10_000
 
 # Go's time.ParseDuration grammar: "0", or one or more <decimal><unit> with an optional sign.
 _GO_DURATION_UNITS = {
@@ -70,7 +87,7 @@ _GO_DURATION_UNITS = {
     "h": 3600.0,
 }
 _GO_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
-_GO_DURATION_RE = re.compile(rf"^[-+]?(0|({_GO_DURATION_PART})+)$")
+_GO_DURATION_RE = re.compile(rf"[-+]?(0|({_GO_DURATION_PART})+)")
 _GO_DURATION_PART_RE = re.compile(_GO_DURATION_PART)
 _GO_DURATION_MAX_SECONDS = (2**63 - 1) / 1e9
 
@@ -98,19 +115,20 @@ _STEP_EXIT_RE = re.compile(r'"step-(?P<name>[^"]+)" exited with code (?P<code>-?
 
 
 def validate_name(name: str, what: str = "name") -> str:
-    if not is_dns1123_label(name):
+    if not is_dns1123_subdomain(name, DNS1123_LABEL_MAX):
         raise ServerlessError(
-            f"{what} {name!r} is not a valid TaskRun name: use at most {DNS1123_LABEL_MAX} lowercase letters, digits "
-            "and '-', starting and ending with a letter or digit"
+            f"{what} {name!r} is not a valid TaskRun name: use at most {DNS1123_LABEL_MAX} lowercase letters, digits, "
+            "'-' and '.', starting and ending with a letter or digit"
         )
     return name
 
 
 def validate_generate_name(prefix: str) -> str:
-    if not prefix or len(prefix) > _GENERATE_NAME_MAX or not _GENERATE_NAME_RE.match(prefix):
+    # The name the API server makes is the prefix plus 5 letters and digits: judge that name.
+    if not prefix or len(prefix) > _GENERATE_NAME_MAX or not is_dns1123_subdomain(prefix + "x0x0x"):
         raise ServerlessError(
             f"generate_name {prefix!r} is not a valid name prefix: use at most {_GENERATE_NAME_MAX} lowercase "
-            "letters, digits and '-', starting with a letter or digit"
+            "letters, digits, '-' and '.', starting with a letter or digit"
         )
     return prefix
 
@@ -124,7 +142,7 @@ def validate_namespace(namespace: str) -> str:
 def go_duration_seconds(text: str, what: str = "timeout") -> float:
     """Seconds in a Go duration string (``1h30m``, ``90s``, ``0``); negative ones are refused."""
     value = text.strip() if isinstance(text, str) else text
-    if not isinstance(value, str) or not _GO_DURATION_RE.match(value):
+    if not isinstance(value, str) or not _GO_DURATION_RE.fullmatch(value):
         raise ServerlessError(f"{what} {text!r} is not a Go duration such as 90s, 10m or 1h30m")
     negative = value.startswith("-")
     seconds = sum(float(number) * _GO_DURATION_UNITS[unit] for number, unit in _GO_DURATION_PART_RE.findall(value))
@@ -136,13 +154,11 @@ def go_duration_seconds(text: str, what: str = "timeout") -> float:
 
 
 def is_label_value(value: str) -> bool:
-    return len(value) <= _LABEL_MAX and bool(_LABEL_VALUE_RE.match(value))
+    return _is_label_value(value)
 
 
-def validate_label_key(key: str) -> str:
-    prefix, slash, name = key.rpartition("/")
-    valid_prefix = not slash or (0 < len(prefix) <= 253 and _DNS1123_SUBDOMAIN_RE.match(prefix))
-    if not name or not is_label_value(name) or not valid_prefix:
+def validate_label_key(key: Any) -> str:
+    if not is_qualified_name(key):
         raise ServerlessError(
             f"label key {key!r} is not valid: an optional DNS subdomain prefix and '/', then at most 63 "
             "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
@@ -152,24 +168,20 @@ def validate_label_key(key: str) -> str:
 
 def scalar_text(value: Any, where: str) -> str:
     """Kubernetes and Tekton want strings; turn YAML scalars into the text a user typed."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    raise ServerlessError(f"{where} must be a string, got {type(value).__name__}")
+    return _scalar_text(value, where)
 
 
 def normalize_labels(labels: dict[str, Any] | None) -> dict[str, str]:
     result: dict[str, str] = {}
     for key, raw in (labels or {}).items():
-        validate_label_key(str(key))
+        validate_label_key(key)
         value = scalar_text(raw, f"label {key!r}")
         if not is_label_value(value):
             raise ServerlessError(
                 f"label {key!r} value {value!r} is not a valid label value: at most 63 letters, digits, "
                 "'-', '_' or '.', starting and ending with a letter or digit"
             )
-        result[str(key)] = value
+        result[key] = value
     if IDEMPOTENCY_LABEL in result:
         raise ServerlessError(f"label {IDEMPOTENCY_LABEL!r} is set by idempotency_key; do not set it in labels")
     return result
@@ -204,23 +216,31 @@ def param_value(value: Any, name: str) -> str | list[str] | dict[str, str]:
     return scalar_text(value, where)
 
 
-def params_list(params: dict[str, Any] | None) -> list[dict[str, Any]]:
+def params_list(params: dict[str, Any] | None, where: str = "params") -> list[dict[str, Any]]:
     result = []
     for name, value in (params or {}).items():
-        if not isinstance(name, str) or not name:
-            raise ServerlessError(f"param name {name!r} must be a non-empty string")
+        if not isinstance(name, str) or not _PARAM_NAME_RE.fullmatch(name):
+            raise ServerlessError(
+                f"{where} name {name!r} is not a valid Tekton param name: letters, digits, '_', '-' and '.', "
+                "starting with a letter or '_'"
+            )
         result.append({"name": name, "value": param_value(value, name)})
     return result
+
+
+# What each workspace source must hold: (field, required) pairs; a source is a dict either way.
+_WORKSPACE_SOURCE_NAMES = {"persistentVolumeClaim": "claimName", "configMap": "name", "secret": "secretName"}
 
 
 def validate_workspaces(workspaces: list[Any] | None) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for index, binding in enumerate(workspaces or []):
+        where = f"workspaces[{index}]"
         if not isinstance(binding, dict):
-            raise ServerlessError(f"workspaces[{index}] must be a dict (a Tekton WorkspaceBinding)")
+            raise ServerlessError(f"{where} must be a dict (a Tekton WorkspaceBinding)")
         name = binding.get("name")
-        if not isinstance(name, str) or not name:
-            raise ServerlessError(f"workspaces[{index}] needs a name")
+        if not is_dns1123_label(name):
+            raise ServerlessError(f"{where} needs a name: a DNS-1123 label (lowercase letters, digits and '-')")
         if name in seen:
             raise ServerlessError(f"workspace {name!r} is bound twice")
         seen.add(name)
@@ -230,7 +250,25 @@ def validate_workspaces(workspaces: list[Any] | None) -> list[dict[str, Any]]:
                 f"workspace {name!r} must set exactly one of {', '.join(WORKSPACE_SOURCES)} (got "
                 f"{', '.join(sources) or 'none'})"
             )
+        source = binding[sources[0]]
+        if not isinstance(source, dict):
+            raise ServerlessError(f"workspace {name!r}: {sources[0]} must be a dict, got {type(source).__name__}")
+        key = _WORKSPACE_SOURCE_NAMES.get(sources[0])
+        if key and not is_dns1123_subdomain(source.get(key)):
+            raise ServerlessError(
+                f"workspace {name!r}: {sources[0]}.{key} must be the name of an object in the namespace "
+                f"(a DNS-1123 subdomain), got {source.get(key)!r}"
+            )
+        sub_path = binding.get("subPath")
+        if sub_path is not None and (
+            not isinstance(sub_path, str) or sub_path.startswith("/") or ".." in sub_path.split("/")
+        ):
+            raise ServerlessError(f"workspace {name!r}: subPath must be a relative path without '..'")
     return list(workspaces or [])
+
+
+_KIND_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_RESOLVER_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def task_ref_body(task_ref: dict[str, Any]) -> dict[str, Any]:
@@ -238,16 +276,21 @@ def task_ref_body(task_ref: dict[str, Any]) -> dict[str, Any]:
     if bool(name) == bool(resolver):
         raise ServerlessError("task_ref needs exactly one of name or resolver")
     if resolver:
+        if not isinstance(resolver, str) or not _RESOLVER_RE.fullmatch(resolver) or len(resolver) > 63:
+            raise ServerlessError(f"task_ref.resolver {resolver!r} is not a resolver name such as git or bundles")
         body: dict[str, Any] = {"resolver": resolver}
         if task_ref.get("params"):
-            body["params"] = params_list(task_ref["params"])
+            body["params"] = params_list(task_ref["params"], "task_ref.params")
         return body
     if task_ref.get("params"):
         raise ServerlessError("task_ref.params is only used with task_ref.resolver")
     validate_name(name, "task_ref.name")
     body = {"name": name}
-    if task_ref.get("kind"):
-        body["kind"] = task_ref["kind"]
+    kind = task_ref.get("kind")
+    if kind is not None:
+        if not isinstance(kind, str) or not _KIND_RE.fullmatch(kind):
+            raise ServerlessError(f"task_ref.kind {kind!r} is not a kind such as Task")
+        body["kind"] = kind
     return body
 
 
@@ -257,7 +300,37 @@ def task_spec_body(task_spec: Any) -> dict[str, Any]:
     steps = task_spec.get("steps")
     if not isinstance(steps, list) or not steps:
         raise ServerlessError("task_spec.steps must be a non-empty list")
+    template = task_spec.get("stepTemplate")
+    template_image = template.get("image") if isinstance(template, dict) else None
+    names: set[str] = set()
+    for index, step in enumerate(steps):
+        where = f"task_spec.steps[{index}]"
+        if not isinstance(step, dict):
+            raise ServerlessError(f"{where} must be a dict (a Tekton Step), got {type(step).__name__}")
+        name = step.get("name")
+        if name is not None:
+            if not is_dns1123_label(name):
+                raise ServerlessError(f"{where}.name {name!r} is not a valid step name (DNS-1123 label)")
+            if name in names:
+                raise ServerlessError(f"{where}.name {name!r} is used by more than one step")
+            names.add(name)
+        image = step.get("image")
+        if image is None and not template_image and "ref" not in step:
+            raise ServerlessError(f"{where} needs an image")
+        if image is not None:
+            _check_step_image(f"{where}.image", image)
     return task_spec
+
+
+def _check_step_image(where: str, image: Any) -> None:
+    """An image reference, or text with a Tekton substitution such as ``$(params.image)``."""
+    if not isinstance(image, str) or not image or has_control_characters(image) or " " in image:
+        raise ServerlessError(f"{where} {image!r} is not a valid image reference")
+    if "$(" not in image and parse_image_reference(image) is None:
+        raise ServerlessError(
+            f"{where} {image!r} is not a valid image reference: [host[:port]/]repository[:tag][@digest], "
+            "with a lowercase repository"
+        )
 
 
 @dataclass
@@ -288,13 +361,15 @@ class TaskRunRequest:
         if timeout is not None:
             go_duration_seconds(timeout)
         service_account = params.get("service_account")
-        if service_account is not None:
-            validate_name(service_account, "service_account")
+        if service_account is not None and not is_dns1123_subdomain(service_account):
+            raise ServerlessError(
+                f"service_account {service_account!r} is not a valid ServiceAccount name (DNS-1123 subdomain)"
+            )
         key = params.get("idempotency_key")
-        if key is not None and not key:
-            raise ServerlessError("idempotency_key must not be empty")
+        if key is not None:
+            check_string("idempotency_key", key, max_length=4096)
         return cls(
-            namespace=validate_namespace(params.get("namespace") or "default"),
+            namespace=validate_namespace(params.get("namespace")),
             name=validate_name(name) if name else None,
             generate_name=validate_generate_name(generate_name) if generate_name else None,
             task_ref=task_ref_body(task_ref) if task_ref is not None else None,
@@ -606,10 +681,8 @@ def _current_step(taskrun: dict[str, Any] | None) -> str:
 def validate_wait_options(namespace: str, name: str, timeout: float, log_lines: int) -> None:
     validate_namespace(namespace)
     validate_name(name)
-    if timeout <= 0:
-        raise ServerlessError(f"timeout must be a positive number of seconds, got {timeout}")
-    if log_lines < 0:
-        raise ServerlessError(f"log_lines must not be negative, got {log_lines}")
+    check_wait_seconds("timeout", timeout)
+    check_range("log_lines", log_lines, 0, MAX_LOG_LINES)
 
 
 def wait_taskrun(client: Any, namespace: str, name: str, timeout: float, log_lines: int) -> dict[str, Any]:

@@ -343,7 +343,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.knlab.serverless.plugins.module_utils._client import get_client
 from ansible_collections.knlab.serverless.plugins.module_utils._knative import run_service, validate
-from ansible_collections.knlab.serverless.plugins.module_utils._module import argument_spec, run
+from ansible_collections.knlab.serverless.plugins.module_utils._module import ServerlessModule, argument_spec, run
 
 VOLUME_SOURCES = ["persistent_volume_claim", "config_map", "secret", "empty_dir"]
 
@@ -406,7 +406,7 @@ def execute(module: AnsibleModule) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = ServerlessModule(
         argument_spec=argument_spec(**OPTIONS),
         required_if=[("state", "present", ["image"])],
         supports_check_mode=True,

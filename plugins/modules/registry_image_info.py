@@ -164,14 +164,18 @@ tag:
 
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import ServerlessError
+from ansible_collections.knlab.serverless.plugins.module_utils._module import ServerlessModule
 from ansible_collections.knlab.serverless.plugins.module_utils._registry import (
     RegistryClient,
     image_info,
+    normalize_registry_url,
+    validate_credentials,
+    validate_host_header,
     validate_reference,
     validate_repository,
 )
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import check_wait_seconds
 
 ARGUMENT_SPEC = {
     "registry_url": {"type": "str", "required": True},
@@ -190,8 +194,11 @@ def look_up(params: dict) -> dict:
     # Everything is validated before the first request, so bad input never reaches the registry.
     repository = validate_repository(params["repository"])
     reference = validate_reference(params["tag"]) if params["tag"] is not None else None
-    if params["timeout"] <= 0:
-        raise ServerlessError(f"timeout must be a positive number of seconds, got {params['timeout']:g}")
+    check_wait_seconds("timeout", params["timeout"])
+    validate_credentials(params["username"], params["password"])
+    normalize_registry_url(params["registry_url"])
+    if params["host_header"] is not None:
+        validate_host_header(params["host_header"])
     client = RegistryClient(
         params["registry_url"],
         username=params["username"],
@@ -205,7 +212,7 @@ def look_up(params: dict) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = ServerlessModule(
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
         required_together=[("username", "password")],

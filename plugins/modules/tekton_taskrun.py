@@ -260,7 +260,7 @@ taskrun:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.knlab.serverless.plugins.module_utils._client import get_client
-from ansible_collections.knlab.serverless.plugins.module_utils._module import argument_spec, run
+from ansible_collections.knlab.serverless.plugins.module_utils._module import ServerlessModule, argument_spec, run
 from ansible_collections.knlab.serverless.plugins.module_utils._tekton import (
     TaskRunRequest,
     cancel_taskrun,
@@ -307,7 +307,7 @@ def execute(module: AnsibleModule) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = ServerlessModule(
         argument_spec=argument_spec(**OPTIONS),
         mutually_exclusive=[("name", "generate_name"), ("task_ref", "task_spec")],
         required_if=[

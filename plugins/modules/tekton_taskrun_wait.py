@@ -229,7 +229,7 @@ log_error:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.knlab.serverless.plugins.module_utils._client import get_client
-from ansible_collections.knlab.serverless.plugins.module_utils._module import argument_spec, run
+from ansible_collections.knlab.serverless.plugins.module_utils._module import ServerlessModule, argument_spec, run
 from ansible_collections.knlab.serverless.plugins.module_utils._tekton import (
     validate_wait_options,
     wait_taskrun,
@@ -252,7 +252,7 @@ def execute(module: AnsibleModule) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    module = ServerlessModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     run(module, execute)
 
 

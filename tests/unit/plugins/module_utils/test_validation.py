@@ -18,11 +18,11 @@ def test_invalid_labels(name):
     assert not is_dns1123_label(name)
 
 
-@pytest.mark.parametrize("name", ["hello\n", "a" * 64, "a.b"])
+@pytest.mark.parametrize("name", ["hello\n", "a" * 64, "a_b"])
 def test_every_caller_applies_the_same_rule(name):
     # Each caller keeps its own wording; the rule is the shared one.
     base = {"name": "hello", "namespace": "default", "state": "absent", "wait_timeout": 5}
-    with pytest.raises(_knative.InvalidOption, match="is not a valid DNS-1123 label"):
+    with pytest.raises(_knative.InvalidOption, match="is not a valid Knative Service name"):
         _knative.validate(base | {"name": name})
     with pytest.raises(_knative.InvalidOption, match="is not a valid DNS-1123 label"):
         _knative.validate(base | {"namespace": name})

@@ -186,7 +186,7 @@ def test_missing_image_fails_before_any_request(cluster, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (BASE | {"name": "Hello_World"}, "name 'Hello_World' is not a valid DNS-1123 label"),
+        (BASE | {"name": "Hello_World"}, "name 'Hello_World' is not a valid Knative Service name"),
         (BASE | {"min_scale": 3, "max_scale": 1}, "max_scale (1) is less than min_scale (3)"),
         (BASE | {"timeout_seconds": -1}, "timeout_seconds must be between 1 and 600"),
         (BASE | {"port": 9090}, "port 9090 is reserved by Knative"),

@@ -125,7 +125,7 @@ def test_wrong_password_fails_and_is_not_echoed(hub, capsys):
         ({"repository": "demo/hello:v1"}, "put the tag or digest in the tag option"),
         ({"repository": "demo/hello", "tag": "-v1"}, "tag '-v1' is not a valid tag"),
         ({"repository": "demo/hello", "tag": "sha256:1234"}, "tag 'sha256:1234' is not a valid digest"),
-        ({"repository": "demo/hello", "timeout": 0}, "timeout must be a positive number of seconds, got 0"),
+        ({"repository": "demo/hello", "timeout": 0}, "timeout must be greater than 0, got 0"),
         ({"repository": "demo/hello", "registry_url": "127.0.0.1:5000"}, "must start with http:// or https://"),
         ({"repository": "demo/hello", "host_header": "a b"}, "host_header 'a b' is not a host name"),
         ({"repository": "demo/hello", "username": "x"}, "parameters are required together: username, password"),

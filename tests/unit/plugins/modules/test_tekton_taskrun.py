@@ -155,7 +155,7 @@ DROP = object()  # removes the option, as a play that leaves it out (or uses omi
 
 BAD_ARGUMENTS = [
     ({"generate_name": DROP, "name": "Bad_Name"}, "not a valid TaskRun name"),
-    ({"generate_name": DROP, "name": "a.b"}, "not a valid TaskRun name"),
+    ({"generate_name": DROP, "name": "a_b"}, "not a valid TaskRun name"),
     ({"generate_name": "Build-"}, "generate_name"),
     ({"generate_name": DROP}, "name, generate_name"),
     ({"generate_name": None}, "exactly one of name or generate_name"),

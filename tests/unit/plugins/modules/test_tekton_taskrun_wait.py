@@ -177,10 +177,10 @@ def test_missing_run(cluster, capsys):
     [
         ({"name": "Bad_Name"}, "not a valid TaskRun name"),
         ({"namespace": "a.b"}, "namespace"),
-        ({"timeout": -1}, "timeout must be a positive number"),
-        ({"timeout": 0}, "timeout must be a positive number"),
+        ({"timeout": -1}, "timeout must be between 0 and 86400"),
+        ({"timeout": 0}, "timeout must be greater than 0"),
         ({"timeout": "soon"}, "timeout"),
-        ({"log_lines": -2}, "log_lines must not be negative"),
+        ({"log_lines": -2}, "log_lines must be between 0 and 10000"),
         ({"name": None}, "name"),
         ({"color": "red"}, "color"),
     ],
