@@ -197,7 +197,7 @@ def _check_labels(params: dict[str, Any]) -> None:
         return
     check_labels("labels", labels)
     if VISIBILITY_LABEL in labels:
-        raise InvalidOption(f"use cluster_local instead of the label {VISIBILITY_LABEL}")
+        raise InvalidOption(f"labels must not set {VISIBILITY_LABEL}: use cluster_local instead")
 
 
 ENV_VALUE_FROM_SOURCES = ("configMapKeyRef", "secretKeyRef", "fieldRef", "resourceFieldRef")

@@ -8,10 +8,12 @@ Private to knlab.serverless: not a public API.
 from __future__ import annotations
 
 import copy
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.errors import NoLogError
 from ansible_collections.knlab.serverless.plugins.module_utils._client import AUTH_ARG_SPEC
@@ -28,32 +30,44 @@ def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
 class ServerlessModule(AnsibleModule):
     """``AnsibleModule`` that refuses what ansible-core would quietly convert, and names the option.
 
-    - A list, dict or boolean given for a ``str`` or ``path`` option (ansible-core turns
-      ``["a"]`` into ``"['a']"`` with only a warning), or a boolean for an ``int`` or ``float``
-      option (``port: true`` would be sent as ``true``), fails with the option's name.
-    - A value that is not a dict for a dict option with suboptions fails with ansible-core's
+    - The raw arguments are checked against the spec's types first (``strict_type_problem``):
+      ansible-core would turn ``["a"]`` into ``"['a']"`` for a string with only a warning, send
+      ``port: true`` as ``true``, read ``"1e3"`` as 1000, make ``[5]`` of ``5`` for a list, and
+      crash with "argument of type 'int' is not iterable" for an int given to a dict option with
+      suboptions. Such a call fails with the option's name instead.
+    - A string that is not a dict for a dict option with suboptions fails with ansible-core's
       message that names the option, not the bare "dictionary requested" it reports first.
 
     Both happen while the module is built, before any request.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._raw_params: dict[str, Any] = {}
+    def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
         self._validating = True
-        super().__init__(*args, **kwargs)
-        self._validating = False
-        problem = strict_type_problem(self.argument_spec, self._raw_params)
+        problem = strict_type_problem(argument_spec, load_raw_params())
         if problem:
+            # Build the module from a spec that takes every option as it is (secrets still
+            # masked), only to fail the way Ansible expects: one JSON result, no traceback.
+            super().__init__(argument_spec=_permissive(argument_spec), supports_check_mode=True)
             self.fail_json(msg=problem)
-
-    def _load_params(self) -> None:
-        super()._load_params()
-        self._raw_params = copy.deepcopy(self.params)
+        super().__init__(argument_spec=argument_spec, **kwargs)
+        self._validating = False
 
     def fail_json(self, msg: str, **kwargs: Any) -> None:  # type: ignore[override]
         if self._validating:
             msg = _named_validation_message(getattr(self, "validation_result", None), msg)
         super().fail_json(msg=msg, **kwargs)
+
+
+def load_raw_params() -> dict[str, Any]:
+    """The module's arguments as Ansible sent them, before any conversion (a fresh copy)."""
+    return copy.deepcopy(basic._load_params())
+
+
+def _permissive(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        option: {"type": "raw", "no_log": bool(rules.get("no_log")), "aliases": list(rules.get("aliases") or [])}
+        for option, rules in spec.items()
+    }
 
 
 def _named_validation_message(result: Any, msg: str) -> str:
@@ -65,8 +79,9 @@ def _named_validation_message(result: Any, msg: str) -> str:
     return str(named) if named is not None else msg
 
 
-_STRING_TYPES = ("str", "path")
-_NUMBER_TYPES = ("int", "float")
+_INTEGER_TEXT = re.compile(r"\s*[+-]?\d+\s*")
+_FLOAT_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_CONTAINERS = (list, dict)
 
 
 def strict_type_problem(spec: Mapping[str, Any], params: Any, where: str = "") -> str | None:
@@ -74,32 +89,64 @@ def strict_type_problem(spec: Mapping[str, Any], params: Any, where: str = "") -
     if not isinstance(params, Mapping):
         return None
     for option, rules in spec.items():
-        value = params.get(option)
-        if value is None:
+        names = [option, *(rules.get("aliases") or [])]
+        given = next((name for name in names if params.get(name) is not None), None)
+        if given is None:
             continue
-        name = f"{where}{option}"
-        kind = rules.get("type", "str")
-        if kind in _STRING_TYPES and isinstance(value, (list, dict, bool)):
-            return f"{name} must be a string, got {_type_name(value)}"
-        if kind in _NUMBER_TYPES and isinstance(value, (bool, list, dict)):
-            return f"{name} must be a number, got {_type_name(value)}"
-        if kind == "list" and isinstance(value, list) and rules.get("elements") in _STRING_TYPES:
-            for index, item in enumerate(value):
-                if isinstance(item, (list, dict, bool)) or item is None:
-                    return f"{name}[{index}] must be a string, got {_type_name(item)}"
-        suboptions = rules.get("options")
-        if suboptions:
-            items = value if kind == "list" and isinstance(value, list) else [value]
-            for index, item in enumerate(items):
-                prefix = f"{name}[{index}]." if kind == "list" else f"{name}."
-                problem = strict_type_problem(suboptions, item, prefix)
+        problem = _value_problem(f"{where}{given}", rules, params[given])
+        if problem:
+            return problem
+    return None
+
+
+def _value_problem(name: str, rules: Mapping[str, Any], value: Any) -> str | None:
+    kind = rules.get("type", "str")
+    if kind in ("str", "path") and isinstance(value, (*_CONTAINERS, bool)):
+        return f"{name} must be a string, got {_type_name(value)}"
+    if kind == "int" and (
+        isinstance(value, (*_CONTAINERS, bool))
+        or (isinstance(value, float) and not value.is_integer())
+        or (isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value))
+    ):
+        return f"{name} must be a whole number, got {_type_name(value)}"
+    if kind == "float" and (
+        isinstance(value, (*_CONTAINERS, bool)) or (isinstance(value, str) and not _FLOAT_TEXT.fullmatch(value))
+    ):
+        return f"{name} must be a number, got {_type_name(value)}"
+    if kind == "bool" and isinstance(value, _CONTAINERS):
+        return f"{name} must be true or false, got {_type_name(value)}"
+    if kind == "dict" and isinstance(value, (list, bool, int, float)):
+        return f"{name} must be a dict, got {_type_name(value)}"
+    if kind == "list":
+        if isinstance(value, (dict, bool, int, float)):
+            return f"{name} must be a list, got {_type_name(value)}"
+        if isinstance(value, list):
+            return _elements_problem(name, rules, value)
+    if kind == "dict" and isinstance(value, Mapping) and rules.get("options"):
+        return strict_type_problem(rules["options"], value, f"{name}.")
+    return None
+
+
+def _elements_problem(name: str, rules: Mapping[str, Any], items: list[Any]) -> str | None:
+    elements = rules.get("elements")
+    for index, item in enumerate(items):
+        where = f"{name}[{index}]"
+        if elements in ("str", "path") and (item is None or isinstance(item, (*_CONTAINERS, bool))):
+            return f"{where} must be a string, got {_type_name(item)}"
+        if elements == "dict":
+            if not isinstance(item, (Mapping, str)):
+                return f"{where} must be a dict, got {_type_name(item)}"
+            if isinstance(item, Mapping) and rules.get("options"):
+                problem = strict_type_problem(rules["options"], item, f"{where}.")
                 if problem:
                     return problem
     return None
 
 
 def _type_name(value: Any) -> str:
-    names = {list: "a list", dict: "a dict", bool: "a boolean", type(None): "nothing"}
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else "a string"
+    names = {list: "a list", dict: "a dict", bool: "a boolean", type(None): "nothing", float: "a fraction"}
     return names.get(type(value), type(value).__name__)
 
 

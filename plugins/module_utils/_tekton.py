@@ -22,6 +22,7 @@ from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
 )
 from ansible_collections.knlab.serverless.plugins.module_utils._validation import (
     DNS1123_LABEL_MAX,
+    check_labels,
     check_range,
     check_string,
     check_wait_seconds,
@@ -172,18 +173,9 @@ def scalar_text(value: Any, where: str) -> str:
 
 
 def normalize_labels(labels: dict[str, Any] | None) -> dict[str, str]:
-    result: dict[str, str] = {}
-    for key, raw in (labels or {}).items():
-        validate_label_key(key)
-        value = scalar_text(raw, f"label {key!r}")
-        if not is_label_value(value):
-            raise ServerlessError(
-                f"label {key!r} value {value!r} is not a valid label value: at most 63 letters, digits, "
-                "'-', '_' or '.', starting and ending with a letter or digit"
-            )
-        result[key] = value
+    result = check_labels("labels", labels or {})
     if IDEMPOTENCY_LABEL in result:
-        raise ServerlessError(f"label {IDEMPOTENCY_LABEL!r} is set by idempotency_key; do not set it in labels")
+        raise ServerlessError(f"labels must not set {IDEMPOTENCY_LABEL!r}: idempotency_key sets it")
     return result
 
 
@@ -241,29 +233,29 @@ def validate_workspaces(workspaces: list[Any] | None) -> list[dict[str, Any]]:
         name = binding.get("name")
         if not is_dns1123_label(name):
             raise ServerlessError(f"{where} needs a name: a DNS-1123 label (lowercase letters, digits and '-')")
+        where = f"{where} ({name})"
         if name in seen:
-            raise ServerlessError(f"workspace {name!r} is bound twice")
+            raise ServerlessError(f"{where}: workspace {name!r} is bound twice")
         seen.add(name)
         sources = [key for key in WORKSPACE_SOURCES if key in binding]
         if len(sources) != 1:
             raise ServerlessError(
-                f"workspace {name!r} must set exactly one of {', '.join(WORKSPACE_SOURCES)} (got "
-                f"{', '.join(sources) or 'none'})"
+                f"{where} must set exactly one of {', '.join(WORKSPACE_SOURCES)} (got {', '.join(sources) or 'none'})"
             )
         source = binding[sources[0]]
         if not isinstance(source, dict):
-            raise ServerlessError(f"workspace {name!r}: {sources[0]} must be a dict, got {type(source).__name__}")
+            raise ServerlessError(f"{where}: {sources[0]} must be a dict, got {type(source).__name__}")
         key = _WORKSPACE_SOURCE_NAMES.get(sources[0])
         if key and not is_dns1123_subdomain(source.get(key)):
             raise ServerlessError(
-                f"workspace {name!r}: {sources[0]}.{key} must be the name of an object in the namespace "
+                f"{where}: {sources[0]}.{key} must be the name of an object in the namespace "
                 f"(a DNS-1123 subdomain), got {source.get(key)!r}"
             )
         sub_path = binding.get("subPath")
         if sub_path is not None and (
             not isinstance(sub_path, str) or sub_path.startswith("/") or ".." in sub_path.split("/")
         ):
-            raise ServerlessError(f"workspace {name!r}: subPath must be a relative path without '..'")
+            raise ServerlessError(f"{where}: subPath must be a relative path without '..'")
     return list(workspaces or [])
 
 
@@ -359,6 +351,7 @@ class TaskRunRequest:
             raise ServerlessError("set exactly one of task_ref or task_spec")
         timeout = params.get("timeout")
         if timeout is not None:
+            check_string("timeout", timeout)
             go_duration_seconds(timeout)
         service_account = params.get("service_account")
         if service_account is not None and not is_dns1123_subdomain(service_account):

@@ -195,6 +195,8 @@ def look_up(params: dict) -> dict:
     repository = validate_repository(params["repository"])
     reference = validate_reference(params["tag"]) if params["tag"] is not None else None
     check_wait_seconds("timeout", params["timeout"])
+    if params["ca_path"] is not None and not params["ca_path"]:
+        raise ServerlessError("ca_path must not be empty: leave it out to use the system's CA certificates")
     validate_credentials(params["username"], params["password"])
     normalize_registry_url(params["registry_url"])
     if params["host_header"] is not None:

@@ -347,7 +347,7 @@ def test_labels_are_validated_and_scalars_become_strings():
     for bad in ({"app": "has space"}, {"-x": "a"}, {"Bad_Prefix/x": "a"}, {"app": "a" * 64}, {"app": ["a"]}):
         with pytest.raises(ServerlessError):
             tekton.normalize_labels(bad)
-    with pytest.raises(ServerlessError, match="set by idempotency_key"):
+    with pytest.raises(ServerlessError, match="idempotency_key sets it"):
         tekton.normalize_labels({tekton.IDEMPOTENCY_LABEL: "x"})
 
 
