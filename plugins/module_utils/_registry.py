@@ -153,10 +153,9 @@ def validate_host_header(host_header: str) -> str:
 def _host_and_port_fit(netloc: str) -> bool:
     """DNS length limits on the host, and a port in 1-65535 (the grammar alone allows 99999)."""
     if netloc.startswith("["):
-        _, _, rest = netloc.partition("]")
-        host, port = "", rest[1:]
+        host, port = "", netloc.partition("]")[2][1:]
     else:
-        host, _, port = netloc.partition(":")
+        host, port = netloc.partition(":")[0::2]
     if port and not (port.isdigit() and 0 < int(port) < 65536):
         return False
     return len(host) <= 253 and all(len(label) <= 63 for label in host.split("."))

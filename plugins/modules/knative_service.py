@@ -27,7 +27,10 @@ description:
   - A change is sent as a JSON merge patch carrying the C(resourceVersion) read, so a concurrent
     writer cannot be overwritten; on such a conflict the module reads again and retries once.
   - Every option is validated before any request is sent to the cluster, with the rules Knative
-    applies (reserved ports and environment variables, scale bounds, timeouts, mount paths).
+    and Kubernetes apply (the image reference grammar, names, environment variable names, label
+    and annotation keys and values, reserved ports and variables, scale bounds, timeouts, mount
+    paths as Go's C(path.Clean) leaves them, quantities). A value of the wrong type (a list for a
+    string, V(true) for a number, V(1e3) for an integer) is refused, not converted.
   - In check mode the write is sent as a server-side dry run (C(dryRun=All)), so the API server
     and Knative's webhooks validate it without storing anything. The module does not wait in
     check mode.
@@ -37,8 +40,8 @@ options:
   name:
     description:
       - Name of the Service. The Revisions are named after it (C(<name>-00001), ...).
-      - A DNS-1123 label of at most 63 lowercase letters, digits and C(-), starting and ending
-        with a letter or digit.
+      - A DNS-1035 label, as Knative requires. At most 63 lowercase letters, digits and C(-),
+        starting with a letter and ending with a letter or digit.
     type: str
     required: true
   namespace:
@@ -123,6 +126,7 @@ options:
     description:
       - Service account the Revisions run as (C(serviceAccountName)).
       - An empty string removes the setting, so the namespace's C(default) account is used.
+      - Otherwise a DNS-1123 subdomain (a ServiceAccount name).
     type: str
   image_pull_secrets:
     description:
@@ -212,7 +216,7 @@ options:
     default: true
   wait_timeout:
     description:
-      - How many seconds to wait.
+      - How many seconds to wait, at most V(86400) (a day).
     type: int
     default: 300
 extends_documentation_fragment:

@@ -75,7 +75,7 @@ options:
     type: str
   timeout:
     description:
-      - Seconds to wait for each HTTP answer.
+      - Seconds to wait for each HTTP answer, more than V(0) and at most V(86400).
     type: float
     default: 10
 notes:

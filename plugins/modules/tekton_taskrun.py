@@ -29,8 +29,8 @@ options:
   name:
     description:
       - Name of the TaskRun.
-      - At most 63 lowercase letters, digits and C(-), starting and ending with a letter or digit
-        (Tekton refuses longer names and names with dots).
+      - A DNS-1123 subdomain of at most 63 characters (lowercase letters, digits, C(-) and C(.),
+        starting and ending with a letter or digit), Tekton's rule for TaskRun names.
       - Exactly one of O(name) and O(generate_name) is required with O(state=present).
         O(state=cancelled) needs O(name).
     type: str
@@ -38,7 +38,8 @@ options:
     description:
       - Prefix of a name the API server completes with five random characters, for example
         V(build-hello-). The usual choice with O(idempotency_key).
-      - At most 58 lowercase letters, digits and C(-), starting with a letter or digit.
+      - At most 58 lowercase letters, digits, C(-) and C(.), starting with a letter or digit, so that
+        the completed name follows the rule of O(name).
     type: str
   namespace:
     description:
@@ -99,6 +100,7 @@ options:
     description:
       - Service account the run's pod uses (C(spec.serviceAccountName)). Tekton uses its configured
         default account (normally V(default)) when it is not set.
+      - A DNS-1123 subdomain (a ServiceAccount name).
     type: str
   timeout:
     description:

@@ -37,14 +37,15 @@ options:
     default: default
   timeout:
     description:
-      - Seconds to wait for the run to finish. Must be positive.
+      - Seconds to wait for the run to finish, more than V(0) and at most V(86400) (a day).
       - This is how long the module waits, not the run's own C(spec.timeout); when it passes, the
         module fails with the last condition it saw and the run goes on.
     type: int
     default: 600
   log_lines:
     description:
-      - How many of the last lines of the failing step's log the failure reports. V(0) reads no log.
+      - How many of the last lines of the failing step's log the failure reports, at most V(10000).
+        V(0) reads no log.
       - When the log cannot be read, for example because Tekton deleted the pod of a cancelled run,
         the failure says so in RV(log_error) instead.
     type: int

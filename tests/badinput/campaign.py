@@ -212,6 +212,14 @@ def _point_at(case: Case, url: str) -> None:
             case.args[key] = url
 
 
+def describe(verdict: Verdict) -> str:
+    case = verdict.case
+    return (
+        f"{case.ident} {case.target} {case.option}={case.value!r:.60}: {', '.join(verdict.problems)} "
+        f"| {verdict.msg[:300]!r}"
+    )
+
+
 def summary(verdicts: list[Verdict]) -> str:
     totals = Counter()
     for verdict in verdicts:
@@ -242,10 +250,7 @@ def main() -> int:
         verdicts = run(cases, Path(workdir))
     for verdict in verdicts:
         if verdict.problems:
-            print(
-                f"{verdict.case.ident} {verdict.case.target} {verdict.case.option}={verdict.case.value!r:.60}: "
-                f"{', '.join(verdict.problems)} | {verdict.msg[:300]!r}"
-            )
+            print(describe(verdict))
     print(summary(verdicts))
     return 0 if not any(verdict.problems for verdict in verdicts) else 1
 

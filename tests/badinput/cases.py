@@ -68,7 +68,7 @@ INVALID_BY_KIND: dict[str, list[Any]] = {
     "tag": ["", "-lead", "a" * 129, "with space", *CONTROL],
     "duration": ["abc", "-1s", "10", "1x", "", "15m\n"],
     "port": [0, -1, 70000, 2**63],
-    "node_port": [0, -1, 80, 70000, 2**63],
+    "node_port": [-1, 80, 70000, 2**63],  # 0 is "no node port"
     "positive_int": [0, -1, 2**63, 10**20],
     "count": [-1, 2**63, 10**20],
     "scale": [-1, 2**31, 2**63],
@@ -80,7 +80,7 @@ INVALID_BY_KIND: dict[str, list[Any]] = {
     "quantity": ["12XYZ", "-1Gi", "", "1 Gi"],
     "host_port": ["bad host!", "h:99999", "h:0", "a" * 300, "h:port", *CONTROL],
     "optional_host_port": ["bad host!", "h:99999", "a" * 300, *CONTROL],
-    "domain": ["bad domain!", "", "-x.example", "a" * 254, *CONTROL],
+    "domain": ["bad domain!", "-x.example", "a" * 254, *CONTROL],  # "" keeps Knative's default
     "secret_key": ["../etc/passwd", "", "a/b", "..", *CONTROL],
     "version": ["", "v1 2", "latest\n", HUGE],
     "labels": [{"bad key!": "v"}, {"k": "bad value!"}, {"k": ["x"]}, {"k": "v" * 64}],
