@@ -619,7 +619,9 @@ class BuildContext:
         return sorted(matches)
 
     def _walk(self) -> list[str]:
-        found = []
+        found: list[str] = []
+        if self.root.is_symlink():
+            return found  # Go's filepath.WalkDir does not descend into a root that is a symlink
         for directory, dirnames, filenames in os.walk(self.root):
             base = Path(directory).relative_to(self.root).as_posix()
             for name in sorted(dirnames) + sorted(filenames):

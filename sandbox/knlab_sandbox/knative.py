@@ -67,6 +67,7 @@ from .knative_admission import (
     read_configmap_data,
     scale_bounds,
 )
+from .volumes import write_atomic
 
 if TYPE_CHECKING:
     from .gateway import Endpoint, Gateway
@@ -979,13 +980,12 @@ class KnativeController:
             else:
                 continue
             directory = root / name
-            directory.mkdir(parents=True, exist_ok=True)
+            payload: dict[str, bytes] = {}
             for kind, ref, source_name in projections:
                 data = await self._source_data(kind, source_name, namespace, optional=bool(ref.get("optional")))
                 for key, relative in self._volume_items(ref, data or {}, kind, source_name):
-                    target = directory / relative
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(data[key])
+                    payload[relative] = data[key].encode()
+            write_atomic(directory, payload)
             sources[name] = directory
         return sources
 

@@ -54,9 +54,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import builder, kinds
 from .errors import ApiStatusError
+from .tekton_admission import API_VERSION, STATUS_CANCELLED, STATUS_PENDING, format_duration, parse_duration
 
 # Importing tekton_admission registers the Tekton webhooks with admission.
-from .tekton_admission import API_VERSION, STATUS_CANCELLED, STATUS_PENDING, format_duration, parse_duration
+from .volumes import write_atomic
 
 if TYPE_CHECKING:
     from .resources import ResourceAPI
@@ -224,15 +225,9 @@ class PodFilesystem:
 
 
 def _write_files(directory: Path, files: dict[str, bytes], items: list | None, mode: int | None) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     chosen = {item["key"]: item.get("path", item["key"]) for item in items or [] if "key" in item}
-    for key, data in files.items():
-        if items and key not in chosen:
-            continue
-        target = directory / builder._clean(chosen.get(key, key))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        target.chmod(mode if mode is not None else 0o644)
+    payload = {builder._clean(chosen.get(key, key)): data for key, data in files.items() if not items or key in chosen}
+    write_atomic(directory, payload, mode)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -296,3 +296,25 @@ async def test_hub_hosts_resolve_through_the_gateway(registry, tmp_path):
 
     code, log = await run([*base, "-d", "nowhere.example.com/demo/x:1"], tmp_path, resolve)
     assert code == 1 and log[-1].startswith("error pushing image: ") and "no such host" in log[-1]
+
+
+async def test_a_configmap_volume_context_is_read_through_its_data_directory(registry, tmp_path):
+    # The kubelet's layout (sandbox/knlab_sandbox/volumes.py): "context" is a symlink into ..data.
+    # Through the symlink, COPY . copies the link itself and wildcards match nothing, as kaniko
+    # does; through ..data/context (what the build role's Task uses) the files arrive.
+    from knlab_sandbox.volumes import write_atomic
+
+    dockerfile = b"FROM scratch\nCOPY . /app/\nCOPY *.py /wild/\n"
+    volume = tmp_path / "source"
+    write_atomic(volume, {"context/Dockerfile": dockerfile, "context/app.py": b"print(1)\n", "context/lib/x.txt": b"x"})
+    assert (volume / "context").is_symlink() and (volume / "..data").is_symlink()
+    assert not (volume / "..data" / "context").is_symlink()
+
+    code, log = await run(["-c", f"dir://{volume}/context", "-d", f"{registry.netloc}/demo/linked:1"], tmp_path)
+    assert code == 1 and any("no source files were specified" in line for line in log), log
+
+    code, log = await run(["-c", f"dir://{volume}/..data/context", "-d", f"{registry.netloc}/demo/ctx:1"], tmp_path)
+    assert code == 0, log
+    _, _, layers = pulled(registry, "demo/ctx", "1")
+    files = {name for layer in layers for name, member in layer.items() if isinstance(member, bytes)}
+    assert {"app/app.py", "app/Dockerfile", "app/lib/x.txt", "wild/app.py"} <= files, files
