@@ -105,7 +105,15 @@ WORKSPACE_SOURCES = (
 # Terminated steps with these termination reasons did not fail by themselves: "Skipped" steps
 # exit non-zero because an earlier step failed, "Continued" ones failed under onError: continue.
 _NOT_FAILING_TERMINATIONS = ("Skipped", "Continued")
-_FAILING_TERMINATIONS = ("TimeoutExceeded", "Cancelled")
+# When Tekton's controller fails a run (failTaskRun -> terminateStepsInPod), every step still running
+# or waiting gets terminated{exitCode: 1, reason: <the run's reason>} and that termination reason,
+# and the pod is deleted: the exit code is Tekton's, not the step's, and there is no log to read.
+CONTROLLER_TERMINATIONS = {
+    "TaskRunTimeout": "the run timed out",
+    "TaskRunCancelled": "the run was cancelled",
+    "TaskRunImagePullFailed": "a step image could not be pulled",
+    "CreateContainerConfigError": "a container could not be configured",
+}
 # A waiting container with one of these reasons is just starting, not stuck.
 _BENIGN_WAITING = ("PodInitializing", "ContainerCreating")
 _STEP_EXIT_RE = re.compile(r'"step-(?P<name>[^"]+)" exited with code (?P<code>-?\d+)')
@@ -496,8 +504,8 @@ def failing_step(taskrun: dict[str, Any]) -> dict[str, Any] | None:
         termination = summary["termination_reason"]
         if termination in _NOT_FAILING_TERMINATIONS:
             continue
-        if termination in _FAILING_TERMINATIONS:
-            return summary
+        if termination in CONTROLLER_TERMINATIONS:
+            return {**summary, "exit_code": None, "stopped_by": termination}
         if summary["state"] == "terminated" and summary["exit_code"] not in (0, None):
             return summary
     for summary in summaries:
@@ -590,7 +598,7 @@ def succeeded_check(taskrun: dict[str, Any] | None) -> Verdict | None:
 
 
 def step_log_tail(
-    client: Any, namespace: str, pod_name: str | None, container: str, lines: int
+    client: Any, namespace: str, pod_name: str | None, container: str, lines: int, *, stopped_by: str | None = None
 ) -> tuple[list[str], str | None]:
     """The last ``lines`` lines of a step's log, or ([], why not) when they cannot be read."""
     if lines <= 0:
@@ -600,10 +608,12 @@ def step_log_tail(
     try:
         text = client.pod_log(pod_name, namespace, container=container, tail_lines=lines)
     except NotFound:
-        return [], (
-            f"log of {container} unavailable: pod {pod_name} is gone (Tekton deletes the pod of a cancelled "
-            "run unless keep-pod-on-cancel is set)"
-        )
+        why = "Tekton deletes the pod of a run it fails itself"
+        if stopped_by in CONTROLLER_TERMINATIONS:
+            why = f"Tekton deleted it because {CONTROLLER_TERMINATIONS[stopped_by]}"
+            if stopped_by == "TaskRunCancelled":
+                why += " (keep-pod-on-cancel keeps it)"
+        return [], f"log of {container} unavailable: pod {pod_name} is gone ({why})"
     except ApiError as err:
         return [], f"log of {container} unavailable: {err.msg}"
     if isinstance(text, bytes):
@@ -639,8 +649,11 @@ def failure_report(client: Any, taskrun: dict[str, Any], log_lines: int) -> tupl
     step = failing_step(taskrun)
     tail: list[str] = []
     log_error = None
+    stopped_by = step.get("stopped_by") if step else None
     if step is not None:
-        tail, log_error = step_log_tail(client, report["namespace"], report["pod_name"], step["container"], log_lines)
+        tail, log_error = step_log_tail(
+            client, report["namespace"], report["pod_name"], step["container"], log_lines, stopped_by=stopped_by
+        )
     report.update(
         failed_step=step["name"] if step else None,
         exit_code=step["exit_code"] if step else None,
@@ -652,7 +665,9 @@ def failure_report(client: Any, taskrun: dict[str, Any], log_lines: int) -> tupl
         text += f": {report['message']}"
     if step is not None:
         text += f". Failing step {step['name']!r} (container {step['container']})"
-        if step["exit_code"] is not None:
+        if stopped_by:
+            text += f", stopped by Tekton: {CONTROLLER_TERMINATIONS[stopped_by]}"
+        elif step["exit_code"] is not None:
             text += f", exit code {step['exit_code']}"
         elif step["reason"]:
             text += f", {step['state']}: {step['reason']}"

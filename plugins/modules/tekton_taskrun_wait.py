@@ -65,8 +65,15 @@ notes:
     waiting for it in the same check-mode play fails with "not found".
   - The failing step is the first step that terminated with a non-zero exit code (steps C(Skipped)
     after an earlier failure and steps that failed with C(onError=continue) do not count), or that
-    Tekton ended with C(TimeoutExceeded) or C(Cancelled), or that is stuck waiting (for example on
-    C(ImagePullBackOff)). Its log is the container C(step-<name>) of the run's pod.
+    Tekton's controller stopped when it failed the run (termination reason C(TaskRunTimeout),
+    C(TaskRunCancelled), C(TaskRunImagePullFailed) or C(CreateContainerConfigError)), or that is
+    stuck waiting (for example on C(ImagePullBackOff)). Its log is the container C(step-<name>) of
+    the run's pod.
+  - When Tekton's controller fails a run, it marks the steps still running or waiting as terminated
+    with exit code 1 and the run's reason, and deletes the pod. That exit code is not the step's:
+    RV(exit_code) is then null, the message says which of these stopped the step, and RV(log_error)
+    says why there is no log. A reason's message may carry C(Previous status: [...]), the condition
+    before it (for example C(PullImageFailed)).
   - The TaskRun's results come back as RV(task_results), not C(results). Ansible reserves a
     module's top-level C(results) key for the results of a loop; a mapping returned under it is
     renamed to C(ansible_module_results), with a warning. So C(results) cannot be used here.
@@ -173,8 +180,10 @@ steps:
       sample: Completed
     termination_reason:
       description:
-        - Tekton's termination reason (V(Completed), V(Continued), V(Skipped), V(TimeoutExceeded),
-          V(Cancelled)).
+        - Tekton's termination reason. V(Completed), V(Continued) (failed under
+          C(onError=continue)), V(Skipped), or the run's reason when the controller stopped the step
+          (V(TaskRunTimeout), V(TaskRunCancelled), V(TaskRunImagePullFailed),
+          V(CreateContainerConfigError)); then RV(steps[].exit_code) is Tekton's 1, not the step's own.
       type: str
       sample: Completed
     started_at:
@@ -211,7 +220,9 @@ failed_step:
   type: str
   sample: build-and-push
 exit_code:
-  description: Exit code of RV(failed_step), or null when it did not terminate (for example a failed image pull).
+  description:
+    - Exit code of RV(failed_step), or null when it did not terminate by itself (a failed image pull, or a
+      step Tekton's controller stopped on a timeout, a cancel or a failed pull).
   returned: on failure
   type: int
   sample: 1

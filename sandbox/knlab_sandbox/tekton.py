@@ -388,7 +388,7 @@ class TektonController:
         def mutate(status: dict) -> None:
             if step_reason:
                 for step in status.get("steps") or []:
-                    _terminate_step(step, stamp, reason, step_reason)
+                    _terminate_step(step, stamp, reason, step_reason, status.get("podName", ""))
             status["completionTime"] = stamp
             set_condition(status, "False", reason, message)
 
@@ -402,7 +402,7 @@ class TektonController:
         if status.get("podName"):
             await self._delete_pod(meta.get("namespace", "default"), status["podName"])
         message = f'TaskRun "{meta["name"]}" was cancelled. {(taskrun.get("spec") or {}).get("statusMessage", "")}'
-        await self._fail(taskrun, "TaskRunCancelled", message, step_reason="Cancelled")
+        await self._fail(taskrun, "TaskRunCancelled", message, step_reason="TaskRunCancelled")
         self._cleanup(taskrun)
 
     async def _event(self, taskrun: dict, kind: str, reason: str, message: str) -> None:
@@ -442,7 +442,7 @@ class TektonController:
                     await self._delete_pod(meta.get("namespace", "default"), pod_name)
                 limit = format_duration(timeout)
                 message = f'TaskRun "{name}" failed to finish within "{limit}"'
-                await self._fail(current, "TaskRunTimeout", message, step_reason="TimeoutExceeded")
+                await self._fail(current, "TaskRunTimeout", message, step_reason="TaskRunTimeout")
             self._cleanup(taskrun)
 
     async def _prepare_and_run(self, taskrun: dict) -> None:
@@ -1094,15 +1094,27 @@ def _skipped(stamp: str) -> dict:
     return {"terminated": {"exitCode": 1, "reason": "Skipped", "startedAt": stamp, "finishedAt": stamp}}
 
 
-def _terminate_step(step: dict, stamp: str, reason: str, termination_reason: str) -> None:
-    """A step still running or waiting when the run ends (cancel, timeout) is marked terminated."""
+def _terminate_step(step: dict, stamp: str, reason: str, termination_reason: str, pod_name: str = "") -> None:
+    """A step still running or waiting when the controller fails the run is marked terminated.
+
+    As Tekton's terminateStepsInPod: exit code 1, and the run's reason (TaskRunTimeout,
+    TaskRunCancelled, TaskRunImagePullFailed, ...) both as the container reason and as the
+    step's terminationReason.
+    """
+    message = f"Step {step.get('name', '')} terminated as pod {pod_name} is terminated"
     if "running" in step:
         started = step.pop("running").get("startedAt", stamp)
-        step["terminated"] = {"exitCode": 1, "reason": reason, "startedAt": started, "finishedAt": stamp}
+        step["terminated"] = {
+            "exitCode": 1,
+            "reason": reason,
+            "message": message,
+            "startedAt": started,
+            "finishedAt": stamp,
+        }
         step["terminationReason"] = termination_reason
     elif "waiting" in step or not step.get("terminated"):
         step.pop("waiting", None)
-        step["terminated"] = {"exitCode": 1, "reason": reason, "finishedAt": stamp}
+        step["terminated"] = {"exitCode": 1, "reason": reason, "message": message, "finishedAt": stamp}
         step["terminationReason"] = termination_reason
 
 

@@ -262,7 +262,10 @@ async def test_timeout(cluster):
     condition = succeeded(done)
     assert (condition["status"], condition["reason"]) == ("False", "TaskRunTimeout")
     assert condition["message"] == 'TaskRun "slow" failed to finish within "1s"'
-    assert done["status"]["steps"][0]["terminationReason"] == "TimeoutExceeded"
+    # As Tekton's terminateStepsInPod: the run's reason, exit code 1 that is not the step's own.
+    assert done["status"]["steps"][0]["terminationReason"] == "TaskRunTimeout"
+    assert done["status"]["steps"][0]["terminated"]["reason"] == "TaskRunTimeout"
+    assert done["status"]["steps"][0]["terminated"]["exitCode"] == 1
     assert await cluster.get(POD, "slow-pod") is None
 
 
@@ -276,7 +279,8 @@ async def test_cancel_deletes_the_pod(cluster):
     condition = succeeded(done)
     assert (condition["status"], condition["reason"]) == ("False", "TaskRunCancelled")
     assert condition["message"] == 'TaskRun "stop-me" was cancelled. '
-    assert done["status"]["steps"][0]["terminationReason"] == "Cancelled"
+    assert done["status"]["steps"][0]["terminationReason"] == "TaskRunCancelled"
+    assert done["status"]["steps"][0]["terminated"]["message"] == "Step slow terminated as pod stop-me-pod is terminated"
     assert await cluster.get(POD, "stop-me-pod") is None
 
 

@@ -199,15 +199,23 @@ def test_failing_step_skips_steps_that_continued_on_error():
     assert (step["name"], step["exit_code"], step["reason"]) == ("build", 137, "OOMKilled")
 
 
-@pytest.mark.parametrize("termination", ["TimeoutExceeded", "Cancelled"])
-def test_failing_step_from_termination_reason(termination):
+@pytest.mark.parametrize(
+    "reason", ["TaskRunTimeout", "TaskRunCancelled", "TaskRunImagePullFailed", "CreateContainerConfigError"]
+)
+def test_a_step_tekton_stopped_is_not_reported_as_its_own_exit_code(reason):
+    # What terminateStepsInPod writes (tektoncd/pipeline v1.15.0): exit code 1, and the run's
+    # reason as the container reason and as the step's terminationReason.
+    stopped = terminated("build", 1, reason, reason=reason)
     run = taskrun(
-        status="False",
-        reason="TaskRunTimeout",
-        steps=[terminated("fetch", 0, "Completed"), terminated("build", 0, termination)],
+        status="False", reason=reason, steps=[terminated("fetch", 0, termination_reason="Completed"), stopped]
     )
     step = tekton.failing_step(run)
-    assert (step["name"], step["termination_reason"]) == ("build", termination)
+    assert (step["name"], step["termination_reason"], step["exit_code"], step["stopped_by"]) == (
+        "build",
+        reason,
+        None,
+        reason,
+    )
 
 
 def test_failing_step_waiting_on_an_image_pull():
@@ -723,11 +731,14 @@ def test_wait_reports_when_the_log_is_gone(wait):
     client = FakeKubeClient()
     run = failed_run()
     run["status"]["conditions"][0].update(reason="TaskRunCancelled", message='TaskRun "build-1" was cancelled.')
-    run["status"]["steps"] = [terminated("build-and-push", 1, "Cancelled")]
+    run["status"]["steps"] = [terminated("build-and-push", 1, "TaskRunCancelled", "TaskRunCancelled")]
     client.put(run)  # no pod: Tekton deleted it on cancel
     with pytest.raises(ServerlessError) as info:
         wait(client)
     assert "TaskRunCancelled" in info.value.msg
+    assert "stopped by Tekton: the run was cancelled" in info.value.msg
+    assert "exit code" not in info.value.msg
+    assert info.value.result["exit_code"] is None
     assert "pod build-1-pod is gone" in info.value.msg
     assert info.value.result["log_tail"] == []
     assert "keep-pod-on-cancel" in info.value.result["log_error"]

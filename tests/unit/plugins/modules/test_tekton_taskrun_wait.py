@@ -140,13 +140,15 @@ def test_a_cancelled_run_without_its_pod_says_the_log_is_gone(cluster, capsys):
         "False",
         "TaskRunCancelled",
         f'TaskRun "{NAME}" was cancelled. TaskRun cancelled as pipeline has been cancelled.',
-        [step("build-and-push", 1, "Cancelled")],
+        [step("build-and-push", 1, "TaskRunCancelled")],
     )
     cluster.watch_script = [[event("MODIFIED", cancelling)], [event("MODIFIED", cancelled)]]
     result = run_module(capsys)
     assert result["failed"] is True
     assert "TaskRunCancelled" in result["msg"]
     assert f"pod {POD} is gone" in result["msg"]
+    assert "stopped by Tekton: the run was cancelled" in result["msg"]
+    assert result["exit_code"] is None
     assert result["log_tail"] == []
 
 
