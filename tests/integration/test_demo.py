@@ -186,7 +186,11 @@ def test_demo_is_idempotent_rebuilds_on_change_and_cleans_up(sandbox: Sandbox, t
     assert sorted(revisions) == ["hello-00001", "hub-00001"]
 
     # 3. Again with the same source: nothing changes, no build, no revision; check mode agrees.
-    assert sandbox.playbook("demo.yml").changed == 0
+    again = sandbox.playbook("demo.yml")
+    assert again.changed == 0
+    # The build found was reused after the hub said its image is there (issue 8 item 14).
+    assert "Check that the image of the build found is still in the hub" in again.output
+    assert "without knowing whether its image is still in the hub" not in again.output
     assert _builds_and_revisions(sandbox) == (taskruns, revisions)
     assert sandbox.playbook("demo.yml", "--check").changed == 0
     sandbox.down()
@@ -211,3 +215,21 @@ def test_demo_is_idempotent_rebuilds_on_change_and_cleans_up(sandbox: Sandbox, t
         time.sleep(0.2)  # pods of deleted revisions may take a moment to go
     assert left == {}
     assert not (sandbox.state_dir / "volumes" / NAMESPACE / "hub-data").exists(), "the hub's images outlived its claim"
+
+
+def test_a_build_whose_image_left_the_hub_is_built_again(sandbox: Sandbox) -> None:
+    # A hub without a volume loses its images with its pod (here: with the sandbox's restart). The
+    # TaskRun that built the source is still there; reusing it would leave the app without an image.
+    sandbox.playbook("sandbox-prepare.yml")
+    sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false")
+    [first], _ = _builds_and_revisions(sandbox)
+    sandbox.down()
+    sandbox.up()
+    again = sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false")
+    assert "Remove the build found, its image is no longer in the hub" in again.output
+    [second], _ = _builds_and_revisions(sandbox)
+    assert second != first
+    assert _answer(sandbox) == "Hello World!\n"
+    # And now that the image is back, the next run reuses the new build.
+    assert sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false").changed == 0
+    assert _builds_and_revisions(sandbox)[0] == [second]

@@ -280,7 +280,8 @@ async def test_cancel_deletes_the_pod(cluster):
     assert (condition["status"], condition["reason"]) == ("False", "TaskRunCancelled")
     assert condition["message"] == 'TaskRun "stop-me" was cancelled. '
     assert done["status"]["steps"][0]["terminationReason"] == "TaskRunCancelled"
-    assert done["status"]["steps"][0]["terminated"]["message"] == "Step slow terminated as pod stop-me-pod is terminated"
+    message = done["status"]["steps"][0]["terminated"]["message"]
+    assert message == "Step slow terminated as pod stop-me-pod is terminated"
     assert await cluster.get(POD, "stop-me-pod") is None
 
 
