@@ -99,6 +99,40 @@ class Cluster:
         assert recap, f"no PLAY RECAP for localhost in:\n{output[-2000:]}"
         return Run(int(recap.group(1)), output)
 
+    def module(self, module: str, **args) -> dict:
+        """One collection module run by `ansible` inside the namespace; its result (failed or not)."""
+        variables = {
+            "K8S_AUTH_KUBECONFIG": str(Paths.from_env().inner_kubeconfig),
+            "ANSIBLE_COLLECTIONS_PATH": f"{ROOT / '.build' / 'collections'}",
+            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        }
+        argv = [
+            "env",
+            *(f"{k}={v}" for k, v in variables.items()),
+            str(BIN / "ansible"),
+            "localhost",
+            "-m",
+            f"knlab.serverless.{module}",
+            "-a",
+            json.dumps(args),
+        ]
+        done = subprocess.run(
+            [CLI, "exec", "--", *argv],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        start = done.stdout.find("{")
+        assert start >= 0, f"no result from {module}:\n{done.stdout}\n{done.stderr}"
+        report = json.loads(done.stdout[start:])
+        return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
     def answer(self, name: str, namespace: str = NAMESPACE) -> str:
         """The app's answer through the real ingress (Traefik), with its host in the Host header."""
         url = self.json("get", "ksvc", name, "-n", namespace)["status"]["url"]

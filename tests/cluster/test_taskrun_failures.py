@@ -1,0 +1,68 @@
+"""What real Tekton writes when its controller fails a run, and how tekton_taskrun_wait reads it.
+
+Tekton's failTaskRun -> terminateStepsInPod marks every step still running or waiting as
+terminated with exit code 1 and the run's reason (both as the container reason and as the step's
+terminationReason), and deletes the pod. The module must report the controller's reason, not
+"exit code 1", and explain the missing log by it (issue 8 item 3).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from conftest import NAMESPACE, Cluster
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _base_image(cluster: Cluster) -> str:
+    # The demo's base image, served by the cluster's mirror (it has `sleep`).
+    arg = next(a for a in cluster.env["DEMO_BUILD_EXTRA_ARGS"].split() if a.startswith("--build-arg=BASE_IMAGE="))
+    return arg.split("=", 2)[2]
+
+
+def _run(cluster: Cluster, prefix: str, step: dict, timeout: str = "10m") -> dict:
+    started = cluster.module(
+        "tekton_taskrun",
+        generate_name=f"{prefix}-",
+        namespace=NAMESPACE,
+        timeout=timeout,
+        labels={"knlab.test": "taskrun-failures"},
+        idempotency_key=uuid.uuid4().hex,
+        task_spec={"steps": [step]},
+    )
+    assert started.get("created"), started
+    return cluster.module("tekton_taskrun_wait", name=started["name"], namespace=NAMESPACE, timeout=600)
+
+
+def test_a_missing_step_image_is_reported_as_tekton_stopping_the_step(cluster: Cluster) -> None:
+    image = "docker.io/knlab/no-such-image:v1"
+    result = _run(cluster, "pull-fails", {"name": "main", "image": image, "command": ["true"]})
+    assert result["failed"] is True
+    assert result["reason"] == "TaskRunImagePullFailed", result["msg"]
+    [step] = result["steps"]
+    # What the real cluster wrote: exit code 1 and the run's reason, not the step's own exit.
+    assert (step["state"], step["exit_code"], step["termination_reason"]) == (
+        "terminated",
+        1,
+        "TaskRunImagePullFailed",
+    )
+    assert result["exit_code"] is None
+    assert "stopped by Tekton: a step image could not be pulled" in result["msg"]
+    assert "exit code 1" not in result["msg"]
+    cluster.kubectl("delete", "taskrun", "-l", "knlab.test=taskrun-failures", "--wait=false")
+
+
+def test_a_timeout_is_reported_as_tekton_stopping_the_step(cluster: Cluster) -> None:
+    step = {"name": "slow", "image": _base_image(cluster), "command": ["sleep", "300"]}
+    result = _run(cluster, "too-slow", step, timeout="20s")
+    assert result["failed"] is True
+    assert result["reason"] == "TaskRunTimeout", result["msg"]
+    [summary] = result["steps"]
+    assert (summary["exit_code"], summary["termination_reason"]) == (1, "TaskRunTimeout")
+    assert result["exit_code"] is None
+    assert "stopped by Tekton: the run timed out" in result["msg"]
+    # Tekton deletes the pod; until its grace period ends the log may still be readable.
+    assert result["log_tail"] or "Tekton deleted it because the run timed out" in result["log_error"], result
+    cluster.kubectl("delete", "taskrun", "-l", "knlab.test=taskrun-failures", "--wait=false")
