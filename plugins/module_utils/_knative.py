@@ -439,10 +439,12 @@ def _volume(volume: dict[str, Any]) -> dict[str, Any]:
     # Every source key is owned: switching a volume from configMap to secret must drop configMap.
     result: dict[str, Any] = {"name": volume["name"], **dict.fromkeys(VOLUME_SOURCES.values())}
     if volume.get("persistent_volume_claim") is not None:
-        claim: dict[str, Any] = {"claimName": volume["persistent_volume_claim"]}
-        if volume.get("read_only"):
-            claim["readOnly"] = True  # Knative wants a read-only claim mounted read-only too
-        result["persistentVolumeClaim"] = claim
+        # Owned either way: a claim made writable again must lose readOnly, or Knative refuses a
+        # read-only claim behind a writable mount. false is stored as absent (omitempty).
+        result["persistentVolumeClaim"] = {
+            "claimName": volume["persistent_volume_claim"],
+            "readOnly": True if volume.get("read_only") else None,
+        }
     elif volume.get("config_map") is not None:
         result["configMap"] = {"name": volume["config_map"]}
     elif volume.get("secret") is not None:
@@ -457,15 +459,30 @@ def _volume(volume: dict[str, Any]) -> dict[str, Any]:
 
 def _mount(volume: dict[str, Any]) -> dict[str, Any]:
     mount: dict[str, Any] = {"name": volume["name"], "mountPath": volume["mount_path"]}
-    _set(mount, "readOnly", volume.get("read_only"))
+    if volume.get("read_only") is not None:
+        # readOnly is omitempty: the webhook's Go round trip stores false as absent, so false is
+        # owned as "absent" (and removes a true set earlier).
+        mount["readOnly"] = True if volume["read_only"] else None
     return mount
 
 
 def align_quantities(desired: dict[str, Any], live: dict[str, Any] | None) -> None:
-    """Take the server's spelling of quantities that equal ours (it turns ``1000m`` into ``1``)."""
+    """Take the server's spelling of quantities that equal ours.
+
+    The API server stores quantities in canonical form (``1000m`` becomes ``1``, ``1024Mi``
+    becomes ``1Gi``): in resources and in an emptyDir's ``sizeLimit``.
+    """
     if live is None:
         return
-    live_containers = (((live.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    live_spec = ((live.get("spec") or {}).get("template") or {}).get("spec") or {}
+    live_volumes = {volume.get("name"): volume for volume in live_spec.get("volumes") or [] if isinstance(volume, dict)}
+    for volume in desired["spec"]["template"]["spec"].get("volumes") or []:
+        wanted = volume.get("emptyDir") or {}
+        current = (live_volumes.get(volume["name"]) or {}).get("emptyDir") or {}
+        same_size = "sizeLimit" in wanted and "sizeLimit" in current
+        if same_size and parse_quantity(current["sizeLimit"]) == parse_quantity(wanted["sizeLimit"]):
+            wanted["sizeLimit"] = current["sizeLimit"]
+    live_containers = live_spec.get("containers") or []
     desired_containers = desired["spec"]["template"]["spec"]["containers"]
     for wanted, current in _pairs(desired_containers, live_containers):
         for section, quantities in (wanted.get("resources") or {}).items():

@@ -70,10 +70,10 @@ notes:
     stuck waiting (for example on C(ImagePullBackOff)). Its log is the container C(step-<name>) of
     the run's pod.
   - When Tekton's controller fails a run, it marks the steps still running or waiting as terminated
-    with exit code 1 and the run's reason, and deletes the pod. That exit code is not the step's:
+    with exit code 1 and the run's reason, and deletes the pod. That exit code is not the step's, so
     RV(exit_code) is then null, the message says which of these stopped the step, and RV(log_error)
-    says why there is no log. A reason's message may carry C(Previous status: [...]), the condition
-    before it (for example C(PullImageFailed)).
+    says why there is no log. The run's message may end with the condition before it, after the
+    words C(Previous status) (for example C(PullImageFailed)).
   - The TaskRun's results come back as RV(task_results), not C(results). Ansible reserves a
     module's top-level C(results) key for the results of a loop; a mapping returned under it is
     renamed to C(ansible_module_results), with a warning. So C(results) cannot be used here.
