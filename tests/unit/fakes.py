@@ -47,6 +47,11 @@ _GO_MAP_FIELDS = frozenset(
 )
 
 
+# Go bool fields tagged omitempty (VolumeMount.readOnly, PersistentVolumeClaimVolumeSource.readOnly):
+# false is not encoded, so it comes back absent.
+_GO_OMITEMPTY_BOOLS = frozenset({"readOnly"})
+
+
 def go_round_trip(obj: dict) -> None:
     """Do to ``obj`` (in place) what decoding it into Go types and encoding it back does.
 
@@ -68,7 +73,7 @@ def go_round_trip(obj: dict) -> None:
                     del obj[key]
             else:
                 go_round_trip(value)
-        elif value == "":
+        elif value == "" or (value is False and key in _GO_OMITEMPTY_BOOLS):
             del obj[key]
 
 

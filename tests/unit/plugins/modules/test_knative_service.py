@@ -326,6 +326,41 @@ def test_volumes_and_resources_are_idempotent_against_the_webhook(cluster, capsy
     assert run_module(capsys, **args)["changed"] is False
 
 
+def test_read_only_false_is_idempotent_against_the_go_round_trip(cluster, capsys):
+    # Issue 8 item 8: readOnly is omitempty, so the webhook stores false as absent.
+    args = BASE | {
+        "volumes": [
+            {"name": "scratch", "mount_path": "/scratch", "empty_dir": {}, "read_only": False},
+            {"name": "data", "mount_path": "/data", "persistent_volume_claim": "app-data", "read_only": False},
+        ]
+    }
+    assert run_module(capsys, **args)["changed"] is True
+    assert run_module(capsys, **args)["changed"] is False
+
+
+def test_a_claim_made_writable_again_loses_read_only_on_both_sides(cluster, capsys):
+    volume = {"name": "data", "mount_path": "/data", "persistent_volume_claim": "app-data"}
+    run_module(capsys, **(BASE | {"volumes": [volume | {"read_only": True}]}))
+    spec = stored(cluster)["spec"]["template"]["spec"]
+    assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "app-data", "readOnly": True}
+    assert run_module(capsys, **(BASE | {"volumes": [volume | {"read_only": False}]}))["changed"] is True
+    spec = stored(cluster)["spec"]["template"]["spec"]
+    # Knative refuses a read-only claim behind a writable mount (validateVolumeMounts).
+    assert spec["volumes"][0]["persistentVolumeClaim"] == {"claimName": "app-data"}
+    assert "readOnly" not in spec["containers"][0]["volumeMounts"][0]
+
+
+@pytest.mark.parametrize(("given", "canonical"), [("1024Mi", "1Gi"), ("0.5Gi", "512Mi"), ("1000M", "1G")])
+def test_a_size_limit_in_another_spelling_is_idempotent(cluster, capsys, given, canonical):
+    args = BASE | {"volumes": [{"name": "scratch", "mount_path": "/scratch", "empty_dir": {"size_limit": given}}]}
+    assert run_module(capsys, **args)["changed"] is True
+    # The API server stores quantities in canonical form.
+    live = stored(cluster)
+    live["spec"]["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] = canonical
+    cluster.put(live)
+    assert run_module(capsys, **args)["changed"] is False
+
+
 EMPTY_LISTS = {"image_pull_secrets": [], "volumes": [], "command": [], "args": []}
 
 
