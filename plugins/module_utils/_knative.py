@@ -68,6 +68,8 @@ RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091, 8008})
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
 RESERVED_MOUNT_PATHS = frozenset({"/", "/dev", "/dev/log"})
 MAX_TIMEOUT_SECONDS = 600
+# How long a Ready=False may last before the wait believes it (kn's --wait-window is 2 s).
+MAX_WAIT_WINDOW = 600
 VOLUME_SOURCES = {
     "persistent_volume_claim": "persistentVolumeClaim",
     "config_map": "configMap",
@@ -118,6 +120,8 @@ def validate(params: dict[str, Any]) -> None:
         )
     if params.get("wait_timeout") is not None:
         check_wait_seconds("wait_timeout", params["wait_timeout"])
+    if params.get("wait_window") is not None:
+        check_range("wait_window", params["wait_window"], 0, MAX_WAIT_WINDOW)
     if params["state"] != "present":
         return
     _check_image(params.get("image"))
@@ -638,6 +642,7 @@ class ServiceReconciler:
                 readiness,
                 self.params["wait_timeout"],
                 initial=obj,
+                settle=self.params.get("wait_window") or 0,
             )
         except WaitFailed as err:
             raise ServerlessError(f"{self.where} is not ready: {err.msg}", **self._failure_result(err.obj)) from err

@@ -101,8 +101,13 @@ class _Wait:
         timeout: float,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
+        settle: float = 0.0,
     ) -> None:
         self.client = client
+        # A failure verdict must last this long before it ends the wait (a transient False on its
+        # way to True does not count); None while the latest verdict is not a failure.
+        self.settle = settle
+        self.failing_since: float | None = None
         self.api_version = api_version
         self.kind = kind
         self.name = name
@@ -123,15 +128,31 @@ class _Wait:
         self.obj = obj
         verdict = self.check(obj)
         if verdict is None or not (verdict.done or verdict.failed):
+            self.failing_since = None
             return False
         if verdict.failed:
+            if self.settle > 0:
+                if self.failing_since is None:
+                    self.failing_since = self.clock()
+                if self.clock() - self.failing_since < self.settle:
+                    return False  # not final yet: judged again when the window ends
             raise WaitFailed(verdict.reason or "Failed", verdict.message or "", obj)
+        self.failing_since = None
         return True
+
+    def settle_left(self) -> float | None:
+        """Seconds until a pending failure counts, or None when none is pending."""
+        if self.failing_since is None:
+            return None
+        return max(0.0, self.failing_since + self.settle - self.clock())
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
 
     def expire_if_due(self) -> None:
+        if self.remaining() <= 0 and self.failing_since is not None:
+            self.settle = 0.0
+            self.judge(self.obj)  # the failure seen last is the answer, not a timeout
         if self.remaining() <= 0:
             where = f"{self.namespace}/{self.name}" if self.namespace else self.name
             raise WaitTimeout(
@@ -171,7 +192,8 @@ class _Wait:
             self.namespace,
             resource_version=self.version,
             field_selector=self.field_selector,
-            timeout_seconds=max(1, math.ceil(self.remaining())),
+            # A pending failure is judged again when its window ends, even if no event comes.
+            timeout_seconds=max(1, math.ceil(min(self.remaining(), self.settle_left() or math.inf))),
         )
         progressed = False
         for event in events:
@@ -183,6 +205,8 @@ class _Wait:
             if self.judge(None if event.get("type") == "DELETED" else obj):
                 return True
             self.expire_if_due()
+        if self.settle_left() == 0.0 and self.judge(self.obj):
+            return True  # the failure lasted its window (judge raises WaitFailed)
         if progressed:
             self.backoff.reset()
         else:
@@ -246,13 +270,16 @@ def wait_for(  # noqa: PLR0917 - the positional order is the documented contract
     initial: dict | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    settle: float = 0.0,
 ) -> dict | None:
     """Wait until ``check`` says done; return the object that satisfied it (None: it is gone).
 
     ``initial`` is the object the caller just read or wrote; without it the wait starts with a
     list by name. ``check(obj_or_None)`` returns a ``Verdict`` or None (keep waiting). Raises
-    ``WaitFailed`` on a terminal verdict and ``WaitTimeout`` after ``timeout`` seconds.
-    ``clock``/``sleep`` are for tests.
+    ``WaitFailed`` on a terminal verdict and ``WaitTimeout`` after ``timeout`` seconds. With
+    ``settle``, a failure verdict ends the wait only when every verdict for ``settle`` seconds has
+    been that failure (a False that turns Unknown or True in time does not count), as kn's
+    ``--wait-window``. ``clock``/``sleep`` are for tests.
     """
     wait = _Wait(
         client,
@@ -264,5 +291,6 @@ def wait_for(  # noqa: PLR0917 - the positional order is the documented contract
         timeout=timeout,
         clock=clock,
         sleep=sleep,
+        settle=settle,
     )
     return wait.run(initial)

@@ -209,7 +209,8 @@ options:
     description:
       - With O(state=present), wait until Knative reports the Service C(Ready) for the
         configuration just written (C(status.observedGeneration) has caught up with
-        C(metadata.generation)). A C(Ready=False) ends the wait at once with Knative's reason.
+        C(metadata.generation)). A C(Ready=False) that lasts O(wait_window) seconds ends the wait
+        with Knative's reason.
       - With O(state=absent), wait until the Service is gone.
       - The wait watches the Service, so it ends as soon as Knative reports.
     type: bool
@@ -219,6 +220,17 @@ options:
       - How many seconds to wait, at most V(86400) (a day).
     type: int
     default: 300
+  wait_window:
+    description:
+      - Seconds a C(Ready=False) must last before the wait believes it, from V(0) (at once) to
+        V(600); the equivalent of C(kn --wait-window).
+      - Knative reports some failures on the way to C(Ready=True). Right after a template change
+        the Service can still show the last revision's failure (C(RevisionMissing)), a claim that
+        is still binding shows C(PodScheduled=False), a first crash C(ContainerHealthy=False).
+        A C(False) that turns C(Unknown) or C(True) within the window does not end the wait; one
+        that lasts ends it with Knative's reason, the window after it appeared.
+    type: int
+    default: 2
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - knlab.serverless._attributes
@@ -399,6 +411,7 @@ OPTIONS = {
     "cluster_local": {"type": "bool", "default": False},
     "wait": {"type": "bool", "default": True},
     "wait_timeout": {"type": "int", "default": 300},
+    "wait_window": {"type": "int", "default": 2},
 }
 
 

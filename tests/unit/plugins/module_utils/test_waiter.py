@@ -279,3 +279,72 @@ def test_describe_conditions():
     assert describe_conditions(obj) == "Ready=False (RevisionFailed: boom); RoutesReady=Unknown"
     assert describe_conditions(None) == "the object does not exist"
     assert describe_conditions({"status": {}}) == "no conditions reported yet"
+
+
+# -- the wait window (kn's --wait-window): a False must last before it counts -------------------------
+
+
+def windowed(client, clock, settle=2.0, timeout=60, initial=None):
+    return wait_for(
+        client,
+        API,
+        KIND,
+        "hello",
+        "default",
+        ready_check,
+        timeout,
+        initial=initial,
+        clock=clock,
+        sleep=clock.sleep,
+        settle=settle,
+    )
+
+
+def timed_watches(client, clock):
+    """A watch whose stream ends without events only after its timeoutSeconds, as a server's does."""
+    original = client.watch
+
+    def watch(*args, **kwargs):
+        events = list(original(*args, **kwargs))
+        if not events:
+            clock.now += kwargs.get("timeout_seconds") or 0
+        return iter(events)
+
+    client.watch = watch
+
+
+def test_a_false_that_turns_true_within_the_window_is_not_final(clock):
+    # Right after a template change Knative can still show the old revision's failure.
+    client = FakeKubeClient()
+    client.watch_script = [
+        [
+            event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionMissing", "old revision failed")),
+            event("MODIFIED", ksvc("12", 2, 2, "Unknown")),
+            event("MODIFIED", ksvc("13", 2, 2, "True")),
+        ]
+    ]
+    done = windowed(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+    assert done["metadata"]["resourceVersion"] == "13"
+
+
+def test_a_false_that_lasts_the_window_fails_with_its_reason(clock):
+    client = FakeKubeClient()
+    timed_watches(client, clock)
+    client.watch_script = [
+        [event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionFailed", "exit code 1"))],
+        [],  # nothing more happens
+    ]
+    start = clock.now
+    with pytest.raises(WaitFailed) as caught:
+        windowed(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
+    assert caught.value.reason == "RevisionFailed"
+    # The second watch only lasted until the window ended, not until the deadline.
+    assert watches(client)[1]["timeout_seconds"] == 2
+    assert clock.now - start <= 3
+
+
+def test_a_false_pending_at_the_deadline_is_the_answer_not_a_timeout(clock):
+    client = FakeKubeClient()
+    client.watch_script = [[event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionFailed", "exit code 1"))]]
+    with pytest.raises(WaitFailed):
+        windowed(client, clock, settle=30, timeout=5, initial=ksvc("10", 2, 1, "Unknown"))

@@ -1,0 +1,49 @@
+"""A crashing Service, then its fix: the fix must not fail on the crash Knative still reports.
+
+Issue 8 item 7: upstream propagates the Route's status whenever the Route's generation is observed,
+and a template change does not bump it, so the first status at the new generation can still say
+Ready=False. knative_service waits for a False to last wait_window seconds (kn's --wait-window).
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import NAMESPACE, Cluster
+
+pytestmark = pytest.mark.timeout(900)
+
+NAME = "flaky"
+
+
+def _image(cluster: Cluster) -> str:
+    arg = next(a for a in cluster.env["DEMO_BUILD_EXTRA_ARGS"].split() if a.startswith("--build-arg=BASE_IMAGE="))
+    return arg.split("=", 2)[2]
+
+
+def _service(cluster: Cluster, command: list[str], **extra) -> dict:
+    return cluster.module(
+        "knative_service",
+        name=NAME,
+        namespace=NAMESPACE,
+        image=_image(cluster),
+        command=command,
+        port=8080,
+        wait_timeout=300,
+        **extra,
+    )
+
+
+def test_a_crash_then_a_fix_succeeds(cluster: Cluster) -> None:
+    cluster.module("knative_service", name=NAME, namespace=NAMESPACE, state="absent")
+    try:
+        crashed = _service(cluster, ["python3", "-c", "import sys; sys.exit(3)"])
+        assert crashed["failed"] is True, crashed
+        assert "is not ready" in crashed["msg"], crashed["msg"]
+
+        fixed = _service(cluster, ["python3", "-m", "http.server", "8080"])
+        assert fixed.get("failed") is not True, fixed["msg"]
+        assert fixed["latest_ready_revision"] == f"{NAME}-00002"
+        assert fixed["url"]
+    finally:
+        gone = cluster.module("knative_service", name=NAME, namespace=NAMESPACE, state="absent")
+        assert gone.get("failed") is not True, gone
