@@ -21,6 +21,7 @@ from ansible_collections.knlab.serverless.plugins.module_utils._diff import (
     merge_patch,
     owned_diff,
     project,
+    same,
     without_none,
 )
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
@@ -67,7 +68,6 @@ OLD_SPELLING = {
 RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091, 8008})
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
 RESERVED_MOUNT_PATHS = frozenset({"/", "/dev", "/dev/log"})
-MAX_TIMEOUT_SECONDS = 600
 # How long a Ready=False may last before the wait believes it (kn's --wait-window is 2 s).
 MAX_WAIT_WINDOW = 600
 VOLUME_SOURCES = {
@@ -133,8 +133,13 @@ def validate(params: dict[str, Any]) -> None:
     if min_scale is not None and max_scale and max_scale < min_scale:
         raise InvalidOption(f"max_scale ({max_scale}) is less than min_scale ({min_scale})")
     timeout = params.get("timeout_seconds")
-    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_SECONDS:
-        raise InvalidOption(f"timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}, got {timeout}")
+    if timeout == 0:
+        # Knative reads 0 as "the default" and stores the default: owning 0 would differ every run.
+        raise InvalidOption("timeout_seconds must be at least 1; leave it out for Knative's default")
+    if timeout is not None:
+        # The upper limit is the cluster's max-revision-timeout-seconds (600 unless raised), which
+        # Knative's webhook applies; only what no cluster can accept is refused here.
+        check_range("timeout_seconds", timeout, 1, INT32_MAX)
     _check_port(params.get("port"))
     for option in ("command", "args"):
         for index, item in enumerate(params.get(option) or []):
@@ -611,6 +616,7 @@ class ServiceReconciler:
         # re-read once). A PUT would have to round-trip the whole object, including status and
         # fields of other writers; a merge patch touches only what we own.
         patch = merge_patch(desired, live)
+        self._release_revision_name(desired, live, patch)
         patch["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
         for key in ("apiVersion", "kind"):
             patch.pop(key, None)
@@ -618,6 +624,21 @@ class ServiceReconciler:
         patch["metadata"].pop("namespace", None)
         written = self._dry_run_or(lambda: self.client.patch(API_VERSION, KIND, self.name, patch, self.namespace), live)
         return written, diff
+
+    def _release_revision_name(self, desired: dict[str, Any], live: dict[str, Any], patch: dict[str, Any]) -> None:
+        """Drop a revision name the template carries (``kn --revision-name``) when the template changes.
+
+        Knative names the next revision after ``spec.template.metadata.name`` and refuses a template
+        change under the same name (VerifyNameChange): without the name, it names the new revision
+        itself (``<service>-0000N``).
+        """
+        live_template = (live.get("spec") or {}).get("template") or {}
+        name = (live_template.get("metadata") or {}).get("name")
+        if not name or same(desired["spec"]["template"], live_template):
+            return
+        template = patch.setdefault("spec", {}).setdefault("template", {})
+        template.setdefault("metadata", {})["name"] = None
+        self.warn(f"{self.where}: its revisions were named ({name}); the new revision gets Knative's own name")
 
     def _dry_run_or(self, write: Any, fallback: dict[str, Any]) -> dict[str, Any]:
         """The write (a server dry run in check mode); a server that cannot dry-run gets no write."""
@@ -684,6 +705,7 @@ class ServiceReconciler:
             return self._result(None, {"before": {}, "after": {}})  # someone else deleted it first
         self.changed = True
         self._wait_gone(None)
+        self._wait_children_gone()
         return self._result(None, {"before": before, "after": {}})
 
     def _wait_gone(self, initial: dict[str, Any] | None) -> None:
@@ -702,6 +724,30 @@ class ServiceReconciler:
             )
         except WaitTimeout as err:
             raise ServerlessError(f"{self.where} was not deleted in time: {err.msg}", changed=self.changed) from err
+
+    def _wait_children_gone(self) -> None:
+        """Wait until the Route, the Configuration and the Revisions of the Service are gone too.
+
+        The garbage collector deletes them in the background after the Service, and the Route
+        holds a finalizer: a Service created again with the same name before they are gone finds
+        children it does not own (``NotOwned``). So a delete with wait is done when they are.
+        """
+        if not self.params["wait"] or self.check_mode:
+            return
+        children = [("Route", self.name), ("Configuration", self.name)]
+        selector = f"serving.knative.dev/service={self.name}"
+        revisions, _ = self.client.list(API_VERSION, "Revision", self.namespace, label_selector=selector)
+        children += [("Revision", (item.get("metadata") or {}).get("name")) for item in revisions]
+        deadline = self.started + self.params["wait_timeout"]
+        for kind, name in children:
+            try:
+                wait_for(
+                    self.client, API_VERSION, kind, name, self.namespace, _gone, max(1.0, deadline - time.monotonic())
+                )
+            except WaitTimeout as err:
+                raise ServerlessError(
+                    f"{self.where} was deleted but its {kind} {name} is still there: {err.msg}", changed=self.changed
+                ) from err
 
 
 def _summary_shape() -> dict[str, Any]:

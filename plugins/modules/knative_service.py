@@ -107,8 +107,11 @@ options:
     type: int
   timeout_seconds:
     description:
-      - Longest time a request may take (C(timeoutSeconds)), from 1 to 600 seconds. Knative's
-        default is 300.
+      - Longest time a request may take (C(timeoutSeconds)), in seconds, at least 1. Leave it out
+        for Knative's default (C(revision-timeout-seconds), 300 unless configured).
+      - The maximum is the cluster's C(max-revision-timeout-seconds) in C(config-defaults) (600
+        unless raised); Knative's webhook refuses a larger value, and the module reports its
+        message.
     type: int
   annotations:
     description:

@@ -128,6 +128,7 @@ MODULES: dict[str, dict[str, Any]] = {
             "service_account": "optional_subdomain",
             "image_pull_secrets[0]": "subdomain",
             "wait_timeout": "positive_int",
+            "wait_window": "count",
             "volumes[0].name": "dns1123",
             "volumes[0].mount_path": "abs_path",
             "volumes[0].empty_dir.size_limit": "quantity",
