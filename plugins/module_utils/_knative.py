@@ -547,6 +547,26 @@ def _failure_detail(obj: dict[str, Any], ready: dict[str, Any]) -> str:
     return "; ".join(part for part in parts if part)
 
 
+def is_cluster_local_url(obj: dict[str, Any]) -> bool:
+    """Whether the Service's URL is its cluster-local one (``<name>.<namespace>.svc.<cluster domain>``)."""
+    metadata = obj.get("metadata") or {}
+    url = str((obj.get("status") or {}).get("url") or "")
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    return host.startswith(f"{metadata.get('name')}.{metadata.get('namespace')}.svc.")
+
+
+def _ready_with_visibility(cluster_local: bool) -> Any:
+    """Readiness, and a URL that already shows the visibility asked for."""
+
+    def check(obj: dict[str, Any] | None) -> Verdict | None:
+        verdict = readiness(obj)
+        if verdict is not None and verdict.done and obj is not None and is_cluster_local_url(obj) != cluster_local:
+            return None  # Ready, but the Route has not switched the URL yet
+        return verdict
+
+    return check
+
+
 def _gone(obj: dict[str, Any] | None) -> Verdict | None:
     return Verdict(True, False, "Deleted", "") if obj is None else None
 
@@ -579,9 +599,15 @@ class ServiceReconciler:
     def present(self) -> dict[str, Any]:
         desired = desired_service(self.params)
         live = self.read()
+        live_labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        # A visibility change is a label change: it does not bump the generation, so Ready=True
+        # at the current generation can still carry the old URL until the Route catches up.
+        visibility_changed = (
+            live is not None and live_labels.get(VISIBILITY_LABEL) != (desired["metadata"]["labels"][VISIBILITY_LABEL])
+        )
         obj, diff = self._converge(desired, live)
         if self.params["wait"] and not self.check_mode:
-            obj = self._wait_ready(obj)
+            obj = self._wait_ready(obj, bool(self.params.get("cluster_local")) if visibility_changed else None)
         return self._result(obj, diff)
 
     def _converge(self, desired: dict[str, Any], live: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict]:
@@ -652,7 +678,8 @@ class ServiceReconciler:
             if self.params.get(option) is not None and old in annotations:
                 self.warn(f"{self.where}: replacing the old annotation {old} with {key}")
 
-    def _wait_ready(self, obj: dict[str, Any] | None) -> dict[str, Any]:
+    def _wait_ready(self, obj: dict[str, Any] | None, cluster_local: bool | None = None) -> dict[str, Any]:
+        check = readiness if cluster_local is None else _ready_with_visibility(cluster_local)
         try:
             return wait_for(
                 self.client,
@@ -660,7 +687,7 @@ class ServiceReconciler:
                 KIND,
                 self.name,
                 self.namespace,
-                readiness,
+                check,
                 self.params["wait_timeout"],
                 initial=obj,
                 settle=self.params.get("wait_window") or 0,

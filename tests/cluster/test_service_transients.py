@@ -47,3 +47,21 @@ def test_a_crash_then_a_fix_succeeds(cluster: Cluster) -> None:
     finally:
         gone = cluster.module("knative_service", name=NAME, namespace=NAMESPACE, state="absent")
         assert gone.get("failed") is not True, gone
+
+
+def test_a_visibility_change_returns_the_new_url(cluster: Cluster) -> None:
+    # Issue 8 item 9: toggling cluster_local changes a label only; the Route switches the URL later.
+    name = "seen"
+    try:
+        command = ["python3", "-m", "http.server", "8080"]
+        base = {"name": name, "namespace": NAMESPACE, "image": _image(cluster), "command": command, "port": 8080}
+        public = cluster.module("knative_service", **base)
+        assert public.get("failed") is not True, public["msg"]
+        assert ".svc." not in public["url"]
+        local = cluster.module("knative_service", **base, cluster_local=True)
+        assert local.get("failed") is not True, local["msg"]
+        assert local["url"] == f"http://{name}.{NAMESPACE}.svc.cluster.local"
+        back = cluster.module("knative_service", **base, cluster_local=False)
+        assert back["url"] == public["url"]
+    finally:
+        cluster.module("knative_service", name=name, namespace=NAMESPACE, state="absent")

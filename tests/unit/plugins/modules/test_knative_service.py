@@ -401,6 +401,21 @@ def test_a_service_with_named_revisions_can_be_updated(cluster, capsys, monkeypa
     assert "name" not in stored(cluster)["spec"]["template"]["metadata"]
 
 
+def test_a_visibility_change_waits_for_the_new_url(cluster, capsys):
+    # Issue 8 item 9: the label does not bump the generation, so the Service is Ready at once with
+    # the old URL; the Route switches it a moment later.
+    run_module(capsys, **BASE)
+    cluster.requests.clear()
+    local = copy.deepcopy(stored(cluster))
+    local["metadata"].setdefault("labels", {})["networking.knative.dev/visibility"] = "cluster-local"
+    local["metadata"]["resourceVersion"] = "999"
+    local["status"]["url"] = "http://hello.default.svc.cluster.local"
+    cluster.watch_script = [[event("MODIFIED", local)]]
+    result = run_module(capsys, **(BASE | {"cluster_local": True}))
+    assert result["url"] == "http://hello.default.svc.cluster.local"
+    assert "watch" in cluster.methods()
+
+
 EMPTY_LISTS = {"image_pull_secrets": [], "volumes": [], "command": [], "args": []}
 
 
