@@ -233,3 +233,41 @@ def test_a_build_whose_image_left_the_hub_is_built_again(sandbox: Sandbox) -> No
     # And now that the image is back, the next run reuses the new build.
     assert sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false").changed == 0
     assert _builds_and_revisions(sandbox)[0] == [second]
+
+
+def test_a_hub_with_authentication_and_a_dockerconfigjson_secret(sandbox: Sandbox) -> None:
+    # Issue 8 item 6: a kubernetes.io/dockerconfigjson Secret (what `kubectl create secret
+    # docker-registry` makes) keeps its config under .dockerconfigjson; kaniko reads config.json.
+    import base64
+
+    import bcrypt
+
+    user, password = "builder", "s3cret-for-the-hub"
+    core = kubernetes.client.CoreV1Api(sandbox.api)
+    entry = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n"
+    core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "hub-auth"}, "stringData": {"htpasswd": entry}})
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    config = json.dumps({"auths": {"hub.default.svc.cluster.local": {"auth": token}}})
+    core.create_namespaced_secret(
+        NAMESPACE,
+        {
+            "metadata": {"name": "hub-push"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": config},
+        },
+    )
+    sandbox.playbook("sandbox-prepare.yml")
+    extra = {
+        "registry_auth_secret": "hub-auth",
+        "build_docker_config_secret": "hub-push",
+        "app_image_pull_secrets": ["hub-push"],
+    }
+    run = sandbox.playbook("demo.yml", "-e", json.dumps(extra))
+    assert password not in run.output
+    [taskrun], _ = _builds_and_revisions(sandbox)
+    spec = kubernetes.client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
+        "tekton.dev", "v1", NAMESPACE, "taskruns", taskrun
+    )["spec"]
+    binding = next(w for w in spec["workspaces"] if w["name"] == "dockerconfig")
+    assert binding["secret"]["items"] == [{"key": ".dockerconfigjson", "path": "config.json"}]
+    assert _answer(sandbox) == "Hello World!\n"
