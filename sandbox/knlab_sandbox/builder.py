@@ -1333,16 +1333,20 @@ def go_duration_ns(text: str) -> int:
 
 
 def looks_local(registry: str) -> bool:
-    """go-containerregistry falls back to plain HTTP for these (FACTS §1.8/§3.2)."""
-    host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    host = host.strip("[]").lower()
-    if host in ("localhost", "127.0.0.1", "::1") or host.endswith((".local", ".localhost")):
+    """Whether kaniko talks plain HTTP to ``registry`` without being told to.
+
+    go-containerregistry's ``name.Registry.Scheme`` as of v0.21 (what kaniko v1.27.x, the build
+    role's default, vendors): RFC 1918 addresses, ``localhost:<port>``, ``*.localhost[:port]``, and
+    any name containing ``127.0.0.1`` or ``::1`` (an unanchored match upstream). Everything else,
+    ``*.local`` included, is HTTPS. (go-containerregistry up to v0.20.7 also took ``*.local`` as
+    plain HTTP: sandbox/README.md, "Known differences".)
+    """
+    host = registry.split(":", 1)[0]
+    if re.fullmatch(r"(10(\.\d{1,3}){3})|(192\.168(\.\d{1,3}){2})|(172\.(1[6-9]|2\d|3[01])(\.\d{1,3}){2})", host):
         return True
-    if re.fullmatch(r"127(\.\d{1,3}){3}", host):
+    if registry.startswith("localhost:") or re.fullmatch(r".*\.localhost(?::\d{1,5})?", registry):
         return True
-    return bool(
-        re.fullmatch(r"(10(\.\d{1,3}){3})|(192\.168(\.\d{1,3}){2})|(172\.(1[6-9]|2\d|3[01])(\.\d{1,3}){2})", host)
-    )
+    return "127.0.0.1" in registry or "::1" in registry
 
 
 class RegistryClient(RegistryConnection):
@@ -1626,7 +1630,7 @@ class Executor:
                 "Knative Service (name.namespace.svc.cluster.local or its external name) or 127.0.0.1:<port>; "
                 "the sandbox has no network)"
             )
-        if scheme == "https":  # loopback names are always plain HTTP (looks_local), so this is a hub
+        if scheme == "https":  # the sandbox serves every registry over plain HTTP
             raise PushError(
                 f'failed to push to destination {reference}: Get "https://{name}/v2/": dial tcp {name}:443: '
                 f"connect: connection refused (the sandbox serves {name} over plain HTTP only: add "

@@ -128,4 +128,4 @@ def test_a_build_whose_image_left_the_hub_is_built_again(cluster: Cluster) -> No
     assert second != first
     assert cluster.answer("hello") == "Hello World!\n"
     assert cluster.playbook("cleanup.yml").changed > 0
-    assert cluster.demo_objects() == {}
+    cluster.wait(lambda: cluster.demo_objects() == {}, "the demo's pods to go", 180)

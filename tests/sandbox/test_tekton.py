@@ -138,7 +138,8 @@ async def test_kaniko_taskrun_builds_pushes_and_reports_results(cluster, registr
         taskRef={"name": "kaniko"},
         params=[
             {"name": "IMAGE", "value": f"{HUB}/demo/hello:v1"},
-            {"name": "EXTRA_ARGS", "value": ["--reproducible"]},
+            # kaniko speaks HTTPS to *.local names unless told otherwise (go-containerregistry v0.21).
+            {"name": "EXTRA_ARGS", "value": ["--reproducible", f"--insecure-registry={HUB}"]},
         ],
         workspaces=[{"name": "source", "configMap": {"name": "hello-src"}}],
         timeout="10m",
@@ -175,6 +176,7 @@ async def test_kaniko_taskrun_builds_pushes_and_reports_results(cluster, registr
     container = pod["spec"]["containers"][0]
     assert container["args"] == [
         "--reproducible",
+        f"--insecure-registry={HUB}",
         "--dockerfile=./Dockerfile",
         "--context=/workspace/source/./",
         f"--destination={HUB}/demo/hello:v1",
