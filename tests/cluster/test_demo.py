@@ -37,7 +37,8 @@ def _edited_source(directory: Path, greeting: str) -> Path:
 def test_demo_on_the_real_cluster(cluster: Cluster, tmp_path: Path) -> None:
     # 1. Whatever an earlier run left is removed (the cluster keeps its etcd across up/down).
     cluster.playbook("cleanup.yml")
-    assert cluster.demo_objects() == {}
+    # Pods of revisions deleted earlier may still be in their grace period.
+    cluster.wait(lambda: cluster.demo_objects() == {}, "an empty default namespace", 360)
 
     # 2. Check mode: changes announced, only dry runs sent, nothing created.
     line = cluster.audit_lines()

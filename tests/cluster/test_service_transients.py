@@ -18,7 +18,7 @@ NAME = "flaky"
 NAMESPACE = "knlab-transients"
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def namespace(cluster: Cluster):
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     yield

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(900)
 NAMESPACE = "knlab-taskruns"
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def namespace(cluster: Cluster):
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     yield
