@@ -763,7 +763,7 @@ class ServiceReconciler:
             return
         children = [("Route", self.name), ("Configuration", self.name)]
         selector = f"serving.knative.dev/service={self.name}"
-        revisions, _ = self.client.list(API_VERSION, "Revision", self.namespace, label_selector=selector)
+        revisions = self.client.list(API_VERSION, "Revision", self.namespace, label_selector=selector)[0]
         children += [("Revision", (item.get("metadata") or {}).get("name")) for item in revisions]
         deadline = self.started + self.params["wait_timeout"]
         for kind, name in children:

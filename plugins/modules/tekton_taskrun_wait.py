@@ -151,7 +151,7 @@ task_results:
   type: dict
   sample:
     IMAGE_DIGEST: sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270
-    IMAGE_URL: hub.default.svc.cluster.local/demo/hello@sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270
+    IMAGE_URL: hub.example/demo/hello@sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270
 steps:
   description: The run's steps in order.
   returned: always

@@ -222,12 +222,12 @@ def test_a_build_whose_image_left_the_hub_is_built_again(sandbox: Sandbox) -> No
     # TaskRun that built the source is still there; reusing it would leave the app without an image.
     sandbox.playbook("sandbox-prepare.yml")
     sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false")
-    [first], _ = _builds_and_revisions(sandbox)
+    [first] = _builds_and_revisions(sandbox)[0]
     sandbox.down()
     sandbox.up()
     again = sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false")
     assert "Remove the build found, its image is no longer in the hub" in again.output
-    [second], _ = _builds_and_revisions(sandbox)
+    [second] = _builds_and_revisions(sandbox)[0]
     assert second != first
     assert _answer(sandbox) == "Hello World!\n"
     # And now that the image is back, the next run reuses the new build.
@@ -264,7 +264,7 @@ def test_a_hub_with_authentication_and_a_dockerconfigjson_secret(sandbox: Sandbo
     }
     run = sandbox.playbook("demo.yml", "-e", json.dumps(extra))
     assert password not in run.output
-    [taskrun], _ = _builds_and_revisions(sandbox)
+    [taskrun] = _builds_and_revisions(sandbox)[0]
     spec = kubernetes.client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
         "tekton.dev", "v1", NAMESPACE, "taskruns", taskrun
     )["spec"]
