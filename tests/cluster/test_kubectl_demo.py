@@ -71,8 +71,12 @@ def test_the_original_demo_with_kubectl(cluster: Cluster) -> None:
                             "command": ["/kaniko/executor"],
                             "args": [
                                 *mirror_args,
-                                "--dockerfile=$(workspaces.source.path)/context/Dockerfile",
-                                "--context=dir://$(workspaces.source.path)/context",
+                                # Through ..data: the kubelet makes "context" a symlink into
+                                # ..data, and with a symlink as the context's root the demo's
+                                # COPY . copies the link (the TaskRun succeeds, the app cannot
+                                # start: what this test showed before the path was changed).
+                                "--dockerfile=$(workspaces.source.path)/..data/context/Dockerfile",
+                                "--context=dir://$(workspaces.source.path)/..data/context",
                                 f"--destination={push_host}/hello:v1",
                                 f"--insecure-registry={push_host}",
                                 "--digest-file=$(results.IMAGE_DIGEST.path)",
