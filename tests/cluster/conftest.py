@@ -12,6 +12,8 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +134,22 @@ class Cluster:
         assert start >= 0, f"no result from {module}:\n{done.stdout}\n{done.stderr}"
         report = json.loads(done.stdout[start:])
         return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+    @property
+    def base_image(self) -> str:
+        """The demo's Python base image, served by the cluster's mirror (python3, sleep)."""
+        arg = next(a for a in self.env["DEMO_BUILD_EXTRA_ARGS"].split() if a.startswith("--build-arg=BASE_IMAGE="))
+        return arg.split("=", 2)[2]
+
+    @contextmanager
+    def own_namespace(self, name: str) -> Iterator[str]:
+        """A namespace for one test module: the pods of what it deletes may linger for their grace
+        period, and the demo's tests expect the default namespace to hold only the demo."""
+        self.kubectl("create", "namespace", name, check=False)
+        try:
+            yield name
+        finally:
+            self.kubectl("delete", "namespace", name, "--wait=false")
 
     def answer(self, name: str, namespace: str = NAMESPACE) -> str:
         """The app's answer through the real ingress (Traefik), with its host in the Host header."""

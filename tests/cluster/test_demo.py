@@ -34,6 +34,20 @@ def _edited_source(directory: Path, greeting: str) -> Path:
     return copy
 
 
+def _replace_the_hub_pod(cluster: Cluster) -> None:
+    """Delete the hub's pod and wait until a new one (Knative keeps one replica) is Ready."""
+    old_pods = cluster.names("pods", selector="serving.knative.dev/service=hub")
+    cluster.kubectl("delete", "pod", "-l", "serving.knative.dev/service=hub", "--wait=true")
+    cluster.wait(
+        lambda: (
+            (pods := cluster.names("pods", selector="serving.knative.dev/service=hub"))
+            and set(pods).isdisjoint(old_pods)
+        ),
+        "a new hub pod",
+    )
+    cluster.kubectl("wait", "pod", "-l", "serving.knative.dev/service=hub", "--for=condition=Ready", "--timeout=180s")
+
+
 def test_demo_on_the_real_cluster(cluster: Cluster, tmp_path: Path) -> None:
     # 1. Whatever an earlier run left is removed (the cluster keeps its etcd across up/down).
     cluster.playbook("cleanup.yml")
@@ -82,16 +96,7 @@ def test_demo_on_the_real_cluster(cluster: Cluster, tmp_path: Path) -> None:
 
     # 6. The hub's pod goes away; on its PVC the images stay (the same tags, served by the new pod).
     before = cluster.exec("curl", "-fsS", f"http://{cluster.env['DEMO_REGISTRY_PULL_HOST']}/v2/hello/tags/list")
-    old_pods = cluster.names("pods", selector="serving.knative.dev/service=hub")
-    cluster.kubectl("delete", "pod", "-l", "serving.knative.dev/service=hub", "--wait=true")
-    cluster.wait(
-        lambda: (
-            (pods := cluster.names("pods", selector="serving.knative.dev/service=hub"))
-            and set(pods).isdisjoint(old_pods)
-        ),
-        "a new hub pod",
-    )
-    cluster.kubectl("wait", "pod", "-l", "serving.knative.dev/service=hub", "--for=condition=Ready", "--timeout=180s")
+    _replace_the_hub_pod(cluster)
     after = cluster.wait(
         lambda: cluster.exec(
             "curl", "-fsS", f"http://{cluster.env['DEMO_REGISTRY_PULL_HOST']}/v2/hello/tags/list", check=False
@@ -113,16 +118,7 @@ def test_a_build_whose_image_left_the_hub_is_built_again(cluster: Cluster) -> No
     ephemeral = ("-e", "demo_registry_persistence=false")
     cluster.playbook("demo.yml", *ephemeral)
     [first], _ = cluster.builds_and_revisions()
-    old_pods = cluster.names("pods", selector="serving.knative.dev/service=hub")
-    cluster.kubectl("delete", "pod", "-l", "serving.knative.dev/service=hub", "--wait=true")
-    cluster.wait(
-        lambda: (
-            (pods := cluster.names("pods", selector="serving.knative.dev/service=hub"))
-            and set(pods).isdisjoint(old_pods)
-        ),
-        "a new hub pod",
-    )
-    cluster.kubectl("wait", "pod", "-l", "serving.knative.dev/service=hub", "--for=condition=Ready", "--timeout=180s")
+    _replace_the_hub_pod(cluster)
     again = cluster.playbook("demo.yml", *ephemeral)
     assert "Remove the build found, its image is no longer in the hub" in again.output
     [second], _ = cluster.builds_and_revisions()

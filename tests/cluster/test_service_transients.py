@@ -13,21 +13,13 @@ from conftest import Cluster
 pytestmark = pytest.mark.timeout(900)
 
 NAME = "flaky"
-# Its own namespace: the pods of deleted revisions linger for their grace period, and the demo's
-# tests expect the default namespace to hold only what the demo makes.
 NAMESPACE = "knlab-transients"
 
 
 @pytest.fixture(autouse=True, scope="module")
 def namespace(cluster: Cluster):
-    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
-    yield
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
-
-
-def _image(cluster: Cluster) -> str:
-    arg = next(a for a in cluster.env["DEMO_BUILD_EXTRA_ARGS"].split() if a.startswith("--build-arg=BASE_IMAGE="))
-    return arg.split("=", 2)[2]
+    with cluster.own_namespace(NAMESPACE):
+        yield
 
 
 def _service(cluster: Cluster, command: list[str], **extra) -> dict:
@@ -35,7 +27,7 @@ def _service(cluster: Cluster, command: list[str], **extra) -> dict:
         "knative_service",
         name=NAME,
         namespace=NAMESPACE,
-        image=_image(cluster),
+        image=cluster.base_image,
         command=command,
         port=8080,
         wait_timeout=300,
@@ -74,7 +66,7 @@ def test_a_visibility_change_returns_the_new_url(cluster: Cluster) -> None:
     name = "seen"
     try:
         command = ["python3", "-m", "http.server", "8080"]
-        base = {"name": name, "namespace": NAMESPACE, "image": _image(cluster), "command": command, "port": 8080}
+        base = {"name": name, "namespace": NAMESPACE, "image": cluster.base_image, "command": command, "port": 8080}
         public = cluster.module("knative_service", **base)
         assert public.get("failed") is not True, public["msg"]
         assert ".svc." not in public["url"]

@@ -15,21 +15,13 @@ from conftest import Cluster
 
 pytestmark = pytest.mark.timeout(900)
 
-# Its own namespace: the demo's tests expect the default namespace to hold only the demo.
 NAMESPACE = "knlab-taskruns"
 
 
 @pytest.fixture(autouse=True, scope="module")
 def namespace(cluster: Cluster):
-    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
-    yield
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
-
-
-def _base_image(cluster: Cluster) -> str:
-    # The demo's base image, served by the cluster's mirror (it has `sleep`).
-    arg = next(a for a in cluster.env["DEMO_BUILD_EXTRA_ARGS"].split() if a.startswith("--build-arg=BASE_IMAGE="))
-    return arg.split("=", 2)[2]
+    with cluster.own_namespace(NAMESPACE):
+        yield
 
 
 def _run(cluster: Cluster, prefix: str, step: dict, timeout: str = "10m") -> dict:
@@ -64,7 +56,7 @@ def test_a_missing_step_image_is_reported_as_tekton_stopping_the_step(cluster: C
 
 
 def test_a_timeout_is_reported_as_tekton_stopping_the_step(cluster: Cluster) -> None:
-    step = {"name": "slow", "image": _base_image(cluster), "command": ["sleep", "300"]}
+    step = {"name": "slow", "image": cluster.base_image, "command": ["sleep", "300"]}
     result = _run(cluster, "too-slow", step, timeout="20s")
     assert result["failed"] is True
     assert result["reason"] == "TaskRunTimeout", result["msg"]
