@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import admission, kinds, resources
 from .errors import bad_request
+from .quantity import canonical_quantity, canonicalize_pod_spec, pod_spec_quantities, quantity_error
 
 if TYPE_CHECKING:
     from .admission import AdmissionContext
@@ -42,6 +43,7 @@ KPA_CLASS = "kpa.autoscaling.knative.dev"
 HPA_CLASS = "hpa.autoscaling.knative.dev"
 
 VALIDATION_WEBHOOK = "validation.webhook.serving.knative.dev"
+DEFAULTING_WEBHOOK = "webhook.serving.knative.dev"
 
 RESERVED_ENV_VARS = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
 RESERVED_CONTAINER_NAMES = frozenset({"queue-proxy"})
@@ -579,6 +581,8 @@ def default_service(obj: dict, old: dict | None, *, operation: str, user: str, c
         if not isinstance(template, dict):
             template = spec["template"] = {}
         default_template(template, config, creating=operation == "CREATE", parent_name=_parent_name(obj))
+    # The webhook's Go round trip writes every quantity of the template in canonical form.
+    canonicalize_pod_spec(_as_dict(spec.get("template")).get("spec"))
     default_traffic(spec, default_configuration=True)
     set_user_info(obj, _as_dict(old).get("spec") if old else None, operation=operation, user=user)
 
@@ -592,6 +596,7 @@ def default_configuration(obj: dict, old: dict | None, *, operation: str, user: 
         if not isinstance(template, dict):
             template = spec["template"] = {}
         default_template(template, config, creating=operation == "CREATE", parent_name=_parent_name(obj))
+    canonicalize_pod_spec(_as_dict(spec.get("template")).get("spec"))
     # A Configuration made by the Service controller carries the Service's creator instead.
     if not _as_dict(obj.get("metadata")).get("ownerReferences"):
         set_user_info(obj, _as_dict(old).get("spec") if old else None, operation=operation, user=user)
@@ -614,6 +619,7 @@ def default_revision(obj: dict, old: dict | None, *, operation: str, user: str, 
     if not isinstance(spec, dict):
         spec = obj["spec"] = {}
     default_revision_spec(spec, config, creating=True, parent_name=_parent_name(obj))
+    canonicalize_pod_spec(spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1250,13 +1256,90 @@ def validate_revision_name(template_metadata: dict, parent_metadata: dict, path:
     return []
 
 
+# knative.dev/networking's allowedAnnotations: any other key that starts with
+# "networking.knative.dev" is refused on a revision template.
+NETWORKING_TEMPLATE_ANNOTATIONS = frozenset(
+    f"networking.knative.dev/{name}"
+    for name in (
+        "ingress.class",
+        "ingress-class",
+        "certificate.class",
+        "certificate-class",
+        "disableAutoTLS",
+        "disable-auto-tls",
+        "disable-external-domain-tls",
+        "httpOption",
+        "http-protocol",
+    )
+)
+QUEUE_SIDECAR_PERCENTAGE_KEYS = (
+    "queue.sidecar.serving.knative.dev/resource-percentage",
+    "queue.sidecar.serving.knative.dev/resourcePercentage",
+)
+QUEUE_SIDECAR_QUANTITY_KEYS = tuple(
+    f"queue.sidecar.serving.knative.dev/{resource}-resource-{kind}"
+    for resource in ("cpu", "memory", "ephemeral-storage")
+    for kind in ("request", "limit")
+)
+PROGRESS_DEADLINE_KEY = f"{GROUP}/progress-deadline"
+
+
+def validate_networking_annotations(annotations: Mapping[str, Any], path: str) -> list[Cause]:
+    """networking.ValidateAnnotations (knative.dev/networking)."""
+    return [
+        _invalid_key(key, path)
+        for key in sorted(annotations)
+        if key.startswith("networking.knative.dev") and key not in NETWORKING_TEMPLATE_ANNOTATIONS
+    ]
+
+
+def validate_queue_sidecar_annotations(annotations: Mapping[str, Any], path: str) -> list[Cause]:
+    """validateQueueSidecarResourceAnnotations: a percentage in [0.1, 100], quantities that parse."""
+    causes: list[Cause] = []
+    found = annotation_lookup(annotations, QUEUE_SIDECAR_PERCENTAGE_KEYS)
+    if found:
+        key, value = found
+        try:
+            percentage = float(str(value))
+        except ValueError:
+            causes.append(_invalid(value, join_path(path, f"[{key}]")))
+        else:
+            if not 0.1 <= percentage <= 100:
+                causes.append(_out_of_bounds(percentage, 0.1, 100.0, join_path(path, f"[{key}]")))
+    for key in QUEUE_SIDECAR_QUANTITY_KEYS:
+        if key in annotations and canonical_quantity(str(annotations[key])) is None:
+            causes.append(_invalid(annotations[key], join_path(path, f"[{key}]")))
+    return causes
+
+
+def validate_progress_deadline(annotations: Mapping[str, Any], path: str) -> list[Cause]:
+    """validateProgressDeadlineAnnotation: a Go duration, whole seconds, not negative."""
+    value = str(annotations.get(PROGRESS_DEADLINE_KEY) or "")
+    if not value:
+        return []
+    key_path = join_path(path, PROGRESS_DEADLINE_KEY)
+    try:
+        seconds = parse_go_duration(value)
+    except ValueError:
+        return [_invalid(value, key_path)]
+    if seconds != round(seconds):
+        return [Cause(f"progress-deadline={value} is not at second precision", (key_path,))]
+    if seconds < 0:
+        return [Cause(f"progress-deadline={value} must be positive", (key_path,))]
+    return []
+
+
 def validate_template(template: dict, parent_metadata: dict, path: str, config: KnativeConfig) -> list[Cause]:
     metadata = _as_dict(template.get("metadata"))
     annotations = _as_dict(metadata.get("annotations"))
+    annotations_path = join_path(path, "metadata.annotations")
     return [
         *validate_revision_spec(_as_dict(template.get("spec")), join_path(path, "spec"), config),
-        *validate_autoscaling_annotations(annotations, join_path(path, "metadata.annotations"), config),
+        *validate_autoscaling_annotations(annotations, annotations_path, config),
+        *validate_networking_annotations(annotations, annotations_path),
         *validate_revision_name(metadata, parent_metadata, path),
+        *validate_queue_sidecar_annotations(annotations, annotations_path),
+        *validate_progress_deadline(annotations, annotations_path),
     ]
 
 
@@ -1319,22 +1402,14 @@ def _owned_by(metadata: dict, kind: str, name: str) -> bool:
     )
 
 
-def _validate_parent_labels(metadata: dict, known: Iterable[str], owner_label: str, owner_kind: str) -> list[Cause]:
-    causes: list[Cause] = []
+def _validate_parent_labels(metadata: dict, owner_label: str, owner_kind: str) -> list[Cause]:
+    """validateLabels of a Configuration, Route or Revision (Knative v0.50): only the owner label is
+    checked, against the ownerReferences. Other labels, `serving.knative.dev/*` ones and the
+    visibility label included, are not checked."""
     labels = _as_dict(metadata.get("labels"))
-    for key in sorted(labels):
-        value = labels[key]
-        if key == VISIBILITY_LABEL:
-            if value != VISIBILITY_CLUSTER_LOCAL:
-                causes.append(_invalid(value, join_path("metadata.labels", VISIBILITY_LABEL)))
-        elif key == owner_label:
-            if not _owned_by(metadata, owner_kind, str(value)):
-                causes.append(_missing(join_path("metadata.labels", owner_label)))
-        elif key in known:
-            continue
-        elif key.startswith(f"{GROUP}/"):
-            causes.append(_invalid_key(key, "metadata.labels"))
-    return causes
+    if owner_label in labels and not _owned_by(metadata, owner_kind, str(labels[owner_label])):
+        return [_missing(join_path("metadata.labels", owner_label))]
+    return []
 
 
 def validate_creator_and_modifier(old: dict, new: dict) -> list[Cause]:
@@ -1381,8 +1456,8 @@ def verify_name_change(old_template: dict, new_template: dict, path: str) -> lis
 def validate_service(obj: dict, old: dict | None, *, operation: str, config: KnativeConfig) -> list[Cause]:
     metadata = _as_dict(obj.get("metadata"))
     spec = _as_dict(obj.get("spec"))
+    # Knative v0.50 checks no label of a Service (its Route and Configuration check theirs).
     causes = validate_object_metadata(metadata, "metadata")
-    causes += _validate_parent_labels(metadata, (), "", "")
     causes += validate_no_autoscaling_annotations(_as_dict(metadata.get("annotations")), "metadata.annotations")
     causes += validate_template(_as_dict(spec.get("template")), metadata, "spec.template", config)
     causes += validate_traffic(spec.get("traffic"), "spec.traffic", default_configuration=True)
@@ -1393,14 +1468,11 @@ def validate_service(obj: dict, old: dict | None, *, operation: str, config: Kna
     return causes
 
 
-CONFIGURATION_KNOWN_LABELS = (f"{GROUP}/route", f"{GROUP}/configurationUID", f"{GROUP}/serviceUID")
-
-
 def validate_configuration(obj: dict, old: dict | None, *, operation: str, config: KnativeConfig) -> list[Cause]:
     metadata = _as_dict(obj.get("metadata"))
     spec = _as_dict(obj.get("spec"))
     causes = validate_object_metadata(metadata, "metadata")
-    causes += _validate_parent_labels(metadata, CONFIGURATION_KNOWN_LABELS, f"{GROUP}/service", "Service")
+    causes += _validate_parent_labels(metadata, f"{GROUP}/service", "Service")
     causes += validate_no_autoscaling_annotations(_as_dict(metadata.get("annotations")), "metadata.annotations")
     causes += validate_template(_as_dict(spec.get("template")), metadata, "spec.template", config)
     if operation == "UPDATE" and old is not None:
@@ -1411,33 +1483,20 @@ def validate_configuration(obj: dict, old: dict | None, *, operation: str, confi
     return causes
 
 
-ROUTE_KNOWN_LABELS = (f"{GROUP}/serviceUID",)
-
-
 def validate_route(obj: dict, old: dict | None, *, operation: str, config: KnativeConfig) -> list[Cause]:
     metadata = _as_dict(obj.get("metadata"))
     causes = validate_object_metadata(metadata, "metadata")
-    causes += _validate_parent_labels(metadata, ROUTE_KNOWN_LABELS, f"{GROUP}/service", "Service")
+    causes += _validate_parent_labels(metadata, f"{GROUP}/service", "Service")
     causes += validate_traffic(_as_dict(obj.get("spec")).get("traffic"), "spec.traffic", default_configuration=False)
     if operation == "UPDATE" and old is not None and not metadata.get("ownerReferences"):
         causes += validate_creator_and_modifier(old, obj)
     return causes
 
 
-REVISION_KNOWN_LABELS = (
-    f"{GROUP}/routingState",
-    f"{GROUP}/route",
-    f"{GROUP}/service",
-    f"{GROUP}/configurationUID",
-    f"{GROUP}/serviceUID",
-    f"{GROUP}/configurationGeneration",
-)
-
-
 def validate_revision(obj: dict, old: dict | None, *, operation: str, config: KnativeConfig) -> list[Cause]:
     metadata = _as_dict(obj.get("metadata"))
     causes = validate_object_metadata(metadata, "metadata")
-    causes += _validate_parent_labels(metadata, REVISION_KNOWN_LABELS, f"{GROUP}/configuration", "Configuration")
+    causes += _validate_parent_labels(metadata, f"{GROUP}/configuration", "Configuration")
     causes += validate_autoscaling_annotations(_as_dict(metadata.get("annotations")), "metadata.annotations", config)
     if operation == "UPDATE" and old is not None:
         if old.get("spec") != obj.get("spec"):
@@ -1535,6 +1594,17 @@ Validator = Callable[..., list[Cause]]
 
 def _defaulting_hook(defaulter: Defaulter) -> Callable[[dict, dict | None, AdmissionContext], Awaitable[None]]:
     async def hook(obj: dict, old: dict | None, ctx: AdmissionContext) -> None:
+        # The webhook decodes the object into Go types first: a quantity that does not parse ends
+        # the request there, before any defaulting or validation.
+        spec = _as_dict(obj.get("spec"))
+        pod_spec = spec if obj.get("kind") == "Revision" else _as_dict(spec.get("template")).get("spec")
+        for quantity in pod_spec_quantities(pod_spec):
+            problem = quantity_error(quantity)
+            if problem:
+                raise bad_request(
+                    f'admission webhook "{DEFAULTING_WEBHOOK}" denied the request: mutation failed: '
+                    f"cannot decode incoming new object: {problem}"
+                )
         config = await load_config(ctx.api)
         defaulter(obj, old, operation=ctx.operation, user=ctx.user, config=config)
 

@@ -26,6 +26,7 @@ from .admission import AdmissionContext, admit, normalize_secret
 from .errors import ApiStatusError, already_exists, bad_request, conflict, not_found, unsupported_media_type
 from .kinds import ResourceType
 from .patching import json_patch, merge_patch, strategic_merge
+from .quantity import canonicalize_pod_spec, canonicalize_resources
 from .selectors import Selector
 from .settings import Settings
 from .store import Event, Store
@@ -298,10 +299,12 @@ class ResourceAPI:
                 image = str(container.get("image", ""))
                 latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
                 container.setdefault("imagePullPolicy", "Always" if latest and "@" not in image else "IfNotPresent")
+            canonicalize_pod_spec(spec)
         elif rt.kind_key == "v1/PersistentVolumeClaim":
             spec = obj.setdefault("spec", {})
             spec.setdefault("volumeMode", "Filesystem")
             spec.setdefault("storageClassName", "standard")
+            canonicalize_resources(spec.get("resources"))
 
     def _allocate_cluster_ip(self) -> str:
         used = {o.get("spec", {}).get("clusterIP") for o in self.store.list("/services")}

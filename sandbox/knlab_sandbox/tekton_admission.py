@@ -23,6 +23,7 @@ knative.dev/pkg ``apis.FieldError`` (shared with the Knative webhooks).
 from __future__ import annotations
 
 import copy
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ WORKSPACE_SOURCES = (
     ("csi", "csi"),
 )
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 PARAM_NAME = re.compile(r"^[_a-zA-Z][_a-zA-Z0-9.-]*$")
 RESULT_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 PARAM_REFERENCE = re.compile(
@@ -393,9 +395,22 @@ def validate_declared_params(spec: dict, prefix: str) -> list[Cause]:
     return causes
 
 
+def validate_object_metadata(obj: dict) -> list[Cause]:
+    """pkg/apis/validate ObjectMetadata (Tekton v1.15.0): a DNS-1123 subdomain of at most 63
+    characters. The API server has resolved generateName before admission."""
+    name = str((obj.get("metadata") or {}).get("name") or "")
+    if not name:
+        return []
+    if len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name):
+        return [Cause(f"invalid resource name {json.dumps(name)}: must be a valid DNS label", ("metadata.name",))]
+    if len(name) > 63:
+        return [Cause("Invalid resource name: length must be no more than 63 characters", ("metadata.name",))]
+    return []
+
+
 def validate_taskrun(obj: dict, old: dict | None) -> list[Cause]:
     spec = obj.get("spec") or {}
-    causes: list[Cause] = []
+    causes: list[Cause] = validate_object_metadata(obj)
     task_ref, task_spec = spec.get("taskRef"), spec.get("taskSpec")
     if task_ref is None and task_spec is None:
         causes.append(_neither("spec.taskRef", "spec.taskSpec"))
@@ -482,7 +497,7 @@ def _validate_update(spec: dict, old: dict) -> list[Cause]:
 
 def validate_task(obj: dict) -> list[Cause]:
     spec = obj.get("spec") or {}
-    return validate_task_spec(spec, "spec") + validate_declared_params(spec, "spec")
+    return validate_object_metadata(obj) + validate_task_spec(spec, "spec") + validate_declared_params(spec, "spec")
 
 
 # ---------------------------------------------------------------------------------------------
