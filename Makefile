@@ -17,19 +17,20 @@ SANITY_PYTHON ?= 3.11
 ANSIBLE_TEST_DIR = $(shell $(BIN)/python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')
 # The doc fragment and module_utils our modules extend come from here (validate-modules needs them).
 KUBERNETES_CORE = $(shell $(BIN)/python -c 'import ansible_collections.kubernetes.core as c; print(list(c.__path__)[0])')
-SANITY_SKIP := ^(sandbox|cluster|benchmarks|tests/sandbox|tests/cluster|tests/badinput|docs)/
+SANITY_SKIP := ^(sandbox|cluster|benchmarks|tests/sandbox|tests/cluster|tests/badinput|tests/conformance|docs)/
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3.11/site-packages
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule demo demo-prerequisites demo-down clean build bench \
+.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-prerequisites demo-down clean build bench \
 	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test molecule-cluster bench-cluster
 
 help:
 	@echo "make setup     create $(VENV) and install everything the tests need"
-	@echo "make test      units + sanity + lint + sandbox + integration + molecule (the CI gate)"
+	@echo "make test      units + sanity + lint + badinput + sandbox + integration + molecule + conformance + cluster-test (the CI gate)"
 	@echo "make units | sanity | lint | badinput | sandbox | integration | molecule   one part of it"
 	@echo "make badinput-full   every generated bad-input case, not only CI's seeded sample"
+	@echo "make conformance     the differential suite on the sandbox and the real cluster (root), then every difference"
 	@echo "make build     ansible-galaxy collection build"
 	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
 	@echo "make demo-down stop the sandbox"
@@ -48,7 +49,7 @@ setup: $(BIN)/python
 	touch $(SETUP_STAMP)
 	@command -v docker-registry >/dev/null || echo "note: docker-registry is missing (apt-get install -y docker-registry); tests that need it will fail"
 
-test: units sanity lint badinput sandbox integration molecule cluster-test
+test: units sanity lint badinput sandbox integration molecule conformance cluster-test
 
 units:
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
@@ -146,6 +147,18 @@ badinput:
 
 badinput-full:
 	BADINPUT_ALL=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/badinput
+
+# The differential suite (tests/conformance): the same scenarios on a private sandbox and on the
+# real cluster, the cluster being the oracle. compare.py prints every difference and fails on one
+# that sandbox/README.md does not list, with its reason, under "Known differences".
+conformance: conformance-sandbox conformance-cluster
+	$(BIN)/python tests/conformance/compare.py
+
+conformance-sandbox: $(SETUP_STAMP) demo-prerequisites
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/conformance --target sandbox
+
+conformance-cluster: cluster
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/conformance --target cluster
 
 # molecule/sandbox: the demo as a Molecule scenario on a sandbox of its own (random ports).
 molecule:

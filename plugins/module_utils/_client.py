@@ -291,9 +291,15 @@ class KubeClient:
             ),
             raw=True,
         )
+        finished = False
         try:
             yield from self._events(response)
+            finished = True
         finally:
+            if not finished:
+                # Left early (a verdict, a new window, an error): the stream still holds unread
+                # data, so its connection must never go back to the pool.
+                response.close()
             response.release_conn()
 
     @staticmethod

@@ -196,15 +196,29 @@ class _Wait:
             timeout_seconds=max(1, math.ceil(min(self.remaining(), self.settle_left() or math.inf))),
         )
         progressed = False
-        for event in events:
-            obj = event.get("object") or {}
-            self.version = resource_version(obj) or self.version
-            progressed = True
-            if event.get("type") == "BOOKMARK":
-                continue
-            if self.judge(None if event.get("type") == "DELETED" else obj):
-                return True
-            self.expire_if_due()
+        try:
+            for event in events:
+                obj = event.get("object") or {}
+                self.version = resource_version(obj) or self.version
+                progressed = True
+                if event.get("type") == "BOOKMARK":
+                    continue
+                pending_before = self.failing_since is not None
+                if self.judge(None if event.get("type") == "DELETED" else obj):
+                    return True
+                self.expire_if_due()
+                if self.failing_since is not None and not pending_before:
+                    # A failure began mid-stream, and this stream may stay silent far longer than
+                    # the window: leave it, and watch again from here for no longer than the
+                    # window, so that a failure that lasts is answered when its window ends.
+                    self.backoff.reset()
+                    return False
+        finally:
+            # A stream left early (a verdict, a new window, an error) is closed now, not whenever
+            # the garbage collector gets to it: its connection still holds unread data.
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
         if self.settle_left() == 0.0 and self.judge(self.obj):
             return True  # the failure lasted its window (judge raises WaitFailed)
         if progressed:

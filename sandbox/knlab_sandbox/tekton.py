@@ -364,7 +364,6 @@ class TektonController:
                 return None
             status = copy.deepcopy(current.get("status") or {})
             mutate(status)
-            status["observedGeneration"] = current["metadata"].get("generation", 1)
             if status == current.get("status"):
                 return current
             current["status"] = status
@@ -417,6 +416,7 @@ class TektonController:
 
         def started(status: dict) -> None:
             status.setdefault("startTime", now())
+            status.setdefault("provenance", {"featureFlags": dict(FEATURE_FLAGS)})
             set_condition(status, "Unknown", "Started", "")
 
         updated = await self._update_status(taskrun, started)
@@ -968,10 +968,19 @@ class TektonController:
                 "container": container["name"],
                 "imageID": container["image"],
                 **copy.deepcopy(state),
+                "provenance": {},
             }
             reason = termination_reason or ("Skipped" if state.get("terminated", {}).get("reason") == "Skipped" else "")
             if "terminated" in state:
                 entry["terminationReason"] = reason or "Completed"
+                # What the entrypoint left in the termination message, less Tekton's own entries:
+                # the results this step wrote, re-encoded by Go's encoding/json.
+                reported = {item["key"] for earlier in steps[:index] for item in _message_results(earlier)}
+                written = [r for r in self._results(plan)[0] if r["name"] not in reported]
+                if written:
+                    entry["terminated"]["message"] = go_json(
+                        [{"key": r["name"], "value": _raw_result(r["value"]), "type": 1} for r in written]
+                    )
             steps[index] = entry
 
         def pod_mutate(status: dict) -> None:
@@ -985,6 +994,7 @@ class TektonController:
 
     async def _finish(self, taskrun: dict, plan: RunPlan, pod: dict, failure: tuple[str, int] | None) -> None:
         finished = now()
+        await self._update_status(taskrun, lambda status: status.setdefault("artifacts", {}))
         results, oversized = self._results(plan)
         phase = "Failed" if failure or oversized else "Succeeded"
         await self._pod_status(pod, lambda s: _finish_pod_status(s, phase, finished))
@@ -1038,6 +1048,41 @@ class TektonController:
 
 
 CONTROLLER_USER = "system:serviceaccount:tekton-pipelines:tekton-pipelines-controller"
+# status.provenance.featureFlags of a TaskRun on a stock Tekton v1.15.0 (release.yaml's
+# feature-flags ConfigMap, as the real cluster reports them).
+FEATURE_FLAGS = {
+    "awaitSidecarReadiness": True,
+    "coschedule": "workspaces",
+    "enableAPIFields": "beta",
+    "enableProvenanceInStatus": True,
+    "enforceNonfalsifiability": "none",
+    "maxResultSize": 4096,
+    "resultExtractionMethod": "termination-message",
+    "runningInEnvWithInjectedSidecars": True,
+    "sendCloudEventsForRuns": True,
+    "verificationNoMatchPolicy": "ignore",
+}
+
+
+def go_json(value: Any) -> str:
+    """encoding/json's compact form: no spaces, UTF-8 kept, and <, >, & escaped."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _raw_result(value: Any) -> str:
+    return value if isinstance(value, str) else go_json(value)
+
+
+def _message_results(step: dict) -> list[dict]:
+    message = (step.get("terminated") or {}).get("message")
+    try:
+        items = json.loads(message) if message else []
+    except ValueError:
+        return []
+    return [item for item in items if isinstance(item, dict) and "key" in item]
+
+
 POD_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
 
 

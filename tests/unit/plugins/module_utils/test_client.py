@@ -129,6 +129,7 @@ class FakeStream:
         self.chunks = chunks
         self.error = error
         self.released = False
+        self.closed = False
 
     def stream(self, amt=None, decode_content=True):
         yield from self.chunks
@@ -137,6 +138,9 @@ class FakeStream:
 
     def release_conn(self):
         self.released = True
+
+    def close(self):
+        self.closed = True
 
 
 def watch_client(response):
@@ -161,6 +165,19 @@ def test_watch_splits_events_across_chunks_and_ends_quietly_on_a_dropped_connect
     assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
     assert events[1]["object"]["metadata"]["resourceVersion"] == "2"
     assert response.released
+    assert not response.closed  # read to its end: its connection may be reused
+
+
+def test_a_watch_left_early_closes_its_connection():
+    payload = lines(
+        {"type": "ADDED", "object": {"metadata": {"resourceVersion": "1"}}},
+        {"type": "MODIFIED", "object": {"metadata": {"resourceVersion": "2"}}},
+    )
+    response = FakeStream([payload])
+    events = watch_client(response).watch("v1", "ConfigMap", "default", resource_version="0")
+    assert next(events)["type"] == "ADDED"
+    events.close()  # what the waiter does when a verdict or a new window comes mid-stream
+    assert response.closed and response.released
 
 
 def test_watch_error_event_410_raises_gone():
@@ -169,6 +186,7 @@ def test_watch_error_event_410_raises_gone():
     )
     with pytest.raises(Gone, match="too old"):
         list(watch_client(response).watch("v1", "ConfigMap", "default", resource_version="5"))
+    assert response.closed
 
 
 def test_get_or_none_is_none_for_404_only():

@@ -317,14 +317,15 @@ def test_a_false_that_turns_true_within_the_window_is_not_final(clock):
     # Right after a template change Knative can still show the old revision's failure.
     client = FakeKubeClient()
     client.watch_script = [
-        [
-            event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionMissing", "old revision failed")),
-            event("MODIFIED", ksvc("12", 2, 2, "Unknown")),
-            event("MODIFIED", ksvc("13", 2, 2, "True")),
-        ]
+        # The waiter leaves the stream when the failure begins, and watches again from it for no
+        # longer than the window (see the silent-stream test below); the server goes on from there.
+        [event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionMissing", "old revision failed"))],
+        [event("MODIFIED", ksvc("12", 2, 2, "Unknown")), event("MODIFIED", ksvc("13", 2, 2, "True"))],
     ]
     done = windowed(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
     assert done["metadata"]["resourceVersion"] == "13"
+    assert [w["resource_version"] for w in watches(client)] == ["10", "11"]
+    assert watches(client)[1]["timeout_seconds"] == 2
 
 
 def test_a_false_that_lasts_the_window_fails_with_its_reason(clock):
@@ -340,6 +341,40 @@ def test_a_false_that_lasts_the_window_fails_with_its_reason(clock):
     assert caught.value.reason == "RevisionFailed"
     # The second watch only lasted until the window ended, not until the deadline.
     assert watches(client)[1]["timeout_seconds"] == 2
+    assert clock.now - start <= 3
+
+
+def test_a_false_that_lasts_the_window_on_a_silent_stream_fails_when_the_window_ends(clock):
+    # Seen on the sandbox by tests/conformance: a crash turns the Service False once, and nothing
+    # else happens. The stream that showed the False stays open and silent until its own timeout
+    # (the whole wait), so the failure must not wait for that stream to end.
+    client = FakeKubeClient()
+    raw = client.watch
+    streams = []
+    timeouts = []
+
+    def first_stream(timeout_seconds):
+        yield event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionFailed", "exit code 3"))
+        clock.now += timeout_seconds  # silent until the server ends it
+        streams.append("read to its end")
+
+    def watch(*args, **kwargs):
+        timeouts.append(kwargs["timeout_seconds"])
+        if len(timeouts) == 1:
+            return first_stream(kwargs["timeout_seconds"])
+        events = list(raw(*args, **kwargs))
+        if not events:
+            clock.now += kwargs["timeout_seconds"]
+        return iter(events)
+
+    client.watch = watch
+    client.watch_script = [[]]  # the next watch: nothing happens within the window
+    start = clock.now
+    with pytest.raises(WaitFailed) as caught:
+        windowed(client, clock, timeout=300, initial=ksvc("10", 2, 1, "Unknown"))
+    assert caught.value.reason == "RevisionFailed"
+    assert streams == []  # the first stream was left when the failure began
+    assert timeouts == [300, 2]
     assert clock.now - start <= 3
 
 

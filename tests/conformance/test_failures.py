@@ -1,0 +1,94 @@
+"""Failure paths, as each target reports them: a Dockerfile that fails, a cancelled TaskRun, an app
+that crashes. Observed: the verdict of the collection's call, and what Tekton and Knative say."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import conditions
+
+HERE = Path(__file__).parent
+NAMESPACE = "default"
+
+
+def _steps(run: dict) -> list[dict]:
+    return [
+        {
+            "name": step.get("name"),
+            "terminated": {k: v for k, v in step.get("terminated", {}).items() if k in ("exitCode", "reason")},
+            "terminationReason": step.get("terminationReason"),
+        }
+        for step in run["status"].get("steps", [])
+    ]
+
+
+def test_failing_dockerfile(target, observe, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "Dockerfile").write_text("ARG BASE_IMAGE=scratch\nFROM ${BASE_IMAGE}\nCOPY missing.txt /app/\n")
+    (source / "app.py").write_text("print('never built')\n")
+    if target.name == "cluster":  # the playbook runs inside the cluster's namespace: same host paths
+        source.chmod(0o755)
+    done = target.playbook(
+        HERE / "playbooks" / "build.yml",
+        *("-e", "build_name=cf-broken", "-e", f"build_source_dir={source}"),
+        *("-e", "build_push_host=hub.default.svc.cluster.local", "-e", "build_pull_host=hub.default.svc.cluster.local"),
+    )
+    observe("play_failed", done.returncode != 0)
+    runs = target.json("get", "taskruns", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=cf-broken")["items"]
+    if not runs:
+        runs = [
+            r for r in target.json("get", "taskruns", "-n", NAMESPACE)["items"] if "cf-broken" in r["metadata"]["name"]
+        ]
+    assert runs, f"no TaskRun for cf-broken on {target.name}:\n{done.output[-3000:]}"
+    run = runs[-1]
+    observe("taskrun.conditions", conditions(run))
+    observe("taskrun.steps", _steps(run))
+    observe("message_names_the_step", "build-and-push" in done.output and "exit" in done.output)
+
+
+def test_cancelled_pending_taskrun(target, observe) -> None:
+    name = "cf-cancelled"
+    target.kubectl("delete", "taskrun", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    taskrun = {
+        "apiVersion": "tekton.dev/v1",
+        "kind": "TaskRun",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "status": "TaskRunPending",
+            "taskSpec": {"steps": [{"name": "never", "image": "registry.knlab.test/none@sha256:" + "0" * 64}]},
+        },
+    }
+    target.kubectl("create", "-f", "-", input=json.dumps(taskrun))
+    pending = target.json("get", "taskrun", name, "-n", NAMESPACE)
+    observe("pending.conditions", conditions(pending))
+    target.kubectl(
+        "patch", "taskrun", name, "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"status":"TaskRunCancelled"}}'
+    )
+    result = target.module("tekton_taskrun_wait", name=name, namespace=NAMESPACE, timeout=60)
+    observe("wait.failed", bool(result.get("failed")))
+    cancelled = target.json("get", "taskrun", name, "-n", NAMESPACE)
+    observe("cancelled.conditions", conditions(cancelled))
+    observe("cancelled.steps", _steps(cancelled))
+    observe("cancelled.pod", bool(cancelled["status"].get("podName")))
+    target.kubectl("delete", "taskrun", name, "-n", NAMESPACE, "--wait=false")
+
+
+def test_crashing_app(target, observe) -> None:
+    image = target.json("get", "ksvc", "hello", "-n", NAMESPACE)["spec"]["template"]["spec"]["containers"][0]["image"]
+    result = target.module(
+        "knative_service",
+        name="cf-crash",
+        namespace=NAMESPACE,
+        image=image,
+        command=["python3", "-c", "raise SystemExit(3)"],
+        annotations={"serving.knative.dev/progress-deadline": "30s"},
+        wait_timeout=180,
+    )
+    observe("module.failed", bool(result.get("failed")))
+    service = target.json("get", "ksvc", "cf-crash", "-n", NAMESPACE)
+    observe("service.conditions", conditions(service))
+    revision = target.json("get", "revision", "cf-crash-00001", "-n", NAMESPACE)
+    observe("revision.conditions", conditions(revision))
+    target.module("knative_service", name="cf-crash", namespace=NAMESPACE, state="absent")
