@@ -438,6 +438,11 @@ class RevisionRun:
     # CreateContainerConfigError): the pod's waiting state, and the Revision's failure at the deadline.
     waiting_reason: str = ""
     waiting_message: str = ""
+    # How the container ended last while it crash-loops (ExitCode<N>, "Container failed with: ...").
+    # Knative reports it only once the progress deadline passed, beside ProgressDeadlineExceeded.
+    last_exit_reason: str = ""
+    last_exit_message: str = ""
+    deadline_exceeded: bool = False  # the progress deadline passed (ResourcesAvailable=False)
     resolving: bool = False  # Knative's controller is resolving the image's tag to a digest
     resolved_digest: str = ""  # host/repository@sha256:… that the tag resolved to
 
@@ -869,7 +874,10 @@ class KnativeController:
             status["actualReplicas"] = 1
             status["desiredReplicas"] = 1
         elif not conditions.is_("Ready", "True"):
-            conditions.set("Active", "Unknown", "Deploying")
+            # The KPA marks its PodAutoscaler activating at once (kpa.go), and the Revision copies it.
+            conditions.set(
+                "Active", "Unknown", "Queued", "Requests to the target are being buffered as resources are provisioned."
+            )
             conditions.mark_unknown("ResourcesAvailable", "Deploying")
             status["desiredReplicas"] = 1
         await self._write_status(self.rt["Revision"], revision, status)
@@ -877,6 +885,12 @@ class KnativeController:
     @staticmethod
     def _mark_run_failed(conditions: Conditions, run: RevisionRun) -> None:
         # Active is the autoscaler's to set (from its PodAutoscaler), never a copy of a failure.
+        if run.deadline_exceeded and run.failure_condition != "ResourcesAvailable":
+            conditions.mark_false(
+                "ResourcesAvailable",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{run.pod_name.rsplit("-", 1)[0]}" has timed out progressing.',
+            )
         conditions.mark_false(run.failure_condition, run.failure_reason, run.failure_message)
 
     # --- what kubelet resolves before starting a container --------------------------------------
@@ -1056,7 +1070,10 @@ class KnativeController:
         except TimeoutError:
             with contextlib.suppress(Exception):
                 await self.runtime.stop(run.key)
-            if run.waiting_reason:  # Knative reports the pod's waiting reason once the deadline passed
+            if run.last_exit_reason:  # a crash loop: the exit, and the deadline (Ready shows the exit)
+                self._fail(run, run.last_exit_reason, run.last_exit_message, "ContainerHealthy")
+                run.deadline_exceeded = True
+            elif run.waiting_reason:  # Knative reports the pod's waiting reason once the deadline passed
                 self._fail(run, run.waiting_reason, run.waiting_message, "ResourcesAvailable")
             else:
                 self._fail(run, "ProgressDeadlineExceeded", "Initial scale was never achieved", "ResourcesAvailable")
@@ -1162,6 +1179,15 @@ class KnativeController:
                     run.waiting_reason, run.waiting_message = "ImagePullBackOff", failure.message
                 elif reason == "CreateContainerConfigError":
                     run.waiting_reason, run.waiting_message = reason, failure.message
+                elif reason.startswith("ExitCode"):
+                    # A container that exits before it listens: kubelet restarts it with back-off
+                    # (CrashLoopBackOff) and the Revision stays Deploying until the deadline.
+                    run.last_exit_reason, run.last_exit_message = reason, failure.message
+                    run.restarts += 1
+                    run.waiting_reason = "CrashLoopBackOff"
+                    run.waiting_message = (
+                        f"back-off {delay:g}s restarting failed container={USER_CONTAINER} pod={run.pod_name}"
+                    )
                 else:
                     raise
             if pod is not None:

@@ -41,6 +41,7 @@ server.py builds it after the gateway and before the controllers::
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import shutil
@@ -58,7 +59,9 @@ from .registry_client import docker_config_credentials, registry_address
 from .registry_process import PathMapper, RegistryStartError, start_registry
 
 HOST = "127.0.0.1"
-READY_TIMEOUT = 60.0
+# How long a started process may take to listen. None: until the caller gives up, which for a
+# Revision is its progress deadline, as on a cluster (a readiness probe fails until then).
+READY_TIMEOUT: float | None = None
 HUB_REPOSITORIES = ("registry", "library/registry")
 _PYTHON = re.compile(r"^python(?:3(?:\.\d+)?)?$")
 
@@ -154,7 +157,7 @@ class Runtime:
         gateway: Gateway,
         *,
         on_exit: ExitCallback | None = None,
-        ready_timeout: float = READY_TIMEOUT,
+        ready_timeout: float | None = READY_TIMEOUT,
     ):
         self.settings = settings
         self.gateway = gateway
@@ -305,7 +308,7 @@ class Runtime:
                 log_path=plan.log_path,
                 pid_dir=self.pid_dir,
                 scratch_dirs=[plan.scratch],
-                ready_timeout=self.ready_timeout,
+                **({} if self.ready_timeout is None else {"ready_timeout": self.ready_timeout}),
             )
         except RegistryStartError as error:
             raise RuntimeFailure(error.reason, error.message) from None
@@ -351,7 +354,9 @@ class Runtime:
             scratch_dirs=[plan.scratch],
         )
         try:
-            ready = await wait_for_port(child, HOST, port, self.ready_timeout)
+            ready = await wait_for_port(
+                child, HOST, port, math.inf if self.ready_timeout is None else self.ready_timeout
+            )
         except BaseException:  # cancelled (the caller's deadline): the process must not outlive the start
             await terminate(child)
             raise

@@ -75,20 +75,32 @@ def test_cancelled_pending_taskrun(target, observe) -> None:
     target.kubectl("delete", "taskrun", name, "-n", NAMESPACE, "--wait=false")
 
 
-def test_crashing_app(target, observe) -> None:
+def _failing_app(target, observe, name: str, command: list[str]) -> None:
+    """An app from the demo's image that cannot become ready, with a 30 s progress deadline."""
     image = target.json("get", "ksvc", "hello", "-n", NAMESPACE)["spec"]["template"]["spec"]["containers"][0]["image"]
     result = target.module(
         "knative_service",
-        name="cf-crash",
+        name=name,
         namespace=NAMESPACE,
         image=image,
-        command=["python3", "-c", "raise SystemExit(3)"],
+        command=command,
         annotations={"serving.knative.dev/progress-deadline": "30s"},
         wait_timeout=180,
     )
     observe("module.failed", bool(result.get("failed")))
-    service = target.json("get", "ksvc", "cf-crash", "-n", NAMESPACE)
+    observe("module.timed_out", "Timed out" in str(result.get("msg", "")))
+    service = target.json("get", "ksvc", name, "-n", NAMESPACE)
     observe("service.conditions", conditions(service))
-    revision = target.json("get", "revision", "cf-crash-00001", "-n", NAMESPACE)
+    revision = target.json("get", "revision", f"{name}-00001", "-n", NAMESPACE)
     observe("revision.conditions", conditions(revision))
-    target.module("knative_service", name="cf-crash", namespace=NAMESPACE, state="absent")
+    target.module("knative_service", name=name, namespace=NAMESPACE, state="absent")
+
+
+def test_crashing_app(target, observe) -> None:
+    # Uses the image test_demo_objects.py built (files run in name order).
+    _failing_app(target, observe, "cf-crash", ["python3", "-c", "raise SystemExit(3)"])
+
+
+def test_silent_app(target, observe) -> None:
+    # Runs, never listens: the readiness probe fails until the progress deadline.
+    _failing_app(target, observe, "cf-silent", ["python3", "-c", "import time; time.sleep(3600)"])
