@@ -442,6 +442,7 @@ class RevisionRun:
     # Knative reports it only once the progress deadline passed, beside ProgressDeadlineExceeded.
     last_exit_reason: str = ""
     last_exit_message: str = ""
+    pod_deleted: bool = False  # its pod was deleted from outside: the run is replaced
     deadline_exceeded: bool = False  # the progress deadline passed (ResourcesAvailable=False)
     resolving: bool = False  # Knative's controller is resolving the image's tag to a digest
     resolved_digest: str = ""  # host/repository@sha256:… that the tag resolved to
@@ -514,6 +515,7 @@ class KnativeController:
             self._watch(self.rt["Revision"], self._on_revision),
             self._watch(self.rt["Route"], self._on_route),
             self._watch(self.rt_configmap, self._on_configmap, namespace=SYSTEM_NAMESPACE),
+            self._watch(self.rt_pod, self._on_pod),
         ]
         tasks = [asyncio.create_task(w) for w in watches]
         tasks.append(asyncio.create_task(self._work()))
@@ -618,6 +620,18 @@ class KnativeController:
         self.queue.add(("Route", namespace, name))
         for owner in self._owner_names(obj, "Service"):
             self.queue.add(("Service", namespace, owner))
+
+    def _on_pod(self, event: str, obj: dict) -> None:
+        # A Revision's pod deleted by someone else (`kubectl delete pod`): its ReplicaSet makes a
+        # new one at once. Pods this controller deletes itself belong to no run any more.
+        if event != "DELETED":
+            return
+        namespace, name = self._ns_name(obj)
+        revision = (obj["metadata"].get("labels") or {}).get(REVISION_LABEL)
+        run = self.runs.get(f"{namespace}/{revision}") if revision else None
+        if run is not None and run.pod_name == name:
+            run.pod_deleted = True
+            self.queue.add(("Revision", namespace, revision))
 
     def _on_configmap(self, event: str, obj: dict) -> None:
         # A new domain or domain template changes every URL: re-reconcile all Routes.
@@ -839,6 +853,10 @@ class KnativeController:
         routing_state = (revision["metadata"].get("labels") or {}).get(ROUTING_STATE_LABEL, "pending")
         wanted = routing_state in ("pending", "active")
         run = self.runs.get(key)
+        if run is not None and run.pod_deleted:
+            # Its process goes with the pod; a new pod (a new name) takes its place below.
+            await self._stop_run(key, delete_pod=False)
+            run = None
         already_failed = conditions.is_("Ready", "False")
         if wanted and run is None and not already_failed:
             run = await self._start_run(revision)
@@ -878,6 +896,8 @@ class KnativeController:
             conditions.set(
                 "Active", "Unknown", "Queued", "Requests to the target are being buffered as resources are provisioned."
             )
+            if not conditions.is_("ContainerHealthy", "False"):
+                conditions.mark_unknown("ContainerHealthy", "Deploying")
             conditions.mark_unknown("ResourcesAvailable", "Deploying")
             status["desiredReplicas"] = 1
         await self._write_status(self.rt["Revision"], revision, status)

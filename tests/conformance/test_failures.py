@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from conftest import conditions
 
 HERE = Path(__file__).parent
@@ -104,3 +105,33 @@ def test_crashing_app(target, observe) -> None:
 def test_silent_app(target, observe) -> None:
     # Runs, never listens: the readiness probe fails until the progress deadline.
     _failing_app(target, observe, "cf-silent", ["python3", "-c", "import time; time.sleep(3600)"])
+
+
+def test_missing_step_image(target, observe) -> None:
+    # The kaniko repository the target builds with, at a digest nobody pushed (issue 8 item 4).
+    builder = target.demo_env.get("DEMO_BUILDER_IMAGE") or _role_default("build_builder_image")
+    image = builder.split("@", 1)[0] + "@sha256:" + "1" * 64
+    started = target.module(
+        "tekton_taskrun",
+        name="cf-missing-step-image",
+        namespace=NAMESPACE,
+        idempotency_key="cf-missing-step-image",
+        task_spec={"steps": [{"name": "build", "image": image, "args": ["--no-push", "--dockerfile=/none"]}]},
+    )
+    assert not started.get("failed"), started
+    result = target.module("tekton_taskrun_wait", name="cf-missing-step-image", namespace=NAMESPACE, timeout=300)
+    observe("wait.failed", bool(result.get("failed")))
+    observe("wait.reason", result.get("reason"))
+    observe(
+        "wait.steps",
+        [
+            {k: step.get(k) for k in ("name", "state", "exit_code", "termination_reason")}
+            for step in result.get("steps", [])
+        ],
+    )
+    target.kubectl("delete", "taskrun", "cf-missing-step-image", "-n", NAMESPACE, "--wait=false")
+
+
+def _role_default(name: str) -> str:
+    defaults = yaml.safe_load((HERE.parents[1] / "roles" / "build" / "defaults" / "main.yml").read_text())
+    return defaults[name]
