@@ -92,7 +92,7 @@ DEFAULTS_DEFAULTS: dict[str, str] = {
     "revision-idle-timeout-seconds": "0",
     "container-concurrency": "0",
     "container-concurrency-max-limit": "1000",
-    "allow-container-concurrency-specified-zero": "true",
+    "allow-container-concurrency-zero": "true",
     "enable-service-links": "false",
     "container-name-template": "user-container",
     "init-container-name-template": "init-container",
@@ -194,7 +194,12 @@ class KnativeConfig:
     autoscaler: Mapping[str, str] = field(default_factory=dict)
 
     def feature(self, key: str) -> str:
-        return str(self.features.get(key, FEATURE_DEFAULTS.get(key, "disabled"))).strip().lower()
+        # config/features.go asFlag: a value is taken when it equals enabled, allowed or disabled
+        # ignoring case (no trimming); any other value keeps the flag's default.
+        raw = str(self.features.get(key, "")).lower()
+        if raw in ("enabled", "allowed", "disabled"):
+            return raw
+        return FEATURE_DEFAULTS.get(key, "disabled")
 
     def feature_enabled(self, key: str) -> bool:
         return self.feature(key) == "enabled"
@@ -230,7 +235,7 @@ class KnativeConfig:
 
     @property
     def allow_container_concurrency_zero(self) -> bool:
-        return self._default("allow-container-concurrency-specified-zero").lower() != "false"
+        return self._default("allow-container-concurrency-zero").lower() != "false"
 
     @property
     def enable_service_links(self) -> bool | None:
@@ -1558,7 +1563,7 @@ SEED_OBJECTS: list[dict] = [
                 "max-revision-timeout-seconds",
                 "container-concurrency",
                 "container-concurrency-max-limit",
-                "allow-container-concurrency-specified-zero",
+                "allow-container-concurrency-zero",
                 "enable-service-links",
                 "container-name-template",
             )

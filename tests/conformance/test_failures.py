@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import conditions
 
@@ -107,19 +108,22 @@ def test_silent_app(target, observe) -> None:
     _failing_app(target, observe, "cf-silent", ["python3", "-c", "import time; time.sleep(3600)"])
 
 
-def test_missing_step_image(target, observe) -> None:
+@pytest.mark.parametrize("command", [["/kaniko/executor"], None], ids=["with_command", "image_entrypoint"])
+def test_missing_step_image(target, observe, command) -> None:
     # The kaniko repository the target builds with, at a digest nobody pushed (issue 8 item 4).
+    # With a command (as the build role's Task has) the kubelet's pull fails; without one, Tekton
+    # must first read the image's entrypoint from its registry to build the pod.
     builder = target.demo_env.get("DEMO_BUILDER_IMAGE") or _role_default("build_builder_image")
     image = builder.split("@", 1)[0] + "@sha256:" + "1" * 64
+    name = "cf-missing-image-" + ("command" if command else "entrypoint")
+    step = {"name": "build", "image": image, "args": ["--no-push", "--dockerfile=/none"]}
+    if command:
+        step["command"] = command
     started = target.module(
-        "tekton_taskrun",
-        name="cf-missing-step-image",
-        namespace=NAMESPACE,
-        idempotency_key="cf-missing-step-image",
-        task_spec={"steps": [{"name": "build", "image": image, "args": ["--no-push", "--dockerfile=/none"]}]},
+        "tekton_taskrun", name=name, namespace=NAMESPACE, idempotency_key=name, task_spec={"steps": [step]}
     )
     assert not started.get("failed"), started
-    result = target.module("tekton_taskrun_wait", name="cf-missing-step-image", namespace=NAMESPACE, timeout=300)
+    result = target.module("tekton_taskrun_wait", name=name, namespace=NAMESPACE, timeout=300)
     observe("wait.failed", bool(result.get("failed")))
     observe("wait.reason", result.get("reason"))
     observe(
@@ -129,7 +133,7 @@ def test_missing_step_image(target, observe) -> None:
             for step in result.get("steps", [])
         ],
     )
-    target.kubectl("delete", "taskrun", "cf-missing-step-image", "-n", NAMESPACE, "--wait=false")
+    target.kubectl("delete", "taskrun", name, "-n", NAMESPACE, "--wait=false")
 
 
 def _role_default(name: str) -> str:

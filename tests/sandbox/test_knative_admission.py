@@ -456,3 +456,19 @@ def test_go_duration_round_trip():
     assert ka.format_go_duration(3600) == "1h0m0s"
     with pytest.raises(ValueError, match="invalid duration"):
         ka.parse_go_duration("10 minutes")
+
+
+def test_feature_flag_values_follow_knative_as_flag():
+    # EqualFold against enabled/allowed/disabled, no trimming; anything else keeps the default.
+    config = ka.KnativeConfig(
+        features={
+            "kubernetes.podspec-persistent-volume-claim": "Enabled",
+            "kubernetes.podspec-persistent-volume-write": " enabled",
+            "multi-container": "yes",
+            "kubernetes.podspec-volumes-emptydir": "DISABLED",
+        }
+    )
+    assert config.feature_enabled("kubernetes.podspec-persistent-volume-claim")
+    assert not config.feature_enabled("kubernetes.podspec-persistent-volume-write")  # default: disabled
+    assert config.feature_enabled("multi-container")  # default: enabled
+    assert not config.feature_not_disabled("kubernetes.podspec-volumes-emptydir")
