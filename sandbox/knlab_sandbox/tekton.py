@@ -18,7 +18,7 @@ What it does, as ``pkg/reconciler/taskrun`` and ``pkg/pod`` do (FACTS §2.3 to �
   and friends, then creates Pod ``<taskrun>-pod`` (labels ``tekton.dev/taskRun``, ``tekton.dev/task``,
   ``tekton.dev/taskRunUID``; ``ownerReferences`` to the TaskRun; containers ``step-<name>``).
 - Runs the steps in order. ``Succeeded`` goes Unknown/``Started`` → Unknown/``Running`` → True/
-  ``Succeeded`` or False/``StepFailed`` (``"step-<name>" exited with code <N>``); later steps are
+  ``Succeeded`` or False/``StepFailed`` (``"step-<name>" exited with code <N>: Error``); later steps are
   skipped. ``status.steps`` carry the container states, ``status.results`` what the steps wrote to
   ``/tekton/results``. ``spec.timeout`` → ``TaskRunTimeout``; ``spec.status: TaskRunCancelled`` →
   ``TaskRunCancelled`` and the pod is deleted; ``TaskRunPending`` waits without starting the clock.
@@ -1006,7 +1006,8 @@ class TektonController:
             )
         elif failure is not None:
             container, code = failure
-            await self._fail(taskrun, "StepFailed", f'"{container}" exited with code {code}')
+            # pkg/pod/status.go adds the container's terminated reason: kubelet's "Error" for an exit.
+            await self._fail(taskrun, "StepFailed", f'"{container}" exited with code {code}: Error')
         else:
 
             def succeeded(status: dict) -> None:

@@ -8,10 +8,12 @@ terminationReason), and deletes the pod. The module must report the controller's
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import pytest
-from conftest import Cluster
+from conftest import BIN, ROOT, Cluster
+from knlab_cluster.settings import Paths
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -67,3 +69,31 @@ def test_a_timeout_is_reported_as_tekton_stopping_the_step(cluster: Cluster) -> 
     # Tekton deletes the pod; until its grace period ends the log may still be readable (and
     # `sleep` wrote nothing). Once it is gone, the reason is the timeout, not a cancel.
     assert result["log_error"] is None or "Tekton deleted it because the run timed out" in result["log_error"]
+
+
+def test_the_build_role_waits_longer_than_the_run_may_last(cluster: Cluster, tmp_path) -> None:
+    # Issue 8 item 5: with build_wait_timeout no longer than build_timeout, the user used to see
+    # the module's own timeout (or a run whose pod was gone) instead of Tekton's verdict. The role
+    # waits build_timeout + 60 s at least, so the TaskRun's TaskRunTimeout is what the play reports.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "playbooks" / "files" / "hello", source)
+    (source / "marker.txt").write_text(uuid.uuid4().hex)  # a source no earlier run built
+    argv = [
+        "env",
+        *(f"{k}={v}" for k, v in cluster.env.items()),
+        f"DEMO_NAMESPACE={NAMESPACE}",
+        f"K8S_AUTH_KUBECONFIG={Paths.from_env().inner_kubeconfig}",
+        f"ANSIBLE_COLLECTIONS_PATH={ROOT / '.build' / 'collections'}",
+        "ANSIBLE_NOCOLOR=1",
+        "ANSIBLE_LOCALHOST_WARNING=false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING=false",
+        str(BIN / "ansible-playbook"),
+        str(ROOT / "tests" / "conformance" / "playbooks" / "build.yml"),
+        *("-e", "build_name=too-short", "-e", f"build_source_dir={source}"),
+        *("-e", "build_push_host=hub.default.svc.cluster.local", "-e", "build_pull_host=hub.default.svc.cluster.local"),
+        *("-e", "build_timeout=3s", "-e", "build_wait_timeout=3"),
+    ]
+    output = cluster.exec(*argv, check=False, timeout=300)
+    assert "failed=1" in output, output[-3000:]
+    assert "TaskRunTimeout" in output, output[-3000:]
+    assert "Timed out after" not in output, output[-3000:]

@@ -46,6 +46,7 @@ def test_failing_dockerfile(target, observe, tmp_path: Path) -> None:
     assert runs, f"no TaskRun for cf-broken on {target.name}:\n{done.output[-3000:]}"
     run = runs[-1]
     observe("taskrun.conditions", conditions(run))
+    observe("taskrun.message", run["status"]["conditions"][0].get("message", "").split(". For logs")[0])
     observe("taskrun.steps", _steps(run))
     observe("message_names_the_step", "build-and-push" in done.output and "exit" in done.output)
 

@@ -210,7 +210,7 @@ async def test_a_step_the_sandbox_cannot_run_fails_and_later_steps_are_skipped(c
     done = await cluster.finished("shell")
     condition = succeeded(done)
     assert (condition["status"], condition["reason"]) == ("False", "StepFailed")
-    assert condition["message"] == '"step-write" exited with code 1'
+    assert condition["message"] == '"step-write" exited with code 1: Error'
     first, second = done["status"]["steps"]
     assert first["terminated"]["exitCode"] == 1 and first["terminationReason"] == "Error"
     assert second["terminationReason"] == "Skipped"
@@ -244,7 +244,10 @@ async def test_a_failing_build_reports_the_kaniko_error(cluster):
     )
     await cluster.api.create(TASKRUN, run, namespace="default")
     condition = succeeded(await cluster.finished("with-run"))
-    assert (condition["reason"], condition["message"]) == ("StepFailed", '"step-build-and-push" exited with code 1')
+    assert (condition["reason"], condition["message"]) == (
+        "StepFailed",
+        '"step-build-and-push" exited with code 1: Error',
+    )
     assert "cannot execute commands" in cluster.log("with-run-pod", "step-build-and-push").splitlines()[-1]
 
 
