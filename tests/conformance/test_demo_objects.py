@@ -105,4 +105,17 @@ def test_demo(target, observe) -> None:
         ],
     )
     observe("build.taskrun.status_keys", sorted(run["status"]))
+
+    # The image in the hub, read over the registry API through the ingress: kaniko keeps the base
+    # image's manifest media type (issue 8 item 6).
+    hub_host = target.json("get", "ksvc", "hub", "-n", NAMESPACE)["status"]["url"].split("://", 1)[1]
+    info = target.module(
+        "registry_image_info",
+        registry_url=target.demo_env["DEMO_INGRESS_ADDRESS"],
+        host_header=hub_host,
+        repository="hello",
+        tag=digest,
+    )
+    observe("hub.image.exists", info.get("exists"))
+    observe("hub.image.media_type", info.get("media_type"))
     observe("build.taskrun.pod_name", run["status"].get("podName", "").startswith(run["metadata"]["name"] + "-pod"))
