@@ -22,7 +22,7 @@ SANITY_SKIP := ^(sandbox|cluster|benchmarks|tests/sandbox|tests/cluster|tests/ba
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3.11/site-packages
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-prerequisites demo-down clean build bench \
+.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-clean demo-prerequisites demo-down clean build bench \
 	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test molecule-cluster bench-cluster
 
 help:
@@ -33,6 +33,7 @@ help:
 	@echo "make conformance     the differential suite on the sandbox and the real cluster (root), then every difference"
 	@echo "make build     ansible-galaxy collection build"
 	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
+	@echo "make demo-clean remove the demo from the sandbox (never from your own cluster)"
 	@echo "make demo-down stop the sandbox"
 	@echo "make cluster   build (once, ~40 min cold) and start the real cluster (root); cluster-down stops it"
 	@echo "make cluster-demo | cluster-test   the demo | the end-to-end tests on the real cluster"
@@ -113,6 +114,13 @@ demo-prerequisites:
 	  exit 1; \
 	fi
 
+# The plays of `make demo` and `make demo-clean` talk to the sandbox and nothing else: its
+# kubeconfig, and none of the shell's other K8S_AUTH_* settings (a K8S_AUTH_HOST or _CONTEXT would
+# point them at another cluster).
+SANDBOX_KUBECONFIG = $(abspath $(SANDBOX_STATE))/kubeconfig
+SANDBOX_ENV = env $(foreach v,$(filter K8S_AUTH_%,$(.VARIABLES)),-u $(v)) -u KUBECONFIG \
+	K8S_AUTH_KUBECONFIG=$(SANDBOX_KUBECONFIG) ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false
+
 # DEMO_INTERACTIVE=1 pauses before each step with its explanation (only where stdin is a terminal).
 demo: export K8S_AUTH_KUBECONFIG := $(abspath $(SANDBOX_STATE))/kubeconfig
 # The plays run on the implicit localhost (so with this venv's Python): no inventory is expected.
@@ -125,13 +133,23 @@ demo: $(SETUP_STAMP) demo-prerequisites
 	  read -r _; \
 	fi
 	$(SANDBOX_CLI) up
-	$(BIN)/ansible-playbook playbooks/sandbox-prepare.yml
-	DEMO_INGRESS_ADDRESS=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["gateway"])' \
+	$(SANDBOX_ENV) $(BIN)/ansible-playbook playbooks/sandbox-prepare.yml
+	$(SANDBOX_ENV) DEMO_INGRESS_ADDRESS=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["gateway"])' \
 	  $(SANDBOX_STATE)/server.json) $(BIN)/ansible-playbook playbooks/demo.yml
 	@echo
-	@$(BIN)/python -c "$$DEMO_SHOW_APP" $(K8S_AUTH_KUBECONFIG) $${DEMO_NAMESPACE:-default} hello $(SANDBOX_STATE)/server.json
-	@echo "Objects: kubectl --kubeconfig $(SANDBOX_STATE)/kubeconfig get ksvc,revisions,taskruns"
-	@echo "Stop:    make demo-down (ansible-playbook playbooks/cleanup.yml removes the demo first)"
+	@$(BIN)/python -c "$$DEMO_SHOW_APP" $(SANDBOX_KUBECONFIG) $${DEMO_NAMESPACE:-default} hello $(SANDBOX_STATE)/server.json
+	@echo "Objects: KUBECONFIG=$(SANDBOX_KUBECONFIG) kubectl get ksvc,revisions,taskruns"
+	@echo "Clean:   make demo-clean   (removes the demo from the sandbox; make demo-down stops the sandbox)"
+
+# Removes the demo from the sandbox (playbooks/cleanup.yml, through the roles' `absent` entry
+# points), never from the cluster the shell's kubeconfig points at. A second run changes nothing.
+demo-clean: $(SETUP_STAMP)
+	@if ! $(SANDBOX_CLI) status >/dev/null 2>&1; then \
+	  echo "The sandbox in $(SANDBOX_STATE)/ is not running: there is no demo to remove (make demo starts it)."; \
+	  exit 0; \
+	fi; \
+	$(SANDBOX_ENV) $(BIN)/ansible-playbook playbooks/cleanup.yml && \
+	echo "Check:   KUBECONFIG=$(SANDBOX_KUBECONFIG) kubectl get ksvc,taskruns,pvc"
 
 demo-down:
 	$(SANDBOX_CLI) down

@@ -46,8 +46,9 @@ INGRESS_ADDRESS = f"http://{NODE_IP}:{INGRESS_NODE_PORT}"
 KNATIVE_DOMAIN = f"{NODE_IP}.sslip.io"
 # Host loopback ports forwarded into the namespace (socat; no interface joins the two): the API
 # server and the ingress, for tools that run on the host (molecule, benchmarks, your kubectl).
-HOST_API_PORT = 16443
-HOST_INGRESS_PORT = 18080
+# Not the sandbox's defaults (16443, 18080): `make demo` must work while the cluster runs.
+HOST_API_PORT = 26443
+HOST_INGRESS_PORT = 28080
 # Global sysctls the kubelet changes (pkg/kubelet/cm: setupKernelTunables); restored on down.
 KUBELET_SYSCTLS = (
     "vm.overcommit_memory",

@@ -324,6 +324,18 @@ ROLES: dict[str, dict[str, Any]] = {
             "knative_stack_tekton_release_url": "url",
         },
     },
+    "app:absent": {
+        "base": {},
+        "kinds": {"app_name": "dns1035", "app_namespace": "dns1123", "app_wait_timeout": "positive_int"},
+    },
+    "build:absent": {
+        "base": {},
+        "kinds": {"build_name": "dns1123", "build_namespace": "dns1123", "build_wait_timeout": "positive_int"},
+    },
+    "registry:absent": {
+        "base": {},
+        "kinds": {"registry_name": "dns1035", "registry_namespace": "dns1123", "registry_wait_timeout": "positive_int"},
+    },
     "knative_stack:configure": {
         "base": {},
         "kinds": {

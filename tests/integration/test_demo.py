@@ -271,3 +271,64 @@ def test_a_hub_with_authentication_and_a_dockerconfigjson_secret(sandbox: Sandbo
     binding = next(w for w in spec["workspaces"] if w["name"] == "dockerconfig")
     assert binding["secret"]["items"] == [{"key": ".dockerconfigjson", "path": "config.json"}]
     assert _answer(sandbox) == "Hello World!\n"
+
+
+OWN_DEPLOY = """
+- name: Deploy an app of one's own with the three roles
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.import_role:
+        name: knlab.serverless.registry
+      vars:
+        registry_name: team-hub
+        registry_persistence: true
+    - ansible.builtin.import_role:
+        name: knlab.serverless.build
+      vars:
+        build_name: team-app
+        build_source_dir: {source}
+    - ansible.builtin.import_role:
+        name: knlab.serverless.app
+      vars:
+        app_name: team-app
+        app_ingress_address: "{{{{ lookup('ansible.builtin.env', 'DEMO_INGRESS_ADDRESS') }}}}"
+"""
+
+OWN_REMOVE = """
+- name: Remove it through the roles' absent entry points
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: knlab.serverless.app
+        tasks_from: absent
+      vars:
+        app_name: team-app
+    - ansible.builtin.include_role:
+        name: knlab.serverless.build
+        tasks_from: absent
+      vars:
+        build_name: team-app
+    - ansible.builtin.include_role:
+        name: knlab.serverless.registry
+        tasks_from: absent
+      vars:
+        registry_name: team-hub
+"""
+
+
+def test_an_own_app_removed_through_the_roles_leaves_nothing(sandbox: Sandbox, tmp_path: Path) -> None:
+    assert sandbox.playbook("sandbox-prepare.yml").changed == 1
+    deploy, remove = tmp_path / "deploy.yml", tmp_path / "remove.yml"
+    deploy.write_text(OWN_DEPLOY.format(source=SOURCE))
+    remove.write_text(OWN_REMOVE)
+    assert sandbox.playbook(str(deploy)).changed > 0
+    deployed = _demo_objects(sandbox)
+    assert deployed["services"] == ["team-app", "team-hub"]
+    assert deployed["pvcs"] and deployed["taskruns"] and deployed["configmaps"], deployed
+    assert sandbox.playbook(str(remove)).changed > 0
+    assert _demo_objects(sandbox) == {}
+    assert sandbox.playbook(str(remove)).changed == 0
