@@ -865,6 +865,12 @@ class TektonController:
             step_started = now()
             await self._record_step(taskrun, pod, index, {"running": {"startedAt": step_started}}, plan)
             code = await self._execute_step(taskrun, plan, step, log_path)
+            if code == 0 and self._results(plan)[1]:
+                # The entrypoint writes the results into the termination message, which may not
+                # pass 4096 bytes (termination.WriteMessage): it fails the step (StepFailed).
+                with log_path.open("a", encoding="utf-8") as handle:
+                    handle.write(f"{RESULTS_TOO_LONG}\n")
+                code = 1
             finished = now()
             state = {
                 "terminated": {
@@ -976,8 +982,9 @@ class TektonController:
                 # What the entrypoint left in the termination message, less Tekton's own entries:
                 # the results this step wrote, re-encoded by Go's encoding/json.
                 reported = {item["key"] for earlier in steps[:index] for item in _message_results(earlier)}
-                written = [r for r in self._results(plan)[0] if r["name"] not in reported]
-                if written:
+                results, oversized = self._results(plan)
+                written = [r for r in results if r["name"] not in reported]
+                if written and not oversized:
                     entry["terminated"]["message"] = go_json(
                         [{"key": r["name"], "value": _raw_result(r["value"]), "type": 1} for r in written]
                     )
@@ -998,12 +1005,8 @@ class TektonController:
         results, oversized = self._results(plan)
         phase = "Failed" if failure or oversized else "Succeeded"
         await self._pod_status(pod, lambda s: _finish_pod_status(s, phase, finished))
-        if oversized:
-            await self._fail(
-                taskrun,
-                "TaskRunResultLargerThanAllowedLimit",
-                f"Termination message is above max allowed size {RESULTS_LIMIT}, caused by large task result.",
-            )
+        if failure is None and oversized:  # only after a step that may fail (onError: continue)
+            await self._fail(taskrun, "TaskRunResultLargerThanAllowedLimit", RESULTS_TOO_LONG)
         elif failure is not None:
             container, code = failure
             # pkg/pod/status.go adds the container's terminated reason: kubelet's "Error" for an exit.
@@ -1049,6 +1052,8 @@ class TektonController:
 
 
 CONTROLLER_USER = "system:serviceaccount:tekton-pipelines:tekton-pipelines-controller"
+# pkg/termination/write.go errTooLong, what the entrypoint says when the results do not fit.
+RESULTS_TOO_LONG = "Termination message is above max allowed size 4096, caused by large task result."
 # status.provenance.featureFlags of a TaskRun on a stock Tekton v1.15.0 (release.yaml's
 # feature-flags ConfigMap, as the real cluster reports them).
 FEATURE_FLAGS = {
