@@ -43,6 +43,22 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         opened.close()
 
 
+WORK_NAMESPACE = "knlab-conformance"
+
+
+@pytest.fixture(scope="session")
+def work_namespace(target: Target) -> Iterator[str]:
+    """A namespace for what the scenarios create besides the demo (which lives in `default`, where
+    the cluster's hub NodePort points): deleted at the end, so that nothing a scenario made is
+    left for the tests that run next (tests/cluster expects `default` to hold the demo only)."""
+    target.kubectl("delete", "namespace", WORK_NAMESPACE, "--ignore-not-found", "--wait=true", timeout=600)
+    target.kubectl("create", "namespace", WORK_NAMESPACE)
+    try:
+        yield WORK_NAMESPACE
+    finally:
+        target.kubectl("delete", "namespace", WORK_NAMESPACE, "--wait=false", check=False)
+
+
 @pytest.fixture
 def observe(request: pytest.FixtureRequest) -> Callable[[str, Any], None]:
     """observe(key, value): one observation of this scenario, under "<test name>.<key>"."""

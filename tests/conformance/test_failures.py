@@ -11,7 +11,7 @@ import yaml
 from conftest import conditions
 
 HERE = Path(__file__).parent
-NAMESPACE = "default"
+DEMO_NAMESPACE = "default"  # the demo app, whose image the failing apps run
 
 
 def _steps(run: dict) -> list[dict]:
@@ -25,7 +25,7 @@ def _steps(run: dict) -> list[dict]:
     ]
 
 
-def test_failing_dockerfile(target, observe, tmp_path: Path) -> None:
+def test_failing_dockerfile(target, observe, work_namespace, tmp_path: Path) -> None:
     source = tmp_path / "source"
     source.mkdir()
     (source / "Dockerfile").write_text("ARG BASE_IMAGE=scratch\nFROM ${BASE_IMAGE}\nCOPY missing.txt /app/\n")
@@ -36,13 +36,11 @@ def test_failing_dockerfile(target, observe, tmp_path: Path) -> None:
         HERE / "playbooks" / "build.yml",
         *("-e", "build_name=cf-broken", "-e", f"build_source_dir={source}"),
         *("-e", "build_push_host=hub.default.svc.cluster.local", "-e", "build_pull_host=hub.default.svc.cluster.local"),
+        env={"DEMO_NAMESPACE": work_namespace},
     )
     observe("play_failed", done.returncode != 0)
-    runs = target.json("get", "taskruns", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=cf-broken")["items"]
-    if not runs:
-        runs = [
-            r for r in target.json("get", "taskruns", "-n", NAMESPACE)["items"] if "cf-broken" in r["metadata"]["name"]
-        ]
+    selector = "serverless.knlab.io/build=cf-broken"
+    runs = target.json("get", "taskruns", "-n", work_namespace, "-l", selector)["items"]
     assert runs, f"no TaskRun for cf-broken on {target.name}:\n{done.output[-3000:]}"
     run = runs[-1]
     observe("taskrun.conditions", conditions(run))
@@ -51,40 +49,43 @@ def test_failing_dockerfile(target, observe, tmp_path: Path) -> None:
     observe("message_names_the_step", "build-and-push" in done.output and "exit" in done.output)
 
 
-def test_cancelled_pending_taskrun(target, observe) -> None:
+def test_cancelled_pending_taskrun(target, observe, work_namespace) -> None:
+    namespace = work_namespace
     name = "cf-cancelled"
-    target.kubectl("delete", "taskrun", name, "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
+    target.kubectl("delete", "taskrun", name, "-n", namespace, "--ignore-not-found", "--wait=true")
     taskrun = {
         "apiVersion": "tekton.dev/v1",
         "kind": "TaskRun",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "status": "TaskRunPending",
             "taskSpec": {"steps": [{"name": "never", "image": "registry.knlab.test/none@sha256:" + "0" * 64}]},
         },
     }
     target.kubectl("create", "-f", "-", input=json.dumps(taskrun))
-    pending = target.json("get", "taskrun", name, "-n", NAMESPACE)
+    pending = target.json("get", "taskrun", name, "-n", namespace)
     observe("pending.conditions", conditions(pending))
     target.kubectl(
-        "patch", "taskrun", name, "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"status":"TaskRunCancelled"}}'
+        "patch", "taskrun", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"status":"TaskRunCancelled"}}'
     )
-    result = target.module("tekton_taskrun_wait", name=name, namespace=NAMESPACE, timeout=60)
+    result = target.module("tekton_taskrun_wait", name=name, namespace=namespace, timeout=60)
     observe("wait.failed", bool(result.get("failed")))
-    cancelled = target.json("get", "taskrun", name, "-n", NAMESPACE)
+    cancelled = target.json("get", "taskrun", name, "-n", namespace)
     observe("cancelled.conditions", conditions(cancelled))
     observe("cancelled.steps", _steps(cancelled))
     observe("cancelled.pod", bool(cancelled["status"].get("podName")))
-    target.kubectl("delete", "taskrun", name, "-n", NAMESPACE, "--wait=false")
+    target.kubectl("delete", "taskrun", name, "-n", namespace, "--wait=false")
 
 
-def _failing_app(target, observe, name: str, command: list[str]) -> None:
+def _failing_app(target, observe, namespace: str, name: str, command: list[str]) -> None:
     """An app from the demo's image that cannot become ready, with a 30 s progress deadline."""
-    image = target.json("get", "ksvc", "hello", "-n", NAMESPACE)["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = target.json("get", "ksvc", "hello", "-n", DEMO_NAMESPACE)["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
     result = target.module(
         "knative_service",
         name=name,
-        namespace=NAMESPACE,
+        namespace=namespace,
         image=image,
         command=command,
         annotations={"serving.knative.dev/progress-deadline": "30s"},
@@ -92,25 +93,26 @@ def _failing_app(target, observe, name: str, command: list[str]) -> None:
     )
     observe("module.failed", bool(result.get("failed")))
     observe("module.timed_out", "Timed out" in str(result.get("msg", "")))
-    service = target.json("get", "ksvc", name, "-n", NAMESPACE)
+    service = target.json("get", "ksvc", name, "-n", namespace)
     observe("service.conditions", conditions(service))
-    revision = target.json("get", "revision", f"{name}-00001", "-n", NAMESPACE)
+    revision = target.json("get", "revision", f"{name}-00001", "-n", namespace)
     observe("revision.conditions", conditions(revision))
-    target.module("knative_service", name=name, namespace=NAMESPACE, state="absent")
+    target.module("knative_service", name=name, namespace=namespace, state="absent")
 
 
-def test_crashing_app(target, observe) -> None:
+def test_crashing_app(target, observe, work_namespace) -> None:
     # Uses the image test_demo_objects.py built (files run in name order).
-    _failing_app(target, observe, "cf-crash", ["python3", "-c", "raise SystemExit(3)"])
+    _failing_app(target, observe, work_namespace, "cf-crash", ["python3", "-c", "raise SystemExit(3)"])
 
 
-def test_silent_app(target, observe) -> None:
+def test_silent_app(target, observe, work_namespace) -> None:
     # Runs, never listens: the readiness probe fails until the progress deadline.
-    _failing_app(target, observe, "cf-silent", ["python3", "-c", "import time; time.sleep(3600)"])
+    _failing_app(target, observe, work_namespace, "cf-silent", ["python3", "-c", "import time; time.sleep(3600)"])
 
 
 @pytest.mark.parametrize("command", [["/kaniko/executor"], None], ids=["with_command", "image_entrypoint"])
-def test_missing_step_image(target, observe, command) -> None:
+def test_missing_step_image(target, observe, work_namespace, command) -> None:
+    namespace = work_namespace
     # The kaniko repository the target builds with, at a digest nobody pushed (issue 8 item 4).
     # With a command (as the build role's Task has) the kubelet's pull fails; without one, Tekton
     # must first read the image's entrypoint from its registry to build the pod.
@@ -121,10 +123,10 @@ def test_missing_step_image(target, observe, command) -> None:
     if command:
         step["command"] = command
     started = target.module(
-        "tekton_taskrun", name=name, namespace=NAMESPACE, idempotency_key=name, task_spec={"steps": [step]}
+        "tekton_taskrun", name=name, namespace=namespace, idempotency_key=name, task_spec={"steps": [step]}
     )
     assert not started.get("failed"), started
-    result = target.module("tekton_taskrun_wait", name=name, namespace=NAMESPACE, timeout=300)
+    result = target.module("tekton_taskrun_wait", name=name, namespace=namespace, timeout=300)
     observe("wait.failed", bool(result.get("failed")))
     observe("wait.reason", result.get("reason"))
     observe(
@@ -134,7 +136,7 @@ def test_missing_step_image(target, observe, command) -> None:
             for step in result.get("steps", [])
         ],
     )
-    target.kubectl("delete", "taskrun", name, "-n", NAMESPACE, "--wait=false")
+    target.kubectl("delete", "taskrun", name, "-n", namespace, "--wait=false")
 
 
 def _role_default(name: str) -> str:

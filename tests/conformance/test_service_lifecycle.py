@@ -10,17 +10,20 @@ import json
 
 from conftest import conditions
 
-NAMESPACE = "default"
+DEMO_NAMESPACE = "default"
 
 
 def _image(target) -> str:
-    return target.json("get", "ksvc", "hello", "-n", NAMESPACE)["spec"]["template"]["spec"]["containers"][0]["image"]
+    return target.json("get", "ksvc", "hello", "-n", DEMO_NAMESPACE)["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ]
 
 
-def test_rewritten_values_converge(target, observe) -> None:
+def test_rewritten_values_converge(target, observe, work_namespace) -> None:
+    namespace = work_namespace
     args = {
         "name": "cf-converge",
-        "namespace": NAMESPACE,
+        "namespace": namespace,
         "image": _image(target),
         "env": {"TARGET": "converge"},
         "volumes": [
@@ -33,36 +36,38 @@ def test_rewritten_values_converge(target, observe) -> None:
     second = target.module("knative_service", **args)
     observe("second.changed", second.get("changed"))
     observe("second.failed", bool(second.get("failed")))
-    stored = target.json("get", "ksvc", "cf-converge", "-n", NAMESPACE)["spec"]["template"]["spec"]
+    stored = target.json("get", "ksvc", "cf-converge", "-n", namespace)["spec"]["template"]["spec"]
     observe("stored.size_limit", stored["volumes"][0]["emptyDir"].get("sizeLimit"))
     observe("stored.read_only", stored["containers"][0]["volumeMounts"][0].get("readOnly", "(absent)"))
     observe(
         "revisions",
-        len(target.json("get", "revisions", "-n", NAMESPACE, "-l", "serving.knative.dev/service=cf-converge")["items"]),
+        len(target.json("get", "revisions", "-n", namespace, "-l", "serving.knative.dev/service=cf-converge")["items"]),
     )
 
 
-def test_delete_then_create_at_once(target, observe) -> None:
-    args = {"name": "cf-recreate", "namespace": NAMESPACE, "image": _image(target), "env": {"TARGET": "again"}}
+def test_delete_then_create_at_once(target, observe, work_namespace) -> None:
+    namespace = work_namespace
+    args = {"name": "cf-recreate", "namespace": namespace, "image": _image(target), "env": {"TARGET": "again"}}
     assert not target.module("knative_service", **args).get("failed")
-    gone = target.module("knative_service", name="cf-recreate", namespace=NAMESPACE, state="absent")
+    gone = target.module("knative_service", name="cf-recreate", namespace=namespace, state="absent")
     observe("absent.changed", gone.get("changed"))
     children = {
-        kind: target.json("get", kind, "-n", NAMESPACE, "-l", "serving.knative.dev/service=cf-recreate")["items"]
+        kind: target.json("get", kind, "-n", namespace, "-l", "serving.knative.dev/service=cf-recreate")["items"]
         for kind in ("routes", "configurations", "revisions")
     }
     observe("children_left_after_absent", {kind: len(items) for kind, items in children.items()})
     again = target.module("knative_service", **args)
     observe("recreated.failed", bool(again.get("failed")))
-    observe("recreated.conditions", conditions(target.json("get", "ksvc", "cf-recreate", "-n", NAMESPACE)))
-    target.module("knative_service", name="cf-recreate", namespace=NAMESPACE, state="absent")
+    observe("recreated.conditions", conditions(target.json("get", "ksvc", "cf-recreate", "-n", namespace)))
+    target.module("knative_service", name="cf-recreate", namespace=namespace, state="absent")
 
 
-def test_own_revision_name_then_update(target, observe) -> None:
+def test_own_revision_name_then_update(target, observe, work_namespace) -> None:
+    namespace = work_namespace
     service = {
         "apiVersion": "serving.knative.dev/v1",
         "kind": "Service",
-        "metadata": {"name": "cf-named", "namespace": NAMESPACE},
+        "metadata": {"name": "cf-named", "namespace": namespace},
         "spec": {
             "template": {
                 "metadata": {"name": "cf-named-first"},
@@ -72,11 +77,11 @@ def test_own_revision_name_then_update(target, observe) -> None:
     }
     target.kubectl("apply", "--server-side", "--field-manager=kn", "-f", "-", input=json.dumps(service))
     result = target.module(
-        "knative_service", name="cf-named", namespace=NAMESPACE, image=_image(target), env={"TARGET": "second"}
+        "knative_service", name="cf-named", namespace=namespace, image=_image(target), env={"TARGET": "second"}
     )
     observe("update.failed", bool(result.get("failed")))
     observe("update.warned", any("were named" in w for w in result.get("warnings", [])))
-    live = target.json("get", "ksvc", "cf-named", "-n", NAMESPACE)
+    live = target.json("get", "ksvc", "cf-named", "-n", namespace)
     observe("template_name", live["spec"]["template"].get("metadata", {}).get("name", "(none)"))
     observe("conditions", conditions(live))
-    target.module("knative_service", name="cf-named", namespace=NAMESPACE, state="absent")
+    target.module("knative_service", name="cf-named", namespace=namespace, state="absent")
