@@ -1492,8 +1492,10 @@ async def execute(argv: Sequence[str], write: Callable[[str], None], environment
         log.raw(f"error building image: {error}")
         return 1
     try:
-        await executor.push(image, destinations)
+        # kaniko's DoPush writes the digest files first, then pushes (pkg/executor/push.go in
+        # chainguard-dev/kaniko v1.25.5): a push that fails leaves them, and so the step's results.
         executor.write_outputs(image, destinations)
+        await executor.push(image, destinations)
     except PushError as error:
         log.raw(f"error pushing image: {error}")
         return 1

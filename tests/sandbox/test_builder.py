@@ -320,3 +320,14 @@ async def test_a_configmap_volume_context_is_read_through_its_data_directory(reg
     _, _, layers = pulled(registry, "demo/ctx", "1")
     files = {name for layer in layers for name, member in layer.items() if isinstance(member, bytes)}
     assert {"app/app.py", "app/Dockerfile", "app/lib/x.txt", "wild/app.py"} <= files, files
+
+
+async def test_the_digest_files_are_written_before_the_push(tmp_path):
+    # kaniko's DoPush writes them first (issue 8 item 6): a push that fails leaves them behind, and
+    # with them the step's IMAGE_DIGEST and IMAGE_URL results.
+    context = write_context(tmp_path / "ctx", "FROM scratch\nCOPY f /f\n", {"f": "1"})
+    args = ["--context", str(context), "-d", "nowhere.example.com/demo/x:1", "--digest-file", "digest"]
+    code, log = await run([*args, "--image-name-with-digest-file", "url"], tmp_path, lambda host: None)
+    assert code == 1 and log[-1].startswith("error pushing image: ")
+    digest = (tmp_path / "digest").read_text()
+    assert digest.startswith("sha256:") and (tmp_path / "url").read_text() == f"nowhere.example.com/demo/x@{digest}\n"
