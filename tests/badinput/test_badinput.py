@@ -48,6 +48,8 @@ def test_the_recorder_sees_what_a_valid_call_sends(tmp_path: Path):
     assert verdict.requests, "a valid call reached the recorder without being recorded"
 
 
+# The sample takes about 90 s; every case (make badinput-full) about 10 min on 2 cores.
+@pytest.mark.timeout(300 if COUNT is not None else 3600)
 def test_bad_input_is_refused_before_any_request(sample, tmp_path: Path):
     verdicts = run(sample, tmp_path)
     line = summary(verdicts)
