@@ -122,18 +122,7 @@ class SandboxTarget(Target):
         )
 
     def _run(self, argv: list[str], env: dict[str, str], *, input: str | None, timeout: float) -> Done:
-        done = subprocess.run(
-            argv,
-            input=input,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            cwd=ROOT,
-            check=False,
-        )
-        return Done(done.returncode, done.stdout, done.stderr)
+        return _call(argv, env={**os.environ, **env}, input=input, timeout=timeout)
 
     def close(self) -> None:
         self._cli("down")
@@ -154,17 +143,23 @@ class ClusterTarget(Target):
     def _run(self, argv: list[str], env: dict[str, str], *, input: str | None, timeout: float) -> Done:
         # `knlab-cluster exec` runs argv in the namespace as is: the environment goes through env(1).
         command = [str(BIN / "knlab-cluster"), "exec", "--", "env", *(f"{k}={v}" for k, v in env.items()), *argv]
-        done = subprocess.run(
-            command,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            cwd=ROOT,
-            check=False,
-        )
-        return Done(done.returncode, done.stdout, done.stderr)
+        return _call(command, env=None, input=input, timeout=timeout)
+
+
+def _call(argv: list[str], *, env: dict[str, str] | None, input: str | None, timeout: float) -> Done:
+    """argv from the checkout, its output captured; stdin closed unless there is input."""
+    done = subprocess.run(
+        argv,
+        input=input,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        cwd=ROOT,
+        check=False,
+    )
+    return Done(done.returncode, done.stdout, done.stderr)
 
 
 def open_target(name: str) -> Target:
