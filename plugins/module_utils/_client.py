@@ -207,11 +207,21 @@ class KubeClient:
             item.setdefault("kind", kind)
         return items, str((listed.get("metadata") or {}).get("resourceVersion") or "")
 
-    def pod_log(self, name: str, namespace: str, container: str | None = None, tail_lines: int | None = None) -> str:
+    def pod_log(
+        self,
+        name: str,
+        namespace: str,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        *,
+        previous: bool = False,
+    ) -> str:
         core = CoreV1Api(self._dynamic.client)
         kwargs: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT}
         if container:
             kwargs["container"] = container
+        if previous:
+            kwargs["previous"] = True  # the container that ended before the last restart
         if tail_lines is not None:
             kwargs["tail_lines"] = tail_lines
         return self._call(lambda: core.read_namespaced_pod_log(name, namespace, **kwargs), raw=True)

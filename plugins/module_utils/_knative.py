@@ -25,9 +25,17 @@ from ansible_collections.knlab.serverless.plugins.module_utils._diff import (
     without_none,
 )
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
+    ApiError,
     Conflict,
     NotFound,
     ServerlessError,
+)
+from ansible_collections.knlab.serverless.plugins.module_utils._pods import (
+    Finding,
+    app_running_unready,
+    as_result,
+    claim_names,
+    pod_finding,
 )
 from ansible_collections.knlab.serverless.plugins.module_utils._validation import (
     INT32_MAX,
@@ -65,6 +73,13 @@ OLD_SPELLING = {
 }
 
 # Knative's validation (FACTS 1.3): queue-proxy and profiling ports, injected variables, paths.
+# How long the app's container may run unready before the wait calls it not listening (0: never).
+MAX_LISTEN_TIMEOUT = 3600
+# How often a rollout wait looks at the pods of the revision it waits for, and how many log lines
+# a pod diagnosis carries.
+PROBE_INTERVAL = 2.0
+DIAGNOSIS_LOG_LINES = 10
+REVISION_LABEL = "serving.knative.dev/revision"
 RESERVED_PORTS = frozenset({8012, 8013, 8022, 9090, 9091, 8008})
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION"})
 RESERVED_MOUNT_PATHS = frozenset({"/", "/dev", "/dev/log"})
@@ -122,6 +137,8 @@ def validate(params: dict[str, Any]) -> None:
         check_wait_seconds("wait_timeout", params["wait_timeout"])
     if params.get("wait_window") is not None:
         check_range("wait_window", params["wait_window"], 0, MAX_WAIT_WINDOW)
+    if params.get("wait_listen_timeout") is not None:
+        check_range("wait_listen_timeout", params["wait_listen_timeout"], 0, MAX_LISTEN_TIMEOUT)
     if params["state"] != "present":
         return
     _check_image(params.get("image"))
@@ -567,6 +584,103 @@ def _ready_with_visibility(cluster_local: bool) -> Any:
     return check
 
 
+class RolloutProbe:
+    """The waiter's probe for a rollout: what the pods of the newest revision show.
+
+    Knative reports a pull error or a crash loop only after the progress deadline (600 s by
+    default); the pods show it within seconds. A final finding (``_pods.pod_finding``) ends the
+    wait with the container, its image, the kubelet's message and the last log lines; any other
+    finding goes into the message of a later failure or timeout.
+    """
+
+    def __init__(self, client: Any, namespace: str, listen_timeout: float, clock: Any = time.monotonic) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.listen_timeout = listen_timeout
+        self.clock = clock
+        self.running_since: dict[tuple[str, str, int], float] = {}
+        self.result: dict[str, Any] | None = None  # the ``diagnosis`` return value
+
+    @staticmethod
+    def revision(obj: dict[str, Any] | None) -> str | None:
+        """The revision the Service rolls out, once its status describes the current spec."""
+        if obj is None:
+            return None
+        status = obj.get("status") or {}
+        if int(status.get("observedGeneration") or 0) < int((obj.get("metadata") or {}).get("generation") or 0):
+            return None
+        return status.get("latestCreatedRevisionName") or None
+
+    def __call__(self, obj: dict[str, Any] | None) -> Verdict | None:
+        revision = self.revision(obj)
+        if revision is None:
+            return None
+        pods, _version = self.client.list("v1", "Pod", self.namespace, label_selector=f"{REVISION_LABEL}={revision}")
+        findings = [finding for finding in (self._finding(pod) for pod in pods) if finding is not None]
+        if not findings:
+            self.result = None
+            return None
+        finding = sorted(findings, key=lambda f: not f.final)[0]
+        tail, log_error = self._log_tail(finding) if finding.final else ([], None)
+        self.result = as_result(finding, tail, log_error)
+        message = f"revision {revision}, pod {finding.pod}: {finding.message}"
+        if tail:
+            message += f"; last log line: {tail[-1]}"
+        return Verdict(False, finding.final, finding.reason, message)
+
+    def _finding(self, pod: dict[str, Any]) -> Any:
+        name = pod_name(pod)
+        running = app_running_unready(pod)
+        running_for = 0.0
+        if running is not None:
+            now = self.clock()
+            running_for = now - self.running_since.setdefault((name, *running), now)
+        finding = pod_finding(pod, running_for, self.listen_timeout)
+        if finding is not None and finding.reason == "Unschedulable":
+            return self._claim_finding(pod) or finding
+        return finding
+
+    def _claim_finding(self, pod: dict[str, Any]) -> Any:
+        for claim in claim_names(pod):
+            found = self.client.get_or_none("v1", "PersistentVolumeClaim", claim, self.namespace)
+            phase = ((found or {}).get("status") or {}).get("phase")
+            if found is None or phase == "Pending":
+                state = "does not exist" if found is None else "is Pending"
+                storage_class = ((found or {}).get("spec") or {}).get("storageClassName")
+                where = f" (storage class {storage_class})" if storage_class else ""
+                message = f"pod waits for PersistentVolumeClaim {claim}, which {state}{where}"
+                return Finding(False, "ClaimPending", message, pod_name(pod), "", "", 0, None, False)
+        return None
+
+    def _log_tail(self, finding: Any) -> tuple[list[str], str | None]:
+        if not finding.container or finding.reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+            return [], None
+        try:
+            text = self.client.pod_log(
+                finding.pod,
+                self.namespace,
+                container=finding.container,
+                tail_lines=DIAGNOSIS_LOG_LINES,
+                previous=finding.previous_log,
+            )
+        except ApiError as err:
+            return [], f"log of {finding.container} unavailable: {err.msg}"
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        return (text or "").splitlines()[-DIAGNOSIS_LOG_LINES:], None
+
+
+def _without_managed_fields(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The object without ``metadata.managedFields``: server bookkeeping nobody reads in a result."""
+    if obj is None or "managedFields" not in (obj.get("metadata") or {}):
+        return obj
+    return {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
+
+
+def pod_name(pod: dict[str, Any]) -> str:
+    return (pod.get("metadata") or {}).get("name") or ""
+
+
 def _gone(obj: dict[str, Any] | None) -> Verdict | None:
     return Verdict(True, False, "Deleted", "") if obj is None else None
 
@@ -680,6 +794,7 @@ class ServiceReconciler:
 
     def _wait_ready(self, obj: dict[str, Any] | None, cluster_local: bool | None = None) -> dict[str, Any]:
         check = readiness if cluster_local is None else _ready_with_visibility(cluster_local)
+        probe = RolloutProbe(self.client, self.namespace, self.params.get("wait_listen_timeout") or 0)
         try:
             return wait_for(
                 self.client,
@@ -691,20 +806,34 @@ class ServiceReconciler:
                 self.params["wait_timeout"],
                 initial=obj,
                 settle=self.params.get("wait_window") or 0,
+                probe=probe,
+                probe_interval=PROBE_INTERVAL,
             )
         except WaitFailed as err:
-            raise ServerlessError(f"{self.where} is not ready: {err.msg}", **self._failure_result(err.obj)) from err
+            msg = f"{self.where} is not ready: {err.msg}"
+            if err.diagnosis is not None and err.diagnosis.message and err.diagnosis.message not in msg:
+                msg += f"; {err.diagnosis.message}"
+            raise ServerlessError(msg, **self._failure_result(err.obj, probe.result)) from err
         except WaitTimeout as err:
-            raise ServerlessError(f"{self.where}: {err.msg}", **self._failure_result(err.obj)) from err
+            raise ServerlessError(f"{self.where}: {err.msg}", **self._failure_result(err.obj, probe.result)) from err
 
-    def _failure_result(self, obj: dict[str, Any] | None) -> dict[str, Any]:
-        return {"changed": self.changed, "service": obj, "conditions": _conditions(obj or {})}
+    def _failure_result(self, obj: dict[str, Any] | None, diagnosis: dict[str, Any] | None = None) -> dict[str, Any]:
+        # A failure carries what a person needs, never the whole object: its conditions, the
+        # revisions, and what the pods showed.
+        status = (obj or {}).get("status") or {}
+        return {
+            "changed": self.changed,
+            "conditions": _conditions(obj or {}),
+            "latest_created_revision": status.get("latestCreatedRevisionName"),
+            "latest_ready_revision": status.get("latestReadyRevisionName"),
+            "diagnosis": diagnosis,
+        }
 
     def _result(self, obj: dict[str, Any] | None, diff: dict) -> dict[str, Any]:
         status = (obj or {}).get("status") or {}
         return {
             "changed": self.changed,
-            "service": obj,
+            "service": _without_managed_fields(obj),
             "url": status.get("url"),
             "address": (status.get("address") or {}).get("url"),
             "latest_created_revision": status.get("latestCreatedRevisionName"),

@@ -35,21 +35,26 @@ _BACKOFF_MAX = 2.0
 
 
 class WaitFailed(ServerlessError):
-    """``check`` returned a terminal failure; ``obj`` is the object it judged."""
+    """``check`` (or ``probe``) returned a terminal failure; ``obj`` is the object last judged.
 
-    def __init__(self, reason: str, message: str, obj: dict | None) -> None:
+    ``diagnosis`` is the probe's latest finding (a ``Verdict``) or None.
+    """
+
+    def __init__(self, reason: str, message: str, obj: dict | None, diagnosis: Verdict | None = None) -> None:
         super().__init__(f"{reason}: {message}" if message else reason)
         self.reason = reason
         self.message = message
         self.obj = obj
+        self.diagnosis = diagnosis
 
 
 class WaitTimeout(ServerlessError):
-    """The deadline passed; the message carries the last conditions seen."""
+    """The deadline passed; the message carries the last conditions seen (and the probe's finding)."""
 
-    def __init__(self, msg: str, obj: dict | None) -> None:
+    def __init__(self, msg: str, obj: dict | None, diagnosis: Verdict | None = None) -> None:
         super().__init__(msg)
         self.obj = obj
+        self.diagnosis = diagnosis
 
 
 def describe_conditions(obj: dict | None) -> str:
@@ -102,8 +107,19 @@ class _Wait:
         clock: Callable[[], float],
         sleep: Callable[[float], None],
         settle: float = 0.0,
+        probe: Callable[[dict | None], Verdict | None] | None = None,
+        probe_interval: float = 2.0,
+        observe: Callable[[dict | None], None] | None = None,
     ) -> None:
         self.client = client
+        # ``probe`` looks past the object (at its pods, say) while it is not done: a failed verdict
+        # ends the wait at once, any other verdict is kept as the diagnosis for a later message.
+        self.probe = probe
+        self.probe_interval = probe_interval
+        self.next_probe = clock()
+        self.diagnosis: Verdict | None = None
+        # ``observe`` sees every version of the object the wait reads (progress reports).
+        self.observe = observe
         # A failure verdict must last this long before it ends the wait (a transient False on its
         # way to True does not count); None while the latest verdict is not a failure.
         self.settle = settle
@@ -126,6 +142,8 @@ class _Wait:
     def judge(self, obj: dict | None) -> bool:
         """Record ``obj``; True when the wait is over (``WaitFailed`` when it failed)."""
         self.obj = obj
+        if self.observe is not None:
+            self.observe(obj)
         verdict = self.check(obj)
         if verdict is None or not (verdict.done or verdict.failed):
             self.failing_since = None
@@ -136,9 +154,32 @@ class _Wait:
                     self.failing_since = self.clock()
                 if self.clock() - self.failing_since < self.settle:
                     return False  # not final yet: judged again when the window ends
-            raise WaitFailed(verdict.reason or "Failed", verdict.message or "", obj)
+            raise WaitFailed(verdict.reason or "Failed", verdict.message or "", obj, self.diagnosis)
         self.failing_since = None
         return True
+
+    def probe_if_due(self) -> None:
+        """Run the probe when its interval has passed; a failed verdict ends the wait."""
+        if self.probe is None or self.clock() < self.next_probe:
+            return
+        self.next_probe = self.clock() + self.probe_interval
+        try:
+            verdict = self.probe(self.obj)
+        except ApiError as err:
+            if err.status not in _TRANSIENT:
+                self.probe = None  # no right to look (403), or nothing to look at: wait without it
+            return
+        if verdict is None:
+            return
+        self.diagnosis = verdict
+        if verdict.failed:
+            raise WaitFailed(verdict.reason or "Failed", verdict.message or "", self.obj, verdict)
+
+    def probe_left(self) -> float:
+        """Seconds until the probe is due (infinite without a probe)."""
+        if self.probe is None:
+            return math.inf
+        return max(0.0, self.next_probe - self.clock())
 
     def settle_left(self) -> float | None:
         """Seconds until a pending failure counts, or None when none is pending."""
@@ -155,10 +196,12 @@ class _Wait:
             self.judge(self.obj)  # the failure seen last is the answer, not a timeout
         if self.remaining() <= 0:
             where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+            found = f"; {self.diagnosis.message}" if self.diagnosis is not None and self.diagnosis.message else ""
             raise WaitTimeout(
                 f"Timed out after {self.timeout:g}s waiting for {self.kind} {where}; "
-                f"last seen: {describe_conditions(self.obj)}",
+                f"last seen: {describe_conditions(self.obj)}{found}",
                 self.obj,
+                self.diagnosis,
             )
 
     def pause(self) -> None:
@@ -186,14 +229,17 @@ class _Wait:
         Returns False when the stream ended without a verdict (server timeout or dropped
         connection): the caller opens the next one from the last version seen.
         """
+        # A pending failure is judged again when its window ends, and a probe runs when it is due,
+        # even if no event comes.
+        limit = max(1, math.ceil(min(self.remaining(), self.settle_left() or math.inf, self.probe_left())))
+        opened = self.clock()
         events = self.client.watch(
             self.api_version,
             self.kind,
             self.namespace,
             resource_version=self.version,
             field_selector=self.field_selector,
-            # A pending failure is judged again when its window ends, even if no event comes.
-            timeout_seconds=max(1, math.ceil(min(self.remaining(), self.settle_left() or math.inf))),
+            timeout_seconds=limit,
         )
         progressed = False
         try:
@@ -207,6 +253,7 @@ class _Wait:
                 if self.judge(None if event.get("type") == "DELETED" else obj):
                     return True
                 self.expire_if_due()
+                self.probe_if_due()
                 if self.failing_since is not None and not pending_before:
                     # A failure began mid-stream, and this stream may stay silent far longer than
                     # the window: leave it, and watch again from here for no longer than the
@@ -221,7 +268,9 @@ class _Wait:
                 close()
         if self.settle_left() == 0.0 and self.judge(self.obj):
             return True  # the failure lasted its window (judge raises WaitFailed)
-        if progressed:
+        self.probe_if_due()
+        if progressed or self.clock() - opened >= limit:
+            # Events came, or the stream lasted as long as it was asked to: no back-off.
             self.backoff.reset()
         else:
             # A stream that ends at once, again and again, must not become a busy loop.
@@ -240,6 +289,7 @@ class _Wait:
                 continue
             if self.judge(obj):
                 return obj
+            self.probe_if_due()
 
     def run(self, initial: dict | None) -> dict | None:
         if initial is not None:
@@ -285,6 +335,9 @@ def wait_for(  # noqa: PLR0917 - the positional order is the documented contract
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     settle: float = 0.0,
+    probe: Callable[[dict | None], Verdict | None] | None = None,
+    probe_interval: float = 2.0,
+    observe: Callable[[dict | None], None] | None = None,
 ) -> dict | None:
     """Wait until ``check`` says done; return the object that satisfied it (None: it is gone).
 
@@ -293,7 +346,11 @@ def wait_for(  # noqa: PLR0917 - the positional order is the documented contract
     ``WaitFailed`` on a terminal verdict and ``WaitTimeout`` after ``timeout`` seconds. With
     ``settle``, a failure verdict ends the wait only when every verdict for ``settle`` seconds has
     been that failure (a False that turns Unknown or True in time does not count), as kn's
-    ``--wait-window``. ``clock``/``sleep`` are for tests.
+    ``--wait-window``. ``probe(obj)`` runs every ``probe_interval`` seconds while the object is
+    not done, to look at what the object cannot say yet (its pods): a failed verdict ends the wait
+    with ``WaitFailed`` at once, any other verdict becomes the ``diagnosis`` that a later
+    ``WaitFailed``/``WaitTimeout`` carries. ``observe(obj)`` sees every version read (progress).
+    ``clock``/``sleep`` are for tests.
     """
     wait = _Wait(
         client,
@@ -306,5 +363,8 @@ def wait_for(  # noqa: PLR0917 - the positional order is the documented contract
         clock=clock,
         sleep=sleep,
         settle=settle,
+        probe=probe,
+        probe_interval=probe_interval,
+        observe=observe,
     )
     return wait.run(initial)

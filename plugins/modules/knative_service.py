@@ -234,6 +234,22 @@ options:
         that lasts ends it with Knative's reason, the window after it appeared.
     type: int
     default: 2
+  wait_listen_timeout:
+    description:
+      - Seconds the app's container may run without the revision's pod becoming ready before the
+        wait fails, naming the container, its port and its last log lines. From V(0) (never: leave
+        it to Knative's progress deadline) to V(3600).
+      - An app that listens on another port than O(port) is caught this way in seconds instead of
+        after Knative's C(progress-deadline) (600 s by default). An app that needs longer to start
+        needs a larger value.
+      - The wait looks at the pods of the revision it rolls out every 2 seconds. Whatever the
+        setting, it fails at once on a final pod problem (an image the registry does not have or
+        refuses, a container that crashes again after its restart); other problems (an
+        unschedulable pod, a claim still Pending, a pull error that may pass) go into the message
+        of the failure or timeout that follows. This needs the right to list pods and read their
+        logs; without it the wait goes on without looking.
+    type: int
+    default: 20
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - knlab.serverless._attributes
@@ -318,14 +334,66 @@ address:
   sample: http://hello.demo.svc.cluster.local
 latest_created_revision:
   description: Name of the newest Revision (C(status.latestCreatedRevisionName)).
-  returned: success
+  returned: success, and when the wait failed
   type: str
   sample: hello-00002
 latest_ready_revision:
   description: Name of the newest ready Revision (C(status.latestReadyRevisionName)).
-  returned: success
+  returned: success, and when the wait failed
   type: str
   sample: hello-00002
+diagnosis:
+  description:
+    - When the wait for C(Ready) failed or timed out, what the pods of the newest revision showed
+      (see O(wait_listen_timeout)); null when they showed nothing wrong.
+  returned: when the wait failed
+  type: dict
+  contains:
+    pod:
+      description: The pod.
+      type: str
+    container:
+      description: The container ("" for a pod-level problem).
+      type: str
+    image:
+      description: The container's image.
+      type: str
+    reason:
+      description:
+        - The kubelet's reason (C(ErrImagePull), C(ImagePullBackOff), C(CrashLoopBackOff),
+          C(CreateContainerConfigError), ...), the pod's scheduling reason (C(Unschedulable)),
+          C(ClaimPending), or C(NotListening).
+      type: str
+    message:
+      description: The finding in a sentence, with the kubelet's message.
+      type: str
+    final:
+      description: Whether waiting longer could not help (the wait then ended at once).
+      type: bool
+    restarts:
+      description: The container's restart count.
+      type: int
+    exit_code:
+      description: The exit code of the container's last run, when it ended.
+      type: int
+    log_tail:
+      description: The last lines of the container's log (of the run that crashed, for a crash loop).
+      type: list
+      elements: str
+    log_error:
+      description: Why the log could not be read, or null.
+      type: str
+  sample:
+    pod: hello-00002-deployment-5d9c7b8f6-x2x7q
+    container: user-container
+    image: hub.default.svc.cluster.local/hello@sha256:0f1e...
+    reason: CrashLoopBackOff
+    message: container user-container (image ...) exited with code 3 and was restarted once (CrashLoopBackOff)
+    final: true
+    restarts: 1
+    exit_code: 3
+    log_tail: ["Traceback (most recent call last):", "SystemExit: 3"]
+    log_error: null
 conditions:
   description: The Service's status conditions as Knative last reported them.
   returned: always
@@ -342,9 +410,10 @@ duration:
   sample: 4.213
 service:
   description:
-    - The Service as the API server last returned it; null when it does not exist.
+    - The Service as the API server last returned it, without C(metadata.managedFields); null when
+      it does not exist.
     - In check mode, the server's dry-run answer.
-  returned: always
+  returned: success
   type: dict
 diff:
   description: The owned fields before and after (the same in check mode).
@@ -415,6 +484,7 @@ OPTIONS = {
     "wait": {"type": "bool", "default": True},
     "wait_timeout": {"type": "int", "default": 300},
     "wait_window": {"type": "int", "default": 2},
+    "wait_listen_timeout": {"type": "int", "default": 20},
 }
 
 

@@ -438,6 +438,8 @@ class RevisionRun:
     # CreateContainerConfigError): the pod's waiting state, and the Revision's failure at the deadline.
     waiting_reason: str = ""
     waiting_message: str = ""
+    # When the container's process started, while it does not listen yet ("" when not running).
+    running_since: str = ""
     # How the container ended last while it crash-loops (ExitCode<N>, "Container failed with: ...").
     # Knative reports it only once the progress deadline passed, beside ProgressDeadlineExceeded.
     last_exit_reason: str = ""
@@ -1177,6 +1179,14 @@ class KnativeController:
         spec = runtime_pod_spec(revision)
         namespace = run.key.split("/", 1)[0]
         delay = PULL_BACKOFF_INITIAL
+        pull_failures = 0
+
+        async def started() -> None:
+            # The process runs but does not listen yet: kubelet's Running, the pod not Ready.
+            run.running_since, run.waiting_reason, run.waiting_message = now(), "", ""
+            if pod is not None:
+                await self._update_pod_status(pod, run)
+
         while True:
             try:
                 inputs = await self._pod_inputs(revision)
@@ -1188,6 +1198,7 @@ class KnativeController:
                     log_path,
                     volume_sources=inputs.volume_sources,
                     pull_secrets=inputs.pull_secrets,
+                    on_started=started,
                 )
             except PodConfigError as error:
                 if error.reason != "CreateContainerConfigError":
@@ -1196,13 +1207,24 @@ class KnativeController:
             except Exception as failure:  # the runtime's RuntimeFailure carries reason and message
                 reason = getattr(failure, "reason", "")
                 if reason == "ContainerMissing":
-                    run.waiting_reason, run.waiting_message = "ImagePullBackOff", failure.message
+                    # kubelet's words (k8s 1.34 images/image_manager.go): ErrImagePull with the
+                    # runtime's error, then ImagePullBackOff carrying that error while it backs off.
+                    image = str(serving_container(spec).get("image") or "")
+                    why = failure.message.split("failed to resolve image to digest: ", 1)[-1]
+                    pulled = f'failed to pull and unpack image "{image}": {why}'
+                    pull_failures += 1
+                    if pull_failures == 1:
+                        run.waiting_reason, run.waiting_message = "ErrImagePull", pulled
+                    else:
+                        run.waiting_reason = "ImagePullBackOff"
+                        run.waiting_message = f'Back-off pulling image "{image}": ErrImagePull: {pulled}'
                 elif reason == "CreateContainerConfigError":
                     run.waiting_reason, run.waiting_message = reason, failure.message
                 elif reason.startswith("ExitCode"):
                     # A container that exits before it listens: kubelet restarts it with back-off
                     # (CrashLoopBackOff) and the Revision stays Deploying until the deadline.
                     run.last_exit_reason, run.last_exit_message = reason, failure.message
+                    run.running_since = ""
                     run.restarts += 1
                     run.waiting_reason = "CrashLoopBackOff"
                     run.waiting_message = (
@@ -1412,9 +1434,17 @@ class KnativeController:
             waiting = (run.failure_reason or "ContainerCreating", run.failure_message)
             if not run.failed and run.waiting_reason:
                 waiting = (run.waiting_reason, run.waiting_message)
-            status["containerStatuses"] = [
-                self._container_status(c, waiting=waiting, restarts=run.restarts) for c in containers
-            ]
+            if not run.failed and not run.waiting_reason and run.running_since:
+                # Started, not listening: Running, and not ready (the queue-proxy's probe fails).
+                status["phase"] = "Running"
+                status["containerStatuses"] = [
+                    {**self._container_status(c, started=run.running_since, restarts=run.restarts), "ready": False}
+                    for c in containers
+                ]
+            else:
+                status["containerStatuses"] = [
+                    self._container_status(c, waiting=waiting, restarts=run.restarts) for c in containers
+                ]
             ready = "False"
         last_states = {c.get("name"): c["lastState"] for c in previous if c.get("lastState")}
         for container_status in status["containerStatuses"]:

@@ -47,7 +47,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -107,6 +107,7 @@ class _PodPlan:
     scratch: Path  # the pod's own directory, removed when it stops
     log_path: Path
     pull_secrets: Sequence[Mapping[str, Any]]
+    on_started: Callable[[], Awaitable[None]] | None = None
 
 
 def machine_python() -> str:
@@ -219,6 +220,7 @@ class Runtime:
         *,
         volume_sources: Mapping[str, Path] | None = None,
         pull_secrets: Sequence[Mapping[str, Any]] = (),
+        on_started: Callable[[], Awaitable[None]] | None = None,
     ) -> Endpoint:
         """Run the pod's container; return where it listens once it accepts connections.
 
@@ -226,6 +228,8 @@ class Runtime:
         (Knative's variables, resolved ``valueFrom``/``envFrom``). ``volume_sources`` maps volume
         names of configMap/secret/projected volumes to directories holding their files.
         ``pull_secrets`` are the pod's imagePullSecrets as parsed ``.dockerconfigjson`` documents.
+        ``on_started`` is awaited once the process runs, before it listens (kubelet's Running, not
+        yet Ready).
         """
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -249,6 +253,7 @@ class Runtime:
                     scratch=scratch,
                     log_path=log_path,
                     pull_secrets=pull_secrets,
+                    on_started=on_started,
                 )
                 pod = await (self._start_hub(plan) if is_hub_image(reference) else self._start_python(plan))
             except BaseException:
@@ -354,6 +359,8 @@ class Runtime:
             scratch_dirs=[plan.scratch],
         )
         try:
+            if plan.on_started is not None:
+                await plan.on_started()
             ready = await wait_for_port(
                 child, HOST, port, math.inf if self.ready_timeout is None else self.ready_timeout
             )

@@ -93,6 +93,10 @@ def _failing_app(target, observe, namespace: str, name: str, command: list[str])
     )
     observe("module.failed", bool(result.get("failed")))
     observe("module.timed_out", "Timed out" in str(result.get("msg", "")))
+    # The module fails as soon as the pods show the cause (test_fail_fast.py); what Knative itself
+    # reports comes at the progress deadline.
+    for waited in (f"revision/{name}-00001", f"ksvc/{name}"):
+        target.kubectl("wait", "--for=condition=Ready=false", waited, "-n", namespace, "--timeout=120s", timeout=150)
     service = target.json("get", "ksvc", name, "-n", namespace)
     observe("service.conditions", conditions(service))
     revision = target.json("get", "revision", f"{name}-00001", "-n", namespace)

@@ -277,8 +277,17 @@ class FakeKubeClient:
             raise step
         return iter([copy.deepcopy(item) for item in step])
 
-    def pod_log(self, name: str, namespace: str, container: str | None = None, tail_lines: int | None = None) -> str:
-        self._record("pod_log", name=name, namespace=namespace, container=container, tail_lines=tail_lines)
+    def pod_log(
+        self,
+        name: str,
+        namespace: str,
+        container: str | None = None,
+        tail_lines: int | None = None,
+        *,
+        previous: bool = False,
+    ) -> str:
+        extra = {"previous": True} if previous else {}
+        self._record("pod_log", name=name, namespace=namespace, container=container, tail_lines=tail_lines, **extra)
         obj = self.stored("v1", "Pod", name, namespace)
         if obj is None:
             raise NotFound(404, "NotFound", f'pods "{name}" not found')
