@@ -24,7 +24,8 @@ from typing import Any
 
 # What a pod shows, in the words a person needs: the container and its image, the kubelet's
 # reason and message, and whether waiting longer can help.
-Finding = namedtuple("Finding", "final reason message pod container image restarts exit_code previous_log")
+Finding = namedtuple("Finding", "final reason message pod container image restarts exit_code previous_log detail")
+Finding.__new__.__defaults__ = ("",)  # detail: the kubelet's whole message, when the message shortens it
 
 _PULL_REASONS = ("ErrImagePull", "ImagePullBackOff")
 _NEVER_PULLS = ("InvalidImageName", "ErrImageNeverPull")
@@ -68,22 +69,34 @@ def _exit_code(status: dict[str, Any]) -> int | None:
     return None
 
 
-def _pull_finding(pod_name: str, status: dict[str, Any], reason: str, text: str) -> Finding:
-    name, image, restarts = status.get("name") or "", status.get("image") or "", int(status.get("restartCount") or 0)
+def _cause(text: str) -> str:
+    """The innermost cause of a kubelet/containerd error chain ("a: b: c: not found" -> "not found")."""
+    return text.rsplit(": ", 1)[-1].strip() or text
+
+
+def _pull_finding(pod_name: str, name: str, image: str, status: dict[str, Any], waiting: tuple[str, str]) -> Finding:
+    reason, text = waiting
+    restarts = int(status.get("restartCount") or 0)
     final = reason in _NEVER_PULLS or bool(_FINAL_PULL.search(text))
     say = f"cannot pull image {image}" if final else f"has not pulled image {image} yet"
-    message = f"container {name} {say} ({reason}" + (f": {text})" if text else ")")
-    return Finding(final, reason, message, pod_name, name, image, restarts, None, False)
+    message = f"container {name} {say}: " + (f"{_cause(text)} ({reason})" if text else reason)
+    return Finding(final, reason, message, pod_name, name, image, restarts, None, False, text)
+
+
+def _spec_image(pod: dict[str, Any], name: str) -> str:
+    """The image as the pod asks for it (the status may show the resolved image ID instead)."""
+    return next((str(c.get("image") or "") for c in _containers(pod) if c.get("name") == name), "")
 
 
 def _waiting_finding(pod: dict[str, Any], status: dict[str, Any]) -> Finding | None:
-    name, image = status.get("name") or "", status.get("image") or ""
+    name = status.get("name") or ""
+    image = _spec_image(pod, name) or status.get("image") or ""
     waiting = (status.get("state") or {}).get("waiting") or {}
     reason, text = waiting.get("reason") or "", " ".join(str(waiting.get("message") or "").split())
     pod_name = (pod.get("metadata") or {}).get("name") or ""
     restarts = int(status.get("restartCount") or 0)
     if reason in _PULL_REASONS or reason in _NEVER_PULLS:
-        return _pull_finding(pod_name, status, reason, text)
+        return _pull_finding(pod_name, name, image, status, (reason, text))
     if reason == "CrashLoopBackOff":
         code = _exit_code(status)
         ended = f"exited with code {code}" if code is not None else "keeps exiting"
@@ -94,7 +107,7 @@ def _waiting_finding(pod: dict[str, Any], status: dict[str, Any]) -> Finding | N
         return Finding(restarts >= 1, reason, message, pod_name, name, image, restarts, code, True)
     if reason in _CONFIG_REASONS:
         message = f"container {name} cannot start ({reason}" + (f": {text})" if text else ")")
-        return Finding(False, reason, message, pod_name, name, image, restarts, None, False)
+        return Finding(False, reason, message, pod_name, name, image, restarts, None, False, text)
     return None
 
 
@@ -161,6 +174,7 @@ def as_result(finding: Finding, log_tail: list[str], log_error: str | None) -> d
         "image": finding.image,
         "reason": finding.reason,
         "message": finding.message,
+        "detail": finding.detail,
         "final": finding.final,
         "restarts": finding.restarts,
         "exit_code": finding.exit_code,

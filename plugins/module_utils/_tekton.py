@@ -674,8 +674,10 @@ def failure_report(client: Any, taskrun: dict[str, Any], log_lines: int) -> tupl
     if log_error:
         text += f". {log_error}"
     elif tail:
-        text += f". Last {len(tail)} log lines: " + " | ".join(tail)
-    return text, report
+        # One line for the message: the log's last line, usually the error. The tail itself is
+        # returned once, as log_tail, not folded into the message again.
+        text += f"; last log line: {tail[-1].strip()} (log_tail has the last {len(tail)})"
+    return " ".join(text.split()), report
 
 
 def _current_step(taskrun: dict[str, Any] | None) -> str:
@@ -726,7 +728,8 @@ def _taskrun_result(taskrun: dict[str, Any], *, created: bool, reused: bool, cha
         "name": metadata.get("name"),
         "namespace": metadata.get("namespace"),
         "status": run_state(taskrun),
-        "taskrun": taskrun,
+        # Without managedFields: server bookkeeping that only makes the output longer.
+        "taskrun": {**taskrun, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}},
     }
 
 

@@ -365,7 +365,10 @@ diagnosis:
           C(ClaimPending), or C(NotListening).
       type: str
     message:
-      description: The finding in a sentence, with the kubelet's message.
+      description: The finding in a sentence.
+      type: str
+    detail:
+      description: The kubelet's whole message, when the sentence shortens it ("" otherwise).
       type: str
     final:
       description: Whether waiting longer could not help (the wait then ended at once).
@@ -389,6 +392,7 @@ diagnosis:
     image: hub.default.svc.cluster.local/hello@sha256:0f1e...
     reason: CrashLoopBackOff
     message: container user-container (image ...) exited with code 3 and was restarted once (CrashLoopBackOff)
+    detail: ""
     final: true
     restarts: 1
     exit_code: 3

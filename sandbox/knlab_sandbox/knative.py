@@ -1447,6 +1447,12 @@ class KnativeController:
                 ]
             ready = "False"
         last_states = {c.get("name"): c["lastState"] for c in previous if c.get("lastState")}
+        if run.last_exit_reason.startswith("ExitCode") and run.last_exit_reason[8:].isdigit():
+            # kubelet keeps how the app's container ended last: its exit code, reason Error.
+            ended = {"exitCode": int(run.last_exit_reason[8:]), "reason": "Error", "finishedAt": timestamp}
+            for container in containers:
+                if container.get("name") == serving_container(current["spec"]).get("name"):
+                    last_states[container.get("name")] = {"terminated": ended}
         for container_status in status["containerStatuses"]:
             if container_status["name"] in last_states:  # what the container ended with before a restart
                 container_status["lastState"] = last_states[container_status["name"]]

@@ -42,7 +42,7 @@ def test_image_missing_from_the_hub(target, observe, work_namespace) -> None:
             or "manifest_unknown" in str(result.get("msg")).lower())  # fmt: skip
 
 
-def test_crashing_app(target, observe, work_namespace) -> None:
+def test_app_that_crashes_again(target, observe, work_namespace) -> None:
     command = ["python3", "-c", "import sys; print('boom: no configuration found', flush=True); sys.exit(3)"]
     result = _rollout(target, observe, work_namespace, "ff-crash", image=_demo_image(target), command=command)
     diagnosis = result.get("diagnosis") or {}

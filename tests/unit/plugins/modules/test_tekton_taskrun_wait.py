@@ -125,7 +125,8 @@ def test_fails_fast_with_step_exit_code_and_log(cluster, capsys):
     assert "\n" not in result["msg"]
     assert result["msg"].startswith(f"TaskRun {NS}/{NAME} failed: StepFailed")
     assert "'build-and-push'" in result["msg"] and "exit code 1" in result["msg"]
-    assert result["msg"].endswith("line 26 | line 27 | line 28 | line 29 | line 30")
+    assert result["msg"].endswith("; last log line: line 30 (log_tail has the last 5)")
+    assert result["log_tail"] == [f"line {n}" for n in range(26, 31)]
     assert (result["failed_step"], result["exit_code"]) == ("build-and-push", 1)
     assert result["log_tail"] == ["line 26", "line 27", "line 28", "line 29", "line 30"]
     assert result["reason"] == "StepFailed"
