@@ -253,8 +253,11 @@ def _run_foreground(settings: Settings) -> int:
     return 0
 
 
-def _stop(state_dir: Path) -> list[int]:
-    """Stop the server (its whole process group) and any process it recorded; returns the pids signalled."""
+def _stop(state_dir: Path) -> tuple[list[int], list[int]]:
+    """Stop the server (its whole process group) and any process it recorded.
+
+    Returns the pids signalled: the server's, and those of processes a killed server left behind.
+    """
     state_dir = state_dir.resolve()
     pids = set()
     info = read_info(state_dir)
@@ -272,11 +275,11 @@ def _stop(state_dir: Path) -> list[int]:
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         _signal_group(pid, signal.SIGKILL)
-    signalled += _stop_recorded(state_dir)
+    leftovers = _stop_recorded(state_dir)
     for name in ("server.json", "server.pid"):
         with contextlib.suppress(FileNotFoundError):
             (state_dir / name).unlink()
-    return signalled
+    return signalled, leftovers
 
 
 def _is_sandbox(pid: int) -> bool:
@@ -302,9 +305,15 @@ def _stop_recorded(state_dir: Path) -> list[int]:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    state_dir = _state_dir(args)
-    stopped = _stop(state_dir)
-    print(f"knlab-sandbox stopped ({len(stopped)} processes)" if stopped else "knlab-sandbox was not running")
+    server, leftovers = _stop(_state_dir(args))
+    if not (server or leftovers):
+        print("knlab-sandbox was not running")
+    elif leftovers:
+        # The server stops what it started; these outlived a server that was killed.
+        noun = "process" if len(leftovers) == 1 else "processes"
+        print(f"knlab-sandbox stopped, and {len(leftovers)} {noun} it had left running")
+    else:
+        print("knlab-sandbox stopped")
     return 0
 
 

@@ -207,7 +207,7 @@ class Server:
             runtime = runtime_module.Runtime(self.settings, gateway)
             stopped = runtime.stop_orphans()
             if stopped:
-                log.info("stopped %d processes left by an earlier server: %s", len(stopped), stopped)
+                log.info("stopped what an earlier server left running: pids %s", stopped)
         return gateway, runtime
 
     async def _supervise(self, controller: Any) -> None:

@@ -10,6 +10,9 @@ would (playbooks/sandbox-prepare.yml), then:
 4. an edited copy of the source (demo_source_dir): exactly one new TaskRun and one new Revision,
    and the app answers with the new text;
 5. cleanup: no demo object left; a second cleanup changes nothing.
+
+And presenter mode (demo_interactive, no terminal): the reused build named as the cluster has it,
+and the kubectl-like views equal what kubectl itself prints.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -225,10 +229,17 @@ def test_a_build_whose_image_left_the_hub_is_built_again(sandbox: Sandbox) -> No
     [first] = _builds_and_revisions(sandbox)[0]
     sandbox.down()
     sandbox.up()
-    again = sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false")
+    # Presenter mode on this run: it must say which build was replaced, and by which.
+    again = sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false", "-e", "demo_interactive=true")
     assert "Remove the build found, its image is no longer in the hub" in again.output
     [second] = _builds_and_revisions(sandbox)[0]
     assert second != first
+    image = kubernetes.client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
+        "serving.knative.dev", "v1", NAMESPACE, "services", "hello"
+    )["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert _shown(again.output, "Say whether the build was reused") == (
+        f"the image of TaskRun {first} had left the hub: TaskRun {second} built it again, image {image}"
+    )
     assert _answer(sandbox) == "Hello World!\n"
     # And now that the image is back, the next run reuses the new build.
     assert sandbox.playbook("demo.yml", "-e", "demo_registry_persistence=false").changed == 0
@@ -332,3 +343,113 @@ def test_an_own_app_removed_through_the_roles_leaves_nothing(sandbox: Sandbox, t
     assert sandbox.playbook(str(remove)).changed > 0
     assert _demo_objects(sandbox) == {}
     assert sandbox.playbook(str(remove)).changed == 0
+
+
+# Columns whose value is an age, which moves between the playbook's view and kubectl's; and the one
+# column where the sandbox differs from Kubernetes (it prints <none> for an unset class, Kubernetes
+# <unset>).
+MOVING_COLUMNS = {"AGE", "STARTTIME", "COMPLETIONTIME", "VOLUMEATTRIBUTESCLASS"}
+
+
+def _shown(output: str, task: str) -> list[str] | str:
+    """The msg of a debug task, as the default callback printed it (JSON)."""
+    found = re.search(rf"^TASK \[{re.escape(task)}\] \**\nok: \[localhost\] => (\{{\n.*?\n\}})$", output, re.M | re.S)
+    assert found, f"no output of the task {task!r} in:\n{output[-3000:]}"
+    return json.loads(found.group(1))["msg"]
+
+
+def _views(lines: list[str]) -> dict[str, list[str]]:
+    """`$ kubectl ...` lines of a view, each with the table printed under it."""
+    views, command = {}, None
+    for line in lines:
+        if line.startswith("$ kubectl "):
+            command = line[2:]
+            views[command] = []
+        elif not line:
+            command = None
+        elif command:
+            views[command].append(line)
+    return views
+
+
+def _rows(table: list[str]) -> list[dict[str, str]]:
+    """A kubectl table as dicts, cut at the header's column starts (cells may be empty)."""
+    header = table[0]
+    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", header)]
+    names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return [
+        {name: line[a:b].strip() for name, a, b in zip(names, starts, [*starts[1:], None], strict=True)}
+        for line in table[1:]
+    ]
+
+
+def _kubectl(sandbox: Sandbox, command: str) -> list[str]:
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(sandbox.kubeconfig), *shlex.split(command)[1:]],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.stdout.splitlines()
+
+
+def _assert_views_are_kubectls(sandbox: Sandbox, views: dict[str, list[str]]) -> None:
+    for command, table in views.items():
+        expected = [
+            {k: v for k, v in row.items() if k not in MOVING_COLUMNS} for row in _rows(_kubectl(sandbox, command))
+        ]
+        shown = [{k: v for k, v in row.items() if k not in MOVING_COLUMNS} for row in _rows(table)]
+        assert expected, f"kubectl printed nothing for {command}"
+        assert shown == expected, f"{command}: the view differs from kubectl's output"
+
+
+@pytest.mark.skipif(not shutil.which("kubectl"), reason="the views are compared with kubectl's own output")
+def test_presenter_mode_names_the_build_it_reuses_and_shows_the_cluster(sandbox: Sandbox) -> None:
+    # Issue 9 item 6. No terminal: the pauses do not wait (ansible says so), everything else shows.
+    presenter = ("-e", "demo_interactive=true")
+    sandbox.playbook("sandbox-prepare.yml")
+    check = sandbox.playbook("demo.yml", "--check", *presenter)
+    assert _shown(check.output, "Say whether the build was reused") == (
+        "source new or changed: a TaskRun would be created (check mode builds nothing)"
+    )
+
+    first = sandbox.playbook("demo.yml", *presenter)
+    assert "Not waiting for response to prompt as stdin is not interactive" in first.output
+    [taskrun] = _builds_and_revisions(sandbox)[0]
+    results = kubernetes.client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
+        "tekton.dev", "v1", NAMESPACE, "taskruns", taskrun
+    )["status"]["results"]
+    digest = next(r["value"] for r in results if r["name"] == "IMAGE_DIGEST").strip()
+    image = f"hub.default.svc.cluster.local/hello@{digest}"
+    assert _shown(first.output, "Say whether the build was reused") == (
+        f"source new or changed: TaskRun {taskrun} built image {image}"
+    )
+
+    again = sandbox.playbook("demo.yml", *presenter)
+    assert again.changed == 0
+    assert _shown(again.output, "Say whether the build was reused") == (
+        f"source unchanged: reusing TaskRun {taskrun}, image {image}"
+    )
+    assert _builds_and_revisions(sandbox)[0] == [taskrun]
+    app = kubernetes.client.CustomObjectsApi(sandbox.api).get_namespaced_custom_object(
+        "serving.knative.dev", "v1", NAMESPACE, "services", "hello"
+    )
+    assert app["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+    hub = _shown(again.output, "Show the hub, and where builds push and nodes pull")
+    build = _shown(again.output, "Show the build's TaskRuns")
+    app_view = _shown(again.output, "Show the app and its revisions")
+    views = _views(hub) | _views(build) | _views(app_view)
+    assert sorted(views) == [
+        "kubectl -n default get ksvc hello",
+        "kubectl -n default get ksvc hub",
+        "kubectl -n default get pvc hub-data",
+        "kubectl -n default get revisions -l serving.knative.dev/service=hello",
+        "kubectl -n default get taskruns -l serverless.knlab.io/build=hello -L serverless.knlab.io/source",
+    ]
+    assert [row["NAME"] for row in _rows(views[sorted(views)[4]])] == [taskrun]
+    _assert_views_are_kubectls(sandbox, views)
+    # Push and pull host are the same on the sandbox, and the view says why and when they are not.
+    assert "Builds push to hub.default.svc.cluster.local: kaniko runs in a pod, and pods resolve cluster DNS." in hub
+    assert any(line.startswith("Nodes pull the app from hub.default.svc.cluster.local too:") for line in hub)

@@ -83,10 +83,12 @@ def test_up_status_kubeconfig_down(state_dir: Path) -> None:
     assert "default" in kubectl(kubeconfig, "get", "namespaces", "-o", "name")
 
     down = cli(state_dir, "down")
-    assert down.returncode == 0 and "stopped" in down.stdout
+    # One line, no count: the server's own process is not news (issue 9 item 8, "1 processes").
+    assert down.returncode == 0 and down.stdout == "knlab-sandbox stopped\n"
     assert not alive(pid)
     assert cli(state_dir, "status").returncode == 3
-    assert cli(state_dir, "down").returncode == 0  # stopping a stopped sandbox is fine
+    again = cli(state_dir, "down")  # stopping a stopped sandbox is fine
+    assert again.returncode == 0 and again.stdout == "knlab-sandbox was not running\n"
 
 
 def test_kill_9_loses_nothing(state_dir: Path) -> None:
