@@ -237,7 +237,7 @@ options:
   wait_listen_timeout:
     description:
       - Seconds the app's container may run without the revision's pod becoming ready before the
-        wait fails, naming the container, its port and its last log lines. From V(0) (never: leave
+        wait fails, naming the container, its port and its last log lines. From V(0) (never, leave
         it to Knative's progress deadline) to V(3600).
       - An app that listens on another port than O(port) is caught this way in seconds instead of
         after Knative's C(progress-deadline) (600 s by default). An app that needs longer to start
