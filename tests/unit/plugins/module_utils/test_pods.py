@@ -162,7 +162,7 @@ def test_the_probe_waits_for_the_status_of_the_current_spec():
     service["metadata"]["generation"] = 2  # written, not yet seen by Knative: the old revision's pods
     client.put(pod(waiting("ErrImagePull", MISSING)))
     assert RolloutProbe(client, "default", 20)(service) is None
-    assert [method for method, _ in client.requests if method == "list"] == []
+    assert [request for request in client.requests if request[0] == "list"] == []
 
 
 def test_a_final_probe_verdict_ends_the_wait_long_before_its_timeout():
