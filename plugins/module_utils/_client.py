@@ -458,6 +458,10 @@ class KubeClient:
         except (urllib3.exceptions.HTTPError, OSError):
             return  # a dropped connection ends the stream; the waiter resumes from its last version
 
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        """Whether objects of ``kind`` live in namespaces (from discovery)."""
+        return self._resource(api_version, kind).namespaced
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _resource(self, api_version: str, kind: str) -> Resource:
