@@ -145,8 +145,19 @@ def _keep(client: KubeClient, ref: dict[str, Any], body: dict, warn: Any) -> tup
         live = write_or_fallback(create, created, warn=warn, what=f"the creation of {what}")
     elif changed:
         send = partial(client.patch, api_version, kind, name, merge_patch(body, live), namespace)
-        live = write_or_fallback(send, live, warn=warn, what=f"the change to {what}")
+        patched = write_or_fallback(send, live, warn=warn, what=f"the change to {what}")
+        # The server may store a value in another spelling than given (a quantity such as 1024Mi
+        # becomes 1Gi): a patch that leaves the object as it was is no change. (A dry run the
+        # server refused returns the live object itself, and stays a change.)
+        changed = patched is live or _comparable(patched) != _comparable(live)
+        live = patched
     return live, changed, before, after
+
+
+def _comparable(obj: dict) -> dict:
+    """The object without what every write touches (resourceVersion, managedFields)."""
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")}
+    return {**obj, "metadata": metadata}
 
 
 def _display(ref: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ options:
     default: []
   present:
     description:
-      - Objects that must exist with the fields given: each a whole object with C(apiVersion), C(kind)
+      - Objects that must exist with the fields given, each a whole object with C(apiVersion), C(kind)
         and C(metadata.name); C(metadata.namespace) defaults to O(namespace) for namespaced kinds.
     type: list
     elements: dict

@@ -122,3 +122,16 @@ def test_bad_input_fails_naming_it_before_any_request(cluster, capsys, args, nam
     assert result["failed"] is True
     assert named in result["msg"]
     assert cluster.requests == []
+
+
+def test_a_value_the_server_stores_in_another_spelling_is_no_change(cluster, capsys):
+    cluster.put({**claim(), "metadata": {"name": "hub-data", "namespace": "default", "labels": {"app": "hub"}}})
+
+    def canonical(obj, old):  # as kube-apiserver stores quantities
+        requests = obj["spec"]["resources"]["requests"]
+        if requests.get("storage") == "1024Mi":
+            requests["storage"] = "1Gi"
+
+    cluster.admit = canonical
+    result = run_module(capsys, present=[claim("1024Mi")])
+    assert result["changed"] is False
