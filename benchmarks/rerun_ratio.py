@@ -17,7 +17,10 @@ Wall time is from spawning ansible-playbook until it exits. Every re-run's per-t
 from the `knlab_bench_timing` callback (task start to result). The ratio is median(rerun) /
 median(one_task); the per-round ratios are kept too.
 
-    python benchmarks/rerun_ratio.py [--rounds 7] [--out rerun_ratio]
+    python benchmarks/rerun_ratio.py [--rounds 7] [--out rerun_ratio] [--label TEXT] [--write-results]
+
+`--write-results` puts its section (before: benchmarks/baselines/rerun_ratio-before.json, after:
+this run) into RESULTS.md and leaves the rest of the file as the last `make bench` wrote it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
 
-from common import BENCH_DIR, OUT_DIR, REPO, Sandbox, ansible_env, read_jsonl, save, summary, tool
+import report
+from common import BENCH_DIR, OUT_DIR, REPO, Sandbox, ansible_env, machine, read_jsonl, save, summary, tool
 
 RUN_TIMEOUT = 600.0  # one ansible-playbook run
 TIME_LIMIT = 600.0  # all rounds, whatever --rounds says (at least one round runs)
@@ -89,6 +93,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", default="rerun_ratio", help="name of the JSON file in benchmarks/out/")
     parser.add_argument("--label", default="", help="what was measured (e.g. a commit), kept in the JSON")
+    parser.add_argument(
+        "--write-results", action="store_true", help="put the section into RESULTS.md (the rest is left as it is)"
+    )
     args = parser.parse_args()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     log = OUT_DIR / f"{args.out}-ansible.log"
@@ -96,7 +103,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="knlab-bench-rerun-"))
     sandbox = Sandbox(work / "sandbox")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in PLAYS}
-    record: dict[str, Any] = {"label": args.label, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "runs": runs}
+    info = machine()
+    record: dict[str, Any] = {
+        "label": args.label,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{info['cores']} cores, {info['cpu']}, {info['memory']}, load average before: "
+        + " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "runs": runs,
+    }
     started = time.monotonic()
     try:
         sandbox.up()
@@ -136,6 +150,8 @@ def main() -> None:
     shown = {k: v for k, v in record["summary"].items() if k != "rerun_task_medians"}
     print(json.dumps(shown, indent=1))
     print(f"-> {path}")
+    if args.write_results:
+        print(f"-> {report.replace_rerun_block()}")
 
 
 if __name__ == "__main__":
