@@ -3,12 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import os
-
-from ansible.errors import AnsibleLookupError
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = r"""
 name: source_files
 short_description: The entries at the top of a directory on the controller, with each file's content
@@ -58,6 +52,14 @@ _raw:
       type: list
       elements: dict
 """
+
+
+# After the documentation, as ansible-test's validate-modules wants it.
+import base64  # noqa: E402
+import os  # noqa: E402
+
+from ansible.errors import AnsibleLookupError  # noqa: E402
+from ansible.plugins.lookup import LookupBase  # noqa: E402
 
 
 class LookupModule(LookupBase):

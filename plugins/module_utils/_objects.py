@@ -91,7 +91,7 @@ def run_objects(client: KubeClient, params: dict[str, Any], *, check_mode: bool,
             result["read"].append([found] if found is not None else [])
         else:
             selector = ",".join(query["label_selectors"])
-            items, _ = client.list(ref["api_version"], ref["kind"], ref["namespace"], label_selector=selector)
+            items = client.list(ref["api_version"], ref["kind"], ref["namespace"], label_selector=selector)[0]
             result["read"].append(items)
 
     for index, desired in enumerate(params["present"]):
