@@ -37,6 +37,7 @@ def main() -> None:
     run("cold_start.py", "--runs", runs)
     run("wait_latency.py", "--runs", runs)
     run("demo_runs.py", "--rounds", "2" if args.quick else "10", "--unchanged-runs", runs)
+    run("rerun_ratio.py", "--rounds", "2" if args.quick else "7")
     save("run_all", {"seconds": time.monotonic() - started})
     print(report.write())
 

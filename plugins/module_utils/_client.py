@@ -1,11 +1,13 @@
 # Copyright (c) knlab serverless developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one adapter between knlab.serverless and kubernetes.core / the ``kubernetes`` library.
+"""The Kubernetes API client of knlab.serverless: auth options in, dicts in and out.
 
-No other file of the collection imports either. Auth options and client construction are
-kubernetes.core's own (``AUTH_ARG_SPEC``, ``get_api_client``), so a play that works with
-``kubernetes.core.k8s`` works here unchanged; ``KubeClient`` puts a small, dict-in/dict-out
-surface over the dynamic client and turns its exceptions into ``_errors.ApiError``.
+Auth options are kubernetes.core's own (``AUTH_ARG_SPEC``), resolved by ``_kubeconfig`` with
+kubernetes.core's rules, so a play that works with ``kubernetes.core.k8s`` works here unchanged.
+The requests go over urllib3, as the ``kubernetes`` library's do, but without that library: its
+import alone (about 700 generated model classes) took longer than all of a module's API calls.
+``KubeClient`` is a small dict-in/dict-out surface over the REST API that turns error answers
+into ``_errors.ApiError``.
 
 Private to knlab.serverless: not a public API.
 """
@@ -13,10 +15,12 @@ Private to knlab.serverless: not a public API.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote, urlencode, urlparse
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
@@ -27,12 +31,12 @@ from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     ServerlessError,
     api_error,
 )
+from ansible_collections.knlab.serverless.plugins.module_utils._kubeconfig import Connection, connection
 
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import (
         AUTH_ARG_SPEC as _K8S_AUTH_ARG_SPEC,
     )
-    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
 except ImportError:
     _K8S_AUTH_ARG_SPEC = None
     KUBERNETES_CORE_IMPORT_ERROR: str | None = traceback.format_exc()
@@ -41,13 +45,10 @@ else:
 
 try:
     import urllib3
-    from kubernetes.client import CoreV1Api
-    from kubernetes.client.rest import ApiException
-    from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError, ResourceNotUniqueError
 except ImportError:
-    KUBERNETES_IMPORT_ERROR: str | None = traceback.format_exc()
+    URLLIB3_IMPORT_ERROR: str | None = traceback.format_exc()
 else:
-    KUBERNETES_IMPORT_ERROR = None
+    URLLIB3_IMPORT_ERROR = None
 
 # kubernetes.core's auth options, verbatim. The copy is only used when kubernetes.core cannot be
 # imported: the module can then still parse its options and fail with a clear "missing
@@ -101,24 +102,31 @@ def check_dependencies() -> None:
             missing_required_lib("the kubernetes.core collection (ansible-galaxy collection install kubernetes.core)"),
             exception=KUBERNETES_CORE_IMPORT_ERROR,
         )
-    if KUBERNETES_IMPORT_ERROR is not None:
-        raise MissingDependency(missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    if URLLIB3_IMPORT_ERROR is not None:
+        raise MissingDependency(missing_required_lib("urllib3"), exception=URLLIB3_IMPORT_ERROR)
 
 
 def auth_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The auth options out of a module's params (unset ones are left to kubernetes.core's env lookup)."""
+    """The auth options out of a module's params (unset ones are left to the ``K8S_AUTH_*`` lookup)."""
     return {name: params[name] for name in AUTH_ARG_SPEC if params.get(name) is not None}
 
 
 def get_client(module: Any) -> KubeClient:
     """Build a ``KubeClient`` from a module's auth params; check mode makes every write a dry run."""
+    return client_from_params(module.params, dry_run=bool(module.check_mode))
+
+
+def client_from_params(params: dict[str, Any], *, dry_run: bool = False) -> KubeClient:
+    """A ``KubeClient`` from auth options (and the K8S_AUTH_* environment), as a module builds it."""
     check_dependencies()
     try:
-        k8s_client = get_api_client(**auth_params(module.params))
+        conn = connection(auth_params(params))
+        transport = Transport(conn)
+    except MissingDependency:
+        raise
     except Exception as err:  # kubeconfig parsing raises many types; all mean "cannot configure"
-        detail = _one_line(err).removeprefix("Could not create API client: ")  # kubernetes.core's own prefix
-        raise ServerlessError(f"Could not create the Kubernetes API client: {detail}") from err
-    return KubeClient(k8s_client.client, dry_run=bool(module.check_mode))
+        raise ServerlessError(f"Could not create the Kubernetes API client: {_one_line(err)}") from err
+    return KubeClient(transport, dry_run=dry_run)
 
 
 def write_or_fallback(
@@ -156,24 +164,179 @@ def _status_from_body(body: Any) -> tuple[str, str]:
     return str(status.get("reason") or ""), _one_line(status.get("message") or "")
 
 
+class HttpError(Exception):
+    """An answer of 400 or more, before it becomes an ``ApiError``."""
+
+    def __init__(self, status: int, reason: str, body: bytes) -> None:
+        super().__init__(f"({status}) Reason: {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+def bypasses_proxy(url: str, no_proxy: str) -> bool:
+    """Whether ``url`` matches the comma-separated ``no_proxy`` rules (the ``kubernetes`` library's rules)."""
+    parsed = urlparse(url)
+    if not parsed.hostname:
+        return True
+    host = parsed.hostname.lower()
+    host_and_port = parsed.netloc.lower()
+    try:
+        host_ip = ipaddress.ip_address(host)
+    except ValueError:
+        host_ip = None
+    for entry in (entry.strip().lower() for entry in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if host_ip is not None:
+            try:
+                if host_ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+        domain = entry.lstrip(".")
+        if (
+            host == domain
+            or host.endswith("." + domain)
+            or host_and_port == domain
+            or host_and_port.endswith("." + domain)
+        ):
+            return True
+    return False
+
+
+class Transport:
+    """HTTP(S) to one API server over urllib3, set up as the ``kubernetes`` library's ``RESTClientObject``."""
+
+    USER_AGENT = "knlab.serverless"
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.host = conn.host
+        # kubernetes.core turns urllib3's warnings off (validate_certs=false would warn on every request).
+        urllib3.disable_warnings()
+        pool_args: dict[str, Any] = {
+            "cert_reqs": "CERT_REQUIRED" if conn.verify_ssl else "CERT_NONE",
+            "ca_certs": conn.ssl_ca_cert,
+            "cert_file": conn.cert_file,
+            "key_file": conn.key_file,
+        }
+        if conn.tls_server_name:
+            pool_args["server_hostname"] = conn.tls_server_name
+        if conn.proxy and not bypasses_proxy(conn.host, conn.no_proxy or ""):
+            if conn.proxy.lower().startswith(("socks4", "socks5")):
+                from urllib3.contrib.socks import SOCKSProxyManager  # noqa: PLC0415 (needs PySocks: only for a socks proxy)
+
+                self.pool: Any = SOCKSProxyManager(conn.proxy, headers=conn.proxy_headers, **pool_args)
+            else:
+                self.pool = urllib3.ProxyManager(conn.proxy, proxy_headers=conn.proxy_headers, **pool_args)
+        else:
+            self.pool = urllib3.PoolManager(**pool_args)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, Any]] | None = None,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: tuple[float, float] = (10, 60),
+        stream: bool = False,
+    ) -> Any:
+        """Send one request; the decoded JSON (or text) of a 2xx answer, the open response with ``stream``.
+
+        An answer of 400 or more raises ``HttpError``; no answer raises urllib3's or the OS's error.
+        """
+        url = self.host + path
+        pairs = [(key, _query_value(value)) for key, value in (query or []) if value is not None]
+        if pairs:
+            url += "?" + urlencode(pairs)
+        headers = urllib3.HTTPHeaderDict({"Accept": "application/json", "User-Agent": self.USER_AGENT})
+        for name, value in self.conn.headers.items():
+            for item in value if isinstance(value, list) else [value]:
+                headers.add(name, item)
+        authorization = self.conn.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        response = self.pool.request(
+            method,
+            url,
+            body=data,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+            preload_content=False,
+        )
+        if response.status >= 400:
+            try:
+                payload = response.read()
+            finally:
+                response.release_conn()
+            raise HttpError(response.status, response.reason or "", payload)
+        if stream:
+            return response
+        try:
+            payload = response.read()
+        finally:
+            response.release_conn()
+        if not payload:
+            return {}
+        if "json" not in (response.headers.get("Content-Type") or "application/json"):
+            return payload.decode("utf-8", "replace")
+        return json.loads(payload)
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Resource:
+    """One kind as discovery describes it: where its objects live."""
+
+    def __init__(self, api_version: str, kind: str, plural: str, namespaced: bool) -> None:
+        self.api_version = api_version
+        self.kind = kind
+        self.plural = plural
+        self.namespaced = namespaced
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [prefix]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{quote(namespace, safe='')}")
+        parts.append(self.plural)
+        if name:
+            parts.append(quote(name, safe=""))
+        return "/".join(parts)
+
+
 class KubeClient:
-    """Dict-in/dict-out access to the Kubernetes API over kubernetes.core's dynamic client.
+    """Dict-in/dict-out access to the Kubernetes API.
 
     Every method raises ``ApiError`` (``NotFound``/``Conflict``/``Gone``) for an error answer,
     ``ApiError`` with status 0 when no answer came, ``ServerlessError`` when the server does not
     serve the kind at all. With ``dry_run`` (check mode) writes carry ``dryRun=All``.
     """
 
-    def __init__(self, dynamic_client: Any, *, dry_run: bool = False) -> None:
-        self._dynamic = dynamic_client
+    def __init__(self, transport: Any, *, dry_run: bool = False) -> None:
+        self._transport = transport
         self.dry_run = dry_run
-        self._resources: dict[tuple[str, str], Any] = {}
+        self._resources: dict[tuple[str, str], Resource] = {}
+        self._discovered: dict[str, list[dict]] = {}
 
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:
         resource = self._resource(api_version, kind)
-        return self._call(lambda: resource.get(name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT))
+        return self._call("GET", resource.path(namespace, name))
 
     def get_or_none(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         """``get``, with None for an object that does not exist (404)."""
@@ -193,14 +356,8 @@ class KubeClient:
     ) -> tuple[list[dict], str]:
         """The matching objects and the list's resourceVersion (where a watch can start)."""
         resource = self._resource(api_version, kind)
-        listed = self._call(
-            lambda: resource.get(
-                namespace=namespace,
-                label_selector=label_selector,
-                field_selector=field_selector,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        )
+        query = [("fieldSelector", field_selector), ("labelSelector", label_selector)]
+        listed = self._call("GET", resource.path(namespace), query)
         items = listed.get("items") or []
         for item in items:  # list items come without apiVersion/kind; callers expect whole objects
             item.setdefault("apiVersion", api_version)
@@ -216,26 +373,28 @@ class KubeClient:
         *,
         previous: bool = False,
     ) -> str:
-        core = CoreV1Api(self._dynamic.client)
-        kwargs: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT}
-        if container:
-            kwargs["container"] = container
-        if previous:
-            kwargs["previous"] = True  # the container that ended before the last restart
-        if tail_lines is not None:
-            kwargs["tail_lines"] = tail_lines
-        return self._call(lambda: core.read_namespaced_pod_log(name, namespace, **kwargs), raw=True)
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
+        # previous: the container that ended before the last restart (a crash loop's last run).
+        query = [
+            ("container", container or None),
+            ("tailLines", tail_lines),
+            ("previous", "true" if previous else None),
+        ]
+        answer = self._call("GET", path, query)
+        return answer if isinstance(answer, str) else json.dumps(answer)
 
     # -- writes ------------------------------------------------------------------------------
 
     def create(self, api_version: str, kind: str, body: dict, namespace: str | None = None) -> dict:
         resource = self._resource(api_version, kind)
-        return self._write(lambda dry: resource.create(body=body, namespace=namespace, **dry))
+        path = resource.path(self._namespace_of(resource, namespace, body))
+        return self._write("POST", path, body)
 
     def replace(self, api_version: str, kind: str, body: dict, namespace: str | None = None) -> dict:
         """PUT the whole object; ``metadata.resourceVersion`` in ``body`` makes a stale write a 409."""
         resource = self._resource(api_version, kind)
-        return self._write(lambda dry: resource.replace(body=body, namespace=namespace, **dry))
+        name = (body.get("metadata") or {}).get("name")
+        return self._write("PUT", resource.path(self._namespace_of(resource, namespace, body), name), body)
 
     def patch(
         self,
@@ -250,18 +409,14 @@ class KubeClient:
         """``patch_type``: ``merge`` (RFC 7386, works for custom resources), ``json`` or ``strategic``."""
         resource = self._resource(api_version, kind)
         content_type = _PATCH_CONTENT_TYPES[patch_type]
-        return self._write(
-            lambda dry: resource.patch(body=patch, name=name, namespace=namespace, content_type=content_type, **dry)
-        )
+        return self._write("PATCH", resource.path(namespace, name), patch, content_type=content_type)
 
     def delete(
         self, api_version: str, kind: str, name: str, namespace: str | None = None, *, propagation: str = "Background"
     ) -> dict:
         """Delete by name; returns what the server answered (the object or a ``Status``)."""
         resource = self._resource(api_version, kind)
-        return self._write(
-            lambda dry: resource.delete(name=name, namespace=namespace, propagation_policy=propagation, **dry)
-        )
+        return self._write("DELETE", resource.path(namespace, name), None, query=[("propagationPolicy", propagation)])
 
     # -- watch -------------------------------------------------------------------------------
 
@@ -286,20 +441,16 @@ class KubeClient:
         # The server ends the watch after timeout_seconds; the read timeout only guards against a
         # connection that silently stalls, so it is a little longer.
         read_timeout = (timeout_seconds or 300) + 15
+        query = [
+            ("fieldSelector", field_selector),
+            ("labelSelector", label_selector),
+            ("resourceVersion", resource_version or None),
+            ("timeoutSeconds", timeout_seconds),
+            ("allowWatchBookmarks", True),
+            ("watch", True),
+        ]
         response = self._call(
-            lambda: self._dynamic.request(
-                "get",
-                resource.path(namespace=namespace),
-                watch=True,
-                resource_version=resource_version or None,
-                field_selector=field_selector,
-                label_selector=label_selector,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-                serialize=False,
-                _request_timeout=(REQUEST_TIMEOUT[0], read_timeout),
-            ),
-            raw=True,
+            "GET", resource.path(namespace), query, stream=True, timeout=(REQUEST_TIMEOUT[0], read_timeout)
         )
         finished = False
         try:
@@ -326,47 +477,82 @@ class KubeClient:
         except (urllib3.exceptions.HTTPError, OSError):
             return  # a dropped connection ends the stream; the waiter resumes from its last version
 
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        """Whether objects of ``kind`` live in namespaces (from discovery)."""
+        return self._resource(api_version, kind).namespaced
+
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _resource(self, api_version: str, kind: str) -> Any:
+    def _resource(self, api_version: str, kind: str) -> Resource:
+        """Where ``kind`` lives, from the API server's discovery document of ``api_version`` (once per client)."""
         key = (api_version, kind)
-        if key not in self._resources:
+        if key in self._resources:
+            return self._resources[key]
+        if api_version not in self._discovered:
+            path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
             try:
-                self._resources[key] = self._dynamic.resources.get(api_version=api_version, kind=kind)
-            except (ResourceNotFoundError, ResourceNotUniqueError) as err:
+                listed = self._call("GET", path)
+            except NotFound as err:
                 raise ServerlessError(
-                    f"The API server does not serve {kind} in {api_version}: is the CRD installed? ({_one_line(err)})"
+                    f"The API server does not serve {kind} in {api_version}: is the CRD installed?"
+                    f" (no group version {api_version})"
                 ) from err
-            except Exception as err:
-                raise self._translate(err) from err
+            self._discovered[api_version] = [
+                item for item in listed.get("resources") or [] if "/" not in str(item.get("name", ""))
+            ]
+        matches = [item for item in self._discovered[api_version] if item.get("kind") == kind]
+        if len(matches) != 1:
+            why = f"{len(matches)} resources have kind {kind}" if matches else f"no resource has kind {kind}"
+            raise ServerlessError(
+                f"The API server does not serve {kind} in {api_version}: is the CRD installed? ({why})"
+            )
+        found = matches[0]
+        self._resources[key] = Resource(api_version, kind, str(found["name"]), bool(found.get("namespaced")))
         return self._resources[key]
 
-    def _write(self, send: Any) -> dict:
-        dry = {"dry_run": DRY_RUN_ALL} if self.dry_run else {}
+    @staticmethod
+    def _namespace_of(resource: Resource, namespace: str | None, body: dict) -> str | None:
+        """The namespace a write goes to: the one given, else the body's (as the dynamic client did)."""
+        if not resource.namespaced:
+            return None
+        found = namespace or (body.get("metadata") or {}).get("namespace")
+        if not found:
+            raise ServerlessError(f"A namespace is required to write {resource.kind} objects")
+        return found
+
+    def _write(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        content_type: str = "application/json",
+        query: list[tuple[str, Any]] | None = None,
+    ) -> dict:
+        query = list(query or [])
+        if self.dry_run:
+            query.append(("dryRun", DRY_RUN_ALL))
         try:
-            return self._call(lambda: send(dry))
+            return self._call(method, path, query, body=body, content_type=content_type)
         except ApiError as err:
             if self.dry_run and err.status == 400 and "dry run" in err.message.lower():
                 raise DryRunUnsupported(err.status, err.reason, err.message) from err
             raise
 
-    def _call(self, request: Any, *, raw: bool = False) -> Any:
+    def _call(self, method: str, path: str, query: list[tuple[str, Any]] | None = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", REQUEST_TIMEOUT)
         try:
-            answer = request()
+            return self._transport.request(method, path, query, **kwargs)
         except Exception as err:
             raise self._translate(err) from err
-        if raw:
-            return answer
-        return answer.to_dict() if hasattr(answer, "to_dict") else answer
 
     @staticmethod
     def _translate(err: Exception) -> Exception:
         if isinstance(err, ServerlessError):
             return err
-        if isinstance(err, (DynamicApiError, ApiException)):
-            reason, message = _status_from_body(getattr(err, "body", None))
-            status = int(getattr(err, "status", 0) or 0)
-            return api_error(status, reason or str(getattr(err, "reason", "") or "Error"), message or _one_line(err))
+        if isinstance(err, HttpError):
+            reason, message = _status_from_body(err.body)
+            return api_error(err.status, reason or err.reason or "Error", message or _one_line(err))
         if isinstance(err, (urllib3.exceptions.HTTPError, OSError)):
             return ApiError(0, "ConnectionFailed", f"cannot reach the Kubernetes API server: {_one_line(err)}")
         return err

@@ -16,12 +16,15 @@ from typing import Any
 from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.errors import NoLogError
-from ansible_collections.knlab.serverless.plugins.module_utils._client import AUTH_ARG_SPEC
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import ServerlessError
 
 
 def argument_spec(**options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A module's own options plus kubernetes.core's auth options (a fresh copy each call)."""
+    # Here, not at the top: registry_image_info uses this module but no Kubernetes client, and
+    # _client's imports (urllib3 among them) cost a module run about 0.1 s.
+    from ansible_collections.knlab.serverless.plugins.module_utils._client import AUTH_ARG_SPEC  # noqa: PLC0415
+
     spec = copy.deepcopy(AUTH_ARG_SPEC)
     spec.update(options)
     return spec

@@ -202,6 +202,22 @@ MODULES: dict[str, dict[str, Any]] = {
         "kinds": {"name": "subdomain63", "namespace": "dns1123", "timeout": "positive_int", "log_lines": "count"},
         "extra": [],
     },
+    "kube_objects": {
+        "spec": "OPTIONS",
+        "base": {"namespace": "default", "read": [{"api_version": "v1", "kind": "ConfigMap", "name": "a"}]},
+        "kinds": {"namespace": "dns1123", "wait_timeout": "positive_int"},
+        "extra": [
+            ("present", {"present": [{"kind": "ConfigMap", "metadata": {"name": "x"}}]}),
+            ("present", {"present": [{"apiVersion": "v1", "kind": "ConfigMap"}]}),
+            ("present", {"present": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}]}),
+            ("present", {"present": ["not a dict"]}),
+            ("absent", {"absent": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x\n"}}]}),
+            ("absent", {"absent": [{"apiVersion": "v1", "kind": "", "metadata": {"name": "x"}}]}),
+            ("read", {"read": [{"api_version": "v1", "kind": "ConfigMap"}]}),
+            ("read", {"read": [{"api_version": "v1", "kind": "ConfigMap", "label_selectors": "a=b"}]}),
+            ("read", {"read": [{"api_version": "v1", "kind": "ConfigMap", "name": "a", "namespace": "Bad"}]}),
+        ],
+    },
     "registry_image_info": {
         "spec": "ARGUMENT_SPEC",
         "base": {"registry_url": "REGISTRY", "repository": "hello", "tag": "latest"},

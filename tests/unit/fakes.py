@@ -146,6 +146,11 @@ class FakeKubeClient:
 
     # -- KubeClient surface ----------------------------------------------------------------------
 
+    CLUSTER_SCOPED = ("Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass")
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        return kind not in self.CLUSTER_SCOPED
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict:
         self._record("get", api_version=api_version, kind=kind, name=name, namespace=namespace)
         obj = self.stored(api_version, kind, name, namespace)

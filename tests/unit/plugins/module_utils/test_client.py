@@ -1,8 +1,11 @@
-"""The kubernetes.core adapter: auth spec, error translation, watch stream parsing."""
+"""The client: auth spec, discovery, error translation, watch stream parsing."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -18,8 +21,6 @@ from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     ServerlessError,
 )
 from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC as K8S_AUTH_ARG_SPEC
-from kubernetes.client.rest import ApiException
-from kubernetes.dynamic.exceptions import ResourceNotFoundError, api_exception
 
 
 def test_auth_spec_is_kubernetes_cores_and_the_fallback_copy_matches_it():
@@ -28,8 +29,8 @@ def test_auth_spec_is_kubernetes_cores_and_the_fallback_copy_matches_it():
 
 
 def test_missing_library_gives_the_standard_message(monkeypatch):
-    monkeypatch.setattr(_client, "KUBERNETES_IMPORT_ERROR", "Traceback: No module named 'kubernetes'")
-    with pytest.raises(MissingDependency, match=r"Failed to import the required Python library \(kubernetes\)"):
+    monkeypatch.setattr(_client, "URLLIB3_IMPORT_ERROR", "Traceback: No module named 'urllib3'")
+    with pytest.raises(MissingDependency, match=r"Failed to import the required Python library \(urllib3\)"):
         _client.get_client(SimpleNamespace(params={}, check_mode=False))
 
 
@@ -41,38 +42,53 @@ def test_unreadable_kubeconfig_is_a_one_line_error(tmp_path):
     assert "\n" not in caught.value.msg
 
 
-def status_error(status: int, reason: str, message: str) -> Exception:
-    raw = ApiException(status=status, reason=reason)
-    raw.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message}).encode()
-    return api_exception(raw)
+def test_the_modules_do_not_import_the_kubernetes_library():
+    # Its import alone costs about a second per module run (issue 9): only exec/auth-provider users need it.
+    code = (
+        "import sys; import ansible_collections.knlab.serverless.plugins.modules.knative_service, "
+        "ansible_collections.knlab.serverless.plugins.modules.tekton_taskrun, "
+        "ansible_collections.knlab.serverless.plugins.modules.tekton_taskrun_wait; "
+        "print(sorted(m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.')))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.strip() == "[]"
 
 
-class FakeResource:
-    """A dynamic-client resource whose calls are answered from a script."""
+DISCOVERY = {
+    "/api/v1": {"resources": [{"name": "configmaps", "kind": "ConfigMap", "namespaced": True}]},
+    "/apis/serving.knative.dev/v1": {
+        "resources": [
+            {"name": "services", "kind": "Service", "namespaced": True},
+            {"name": "services/status", "kind": "Service", "namespaced": True},
+        ]
+    },
+}
+
+
+class FakeTransport:
+    """Answers requests from a script: discovery documents, then ``answer`` for everything else."""
 
     def __init__(self, answer):
         self.answer = answer
         self.calls = []
 
-    def _respond(self, name, kwargs):
-        self.calls.append((name, kwargs))
+    def request(self, method, path, query=None, **kwargs):
+        if method == "GET" and path in DISCOVERY:
+            return DISCOVERY[path]
+        self.calls.append((method, path, dict(query or []), kwargs))
         if isinstance(self.answer, Exception):
             raise self.answer
-        return SimpleNamespace(to_dict=lambda: dict(self.answer))
-
-    def get(self, **kwargs):
-        return self._respond("get", kwargs)
-
-    def create(self, **kwargs):
-        return self._respond("create", kwargs)
-
-    def patch(self, **kwargs):
-        return self._respond("patch", kwargs)
+        return dict(self.answer)
 
 
-def client_with(resource, *, dry_run=False):
-    dynamic = SimpleNamespace(resources=SimpleNamespace(get=lambda **_: resource))
-    return _client.KubeClient(dynamic, dry_run=dry_run)
+def status_error(status: int, reason: str, message: str) -> Exception:
+    body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message}).encode()
+    return _client.HttpError(status, "Some Reason", body)
+
+
+def client_with(transport, *, dry_run=False):
+    return _client.KubeClient(transport, dry_run=dry_run)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +96,7 @@ def client_with(resource, *, dry_run=False):
     [(404, "NotFound", NotFound), (409, "Conflict", Conflict), (410, "Expired", Gone), (422, "Invalid", ApiError)],
 )
 def test_api_errors_become_typed_one_line_errors(status, reason, cls):
-    client = client_with(FakeResource(status_error(status, reason, "something\nwent wrong")))
+    client = client_with(FakeTransport(status_error(status, reason, "something\nwent wrong")))
     with pytest.raises(cls) as caught:
         client.get("v1", "ConfigMap", "x", "default")
     assert caught.value.status == status
@@ -88,8 +104,16 @@ def test_api_errors_become_typed_one_line_errors(status, reason, cls):
     assert caught.value.message == "something went wrong"
 
 
+def test_an_error_without_a_status_body_keeps_the_http_reason():
+    client = client_with(FakeTransport(_client.HttpError(502, "Bad Gateway", b"<html>upstream</html>")))
+    with pytest.raises(ApiError) as caught:
+        client.get("v1", "ConfigMap", "x", "default")
+    error = caught.value
+    assert (error.status, error.reason, error.message) == (502, "Bad Gateway", "<html>upstream</html>")
+
+
 def test_connection_failure_is_status_zero():
-    client = client_with(FakeResource(urllib3.exceptions.MaxRetryError(None, "/api", "refused")))
+    client = client_with(FakeTransport(urllib3.exceptions.MaxRetryError(None, "/api", "refused")))
     with pytest.raises(ApiError) as caught:
         client.get("v1", "ConfigMap", "x", "default")
     assert caught.value.status == 0
@@ -97,31 +121,45 @@ def test_connection_failure_is_status_zero():
 
 
 def test_unknown_kind_says_which_one():
-    def missing(**_):
-        raise ResourceNotFoundError("no matches")
+    client = client_with(FakeTransport({}))
+    with pytest.raises(ServerlessError, match=r"does not serve Task in v1: is the CRD installed\?"):
+        client.get("v1", "Task", "x", "default")
+    with pytest.raises(ServerlessError, match=r"does not serve Task in tekton.dev/v1: is the CRD installed\?"):
+        client_with(FakeTransport(status_error(404, "NotFound", "nope"))).get("tekton.dev/v1", "Task", "x", "default")
 
-    client = _client.KubeClient(SimpleNamespace(resources=SimpleNamespace(get=missing)))
-    with pytest.raises(ServerlessError, match=r"does not serve Service in serving.knative.dev/v1"):
-        client.get("serving.knative.dev/v1", "Service", "x", "default")
+
+def test_paths_come_from_discovery_and_subresources_are_not_kinds():
+    transport = FakeTransport({"metadata": {"name": "x"}})
+    client = client_with(transport)
+    client.get("serving.knative.dev/v1", "Service", "hello", "default")
+    client.list("v1", "ConfigMap", "default", label_selector="a=b")
+    client.create("v1", "ConfigMap", {"metadata": {"name": "x", "namespace": "other"}})
+    client.delete("v1", "ConfigMap", "x", "default", propagation="Foreground")
+    assert [(c[0], c[1], c[2]) for c in transport.calls] == [
+        ("GET", "/apis/serving.knative.dev/v1/namespaces/default/services/hello", {}),
+        ("GET", "/api/v1/namespaces/default/configmaps", {"fieldSelector": None, "labelSelector": "a=b"}),
+        ("POST", "/api/v1/namespaces/other/configmaps", {}),
+        ("DELETE", "/api/v1/namespaces/default/configmaps/x", {"propagationPolicy": "Foreground"}),
+    ]
 
 
 def test_writes_are_dry_run_in_check_mode_and_reads_are_not():
-    resource = FakeResource({"metadata": {"name": "x"}})
-    client = client_with(resource, dry_run=True)
+    transport = FakeTransport({"metadata": {"name": "x"}})
+    client = client_with(transport, dry_run=True)
     client.get("v1", "ConfigMap", "x", "default")
     client.create("v1", "ConfigMap", {"metadata": {"name": "x"}}, "default")
     client.patch("v1", "ConfigMap", "x", {"data": {}}, "default")
-    (get_call, create_call, patch_call) = resource.calls
-    assert "dry_run" not in get_call[1]
-    assert create_call[1]["dry_run"] == "All"
-    assert patch_call[1]["dry_run"] == "All"
-    assert patch_call[1]["content_type"] == "application/merge-patch+json"
+    (get_call, create_call, patch_call) = transport.calls
+    assert "dryRun" not in get_call[2]
+    assert create_call[2]["dryRun"] == "All"
+    assert patch_call[2]["dryRun"] == "All"
+    assert patch_call[3]["content_type"] == "application/merge-patch+json"
 
 
 def test_a_webhook_without_dry_run_support_is_reported_as_such():
-    resource = FakeResource(status_error(400, "BadRequest", 'admission webhook "x" does not support dry run'))
+    transport = FakeTransport(status_error(400, "BadRequest", 'admission webhook "x" does not support dry run'))
     with pytest.raises(DryRunUnsupported):
-        client_with(resource, dry_run=True).create("v1", "ConfigMap", {"metadata": {"name": "x"}}, "default")
+        client_with(transport, dry_run=True).create("v1", "ConfigMap", {"metadata": {"name": "x"}}, "default")
 
 
 class FakeStream:
@@ -144,11 +182,8 @@ class FakeStream:
 
 
 def watch_client(response):
-    dynamic = SimpleNamespace(
-        resources=SimpleNamespace(get=lambda **_: SimpleNamespace(path=lambda **__: "/apis/x")),
-        request=lambda *args, **kwargs: response,
-    )
-    return _client.KubeClient(dynamic)
+    transport = SimpleNamespace(request=lambda method, path, query=None, **kwargs: DISCOVERY.get(path, response))
+    return _client.KubeClient(transport)
 
 
 def lines(*events):
@@ -190,12 +225,12 @@ def test_watch_error_event_410_raises_gone():
 
 
 def test_get_or_none_is_none_for_404_only():
-    assert client_with(FakeResource(status_error(404, "NotFound", "gone"))).get_or_none("v1", "ConfigMap", "x") is None
-    assert client_with(FakeResource({"metadata": {"name": "x"}})).get_or_none("v1", "ConfigMap", "x") == {
+    assert client_with(FakeTransport(status_error(404, "NotFound", "gone"))).get_or_none("v1", "ConfigMap", "x") is None
+    assert client_with(FakeTransport({"metadata": {"name": "x"}})).get_or_none("v1", "ConfigMap", "x") == {
         "metadata": {"name": "x"}
     }
     with pytest.raises(ApiError, match="Forbidden"):
-        client_with(FakeResource(status_error(403, "Forbidden", "no"))).get_or_none("v1", "ConfigMap", "x")
+        client_with(FakeTransport(status_error(403, "Forbidden", "no"))).get_or_none("v1", "ConfigMap", "x")
 
 
 def test_a_refused_dry_run_falls_back_with_a_warning():
