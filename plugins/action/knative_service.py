@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible.module_utils.parsing.convert_bool import boolean
-from ansible_collections.knlab.serverless.plugins.plugin_utils._action import FollowingAction
+from ansible_collections.knlab.serverless.plugins.module_utils._knative import validate
+from ansible_collections.knlab.serverless.plugins.modules.knative_service import OPTIONS
+from ansible_collections.knlab.serverless.plugins.plugin_utils._action import FollowingAction, validate_like_the_module
 from ansible_collections.knlab.serverless.plugins.plugin_utils._progress import RolloutFollower
 
 
 class ActionModule(FollowingAction):
-    def follower(self, client: Any, say: Any) -> RolloutFollower | None:
-        args = self._task.args
-        try:
-            waits = boolean(args.get("wait", True), strict=True) and args.get("state", "present") == "present"
-        except TypeError:
-            return None  # the module refuses the value itself, with its own message
-        if not waits or not args.get("name"):
+    def validated(self) -> dict[str, Any] | None:
+        return validate_like_the_module(
+            self._task.args, OPTIONS, validate, required_if=[("state", "present", ["image"])]
+        )
+
+    def follower(self, client: Any, say: Any, params: dict[str, Any]) -> RolloutFollower | None:
+        if not params["wait"] or params["state"] != "present":
             return None
-        return RolloutFollower(client, say, str(args.get("namespace") or "default"), str(args["name"]))
+        return RolloutFollower(client, say, params["namespace"], params["name"])

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.knlab.serverless.plugins.plugin_utils._action import FollowingAction
+from ansible_collections.knlab.serverless.plugins.module_utils._tekton import validate_wait_options
+from ansible_collections.knlab.serverless.plugins.modules.tekton_taskrun_wait import OPTIONS
+from ansible_collections.knlab.serverless.plugins.plugin_utils._action import FollowingAction, validate_like_the_module
 from ansible_collections.knlab.serverless.plugins.plugin_utils._progress import TaskRunFollower
 
 
+def _check(params: dict[str, Any]) -> None:
+    validate_wait_options(params["namespace"], params["name"], params["timeout"], params["log_lines"])
+
+
 class ActionModule(FollowingAction):
-    def follower(self, client: Any, say: Any) -> TaskRunFollower | None:
-        args = self._task.args
-        if not args.get("name") or not args.get("namespace"):
-            return None
-        return TaskRunFollower(client, say, str(args["namespace"]), str(args["name"]))
+    def validated(self) -> dict[str, Any] | None:
+        return validate_like_the_module(self._task.args, OPTIONS, _check)
+
+    def follower(self, client: Any, say: Any, params: dict[str, Any]) -> TaskRunFollower | None:
+        return TaskRunFollower(client, say, params["namespace"], params["name"])

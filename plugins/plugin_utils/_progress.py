@@ -41,19 +41,17 @@ def wanted(action: Any) -> bool:
     return getattr(connection, "transport", "") in LOCAL_TRANSPORTS
 
 
-def client_for(args: dict[str, Any]) -> Any:
-    """A client from the task's auth options and the controller's K8S_AUTH_* environment (or None)."""
+def client_for(params: dict[str, Any]) -> Any:
+    """A read-only client from the module's auth options and the controller's K8S_AUTH_* environment.
+
+    None when it cannot be built: the module then reports the problem itself.
+    """
     try:
         from ansible_collections.knlab.serverless.plugins.module_utils._client import (  # noqa: PLC0415
-            AUTH_ARG_SPEC,
-            KubeClient,
-        )
-        from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import (  # noqa: PLC0415
-            get_api_client,
+            client_from_params,
         )
 
-        auth = {name: args[name] for name in AUTH_ARG_SPEC if args.get(name) not in (None, "")}
-        return KubeClient(get_api_client(**auth).client)
+        return client_from_params(params)
     except Exception:  # no progress is better than a task that fails for it
         return None
 
