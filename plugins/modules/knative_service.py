@@ -268,8 +268,9 @@ attributes:
     support: full
 requirements:
   - python >= 3.9
-  - kubernetes >= 24.2.0
-  - the kubernetes.core collection
+  - urllib3 and PyYAML
+  - the kubernetes.core collection (its connection options)
+  - the kubernetes library (>= 24.2.0), only for kubeconfig users with C(exec) or C(auth-provider) credentials
 seealso:
   - name: Knative Serving API
     description: The Service resource and its fields.

@@ -79,6 +79,9 @@ attributes:
     support: full
 requirements:
   - python >= 3.9
+  - urllib3 and PyYAML
+  - the kubernetes.core collection (its connection options)
+  - the kubernetes library (>= 24.2.0), only for kubeconfig users with C(exec) or C(auth-provider) credentials
 notes:
   - Unlike M(kubernetes.core.k8s), it has no templates, no server-side apply and no waiting for
     conditions; use M(knlab.serverless.knative_service) and M(knlab.serverless.tekton_taskrun_wait)

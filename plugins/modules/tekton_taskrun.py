@@ -150,8 +150,9 @@ attributes:
         O(idempotency_key), every run creates a new TaskRun.
 requirements:
   - python >= 3.9
-  - kubernetes >= 24.2.0
-  - PyYAML >= 3.11
+  - urllib3 and PyYAML
+  - the kubernetes.core collection (its connection options)
+  - the kubernetes library (>= 24.2.0), only for kubeconfig users with C(exec) or C(auth-provider) credentials
 notes:
   - Tekton deletes the pod of a cancelled run, and with it the step logs, unless its feature flag
     C(keep-pod-on-cancel) is V("true").

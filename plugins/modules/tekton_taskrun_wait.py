@@ -57,8 +57,9 @@ extends_documentation_fragment:
   - knlab.serverless._attributes.info_module
 requirements:
   - python >= 3.9
-  - kubernetes >= 24.2.0
-  - PyYAML >= 3.11
+  - urllib3 and PyYAML
+  - the kubernetes.core collection (its connection options)
+  - the kubernetes library (>= 24.2.0), only for kubeconfig users with C(exec) or C(auth-provider) credentials
 notes:
   - The module only reads, so check mode runs it normally and C(changed) is always false. A run
     that a check-mode M(knlab.serverless.tekton_taskrun) would have created does not exist, so
