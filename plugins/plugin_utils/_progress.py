@@ -23,7 +23,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-# Set to 0/false/no to run the waits without progress lines.
+# Set to 0/false/no to run the waits without progress lines. A JSON stdout callback
+# (ansible.posix.json, jsonl) gets none either: they would break its document.
 PROGRESS_ENV = "KNLAB_SERVERLESS_PROGRESS"
 POLL_SECONDS = 1.0
 LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
@@ -38,7 +39,17 @@ def wanted(action: Any) -> bool:
     task, connection = action._task, action._connection
     if task.async_val or action._play_context.check_mode:
         return False
+    if _machine_readable_output():
+        return False
     return getattr(connection, "transport", "") in LOCAL_TRANSPORTS
+
+
+def _machine_readable_output() -> bool:
+    """Whether stdout is a JSON document (ansible.posix.json, jsonl): progress lines would break it."""
+    from ansible import constants as C  # noqa: PLC0415 - controller-only, and only when a task runs
+
+    callback = str(C.config.get_config_value("DEFAULT_STDOUT_CALLBACK") or "")
+    return callback.rsplit(".", 1)[-1] in ("json", "jsonl")
 
 
 def client_for(params: dict[str, Any]) -> Any:

@@ -75,8 +75,6 @@ class Target:
             "K8S_AUTH_KUBECONFIG": self.kubeconfig,
             "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
             "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            # Progress lines would come before the JSON document on stdout (test_progress.py reads them).
-            "KNLAB_SERVERLESS_PROGRESS": "0",
         }
         argv = [str(BIN / "ansible"), "localhost", "-m", f"knlab.serverless.{module}", "-a", json.dumps(args)]
         done = self.run(*argv, env=env, timeout=timeout)
