@@ -1212,6 +1212,13 @@ class KnativeController:
                     image = str(serving_container(spec).get("image") or "")
                     why = failure.message.split("failed to resolve image to digest: ", 1)[-1]
                     pulled = f'failed to pull and unpack image "{image}": {why}'
+                    if any(code in why for code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN", "404")):
+                        # containerd's words for a manifest the registry does not have (seen on
+                        # knlab-cluster: containerd 1.6, kubelet 1.34).
+                        pulled = (
+                            f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+                            f'failed to resolve reference "{image}": {image}: not found'
+                        )
                     pull_failures += 1
                     if pull_failures == 1:
                         run.waiting_reason, run.waiting_message = "ErrImagePull", pulled
