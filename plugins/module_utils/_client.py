@@ -381,6 +381,8 @@ class KubeClient:
             ("previous", "true" if previous else None),
         ]
         answer = self._call("GET", path, query)
+        if not answer:
+            return ""  # an empty log (the transport reads an empty body as {})
         return answer if isinstance(answer, str) else json.dumps(answer)
 
     # -- writes ------------------------------------------------------------------------------

@@ -593,8 +593,19 @@ class RolloutProbe:
     finding goes into the message of a later failure or timeout.
     """
 
-    def __init__(self, client: Any, namespace: str, listen_timeout: float, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: Any,
+        namespace: str,
+        listen_timeout: float,
+        clock: Any = time.monotonic,
+        *,
+        stale_revision: str | None = None,
+    ) -> None:
         self.client = client
+        # The newest revision before this run changed the Service: until Knative reports the one
+        # the change creates, the status still names this one, and its pods say nothing about it.
+        self.stale_revision = stale_revision
         self.namespace = namespace
         self.listen_timeout = listen_timeout
         self.clock = clock
@@ -613,7 +624,7 @@ class RolloutProbe:
 
     def __call__(self, obj: dict[str, Any] | None) -> Verdict | None:
         revision = self.revision(obj)
-        if revision is None:
+        if revision is None or revision == self.stale_revision:
             return None
         pods, _version = self.client.list("v1", "Pod", self.namespace, label_selector=f"{REVISION_LABEL}={revision}")
         findings = [finding for finding in (self._finding(pod) for pod in pods) if finding is not None]
@@ -637,10 +648,10 @@ class RolloutProbe:
             running_for = now - self.running_since.setdefault((name, *running), now)
         finding = pod_finding(pod, running_for, self.listen_timeout)
         if finding is not None and finding.reason == "Unschedulable":
-            return self._claim_finding(pod) or finding
+            return self._claim_finding(pod, finding.message) or finding
         return finding
 
-    def _claim_finding(self, pod: dict[str, Any]) -> Any:
+    def _claim_finding(self, pod: dict[str, Any], unscheduled: str) -> Any:
         for claim in claim_names(pod):
             found = self.client.get_or_none("v1", "PersistentVolumeClaim", claim, self.namespace)
             phase = ((found or {}).get("status") or {}).get("phase")
@@ -648,7 +659,7 @@ class RolloutProbe:
                 state = "does not exist" if found is None else "is Pending"
                 storage_class = ((found or {}).get("spec") or {}).get("storageClassName")
                 where = f" (storage class {storage_class})" if storage_class else ""
-                message = f"pod waits for PersistentVolumeClaim {claim}, which {state}{where}"
+                message = f"{unscheduled}; it waits for PersistentVolumeClaim {claim}, which {state}{where}"
                 return Finding(False, "ClaimPending", message, pod_name(pod), "", "", 0, None, False)
         return None
 
@@ -721,7 +732,11 @@ class ServiceReconciler:
         )
         obj, diff = self._converge(desired, live)
         if self.params["wait"] and not self.check_mode:
-            obj = self._wait_ready(obj, bool(self.params.get("cluster_local")) if visibility_changed else None)
+            # After a write, the revision the Service named before it is not the one rolling out.
+            stale = ((live or {}).get("status") or {}).get("latestCreatedRevisionName") if self.changed else None
+            obj = self._wait_ready(
+                obj, bool(self.params.get("cluster_local")) if visibility_changed else None, stale_revision=stale
+            )
         return self._result(obj, diff)
 
     def _converge(self, desired: dict[str, Any], live: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict]:
@@ -792,9 +807,13 @@ class ServiceReconciler:
             if self.params.get(option) is not None and old in annotations:
                 self.warn(f"{self.where}: replacing the old annotation {old} with {key}")
 
-    def _wait_ready(self, obj: dict[str, Any] | None, cluster_local: bool | None = None) -> dict[str, Any]:
+    def _wait_ready(
+        self, obj: dict[str, Any] | None, cluster_local: bool | None = None, *, stale_revision: str | None = None
+    ) -> dict[str, Any]:
         check = readiness if cluster_local is None else _ready_with_visibility(cluster_local)
-        probe = RolloutProbe(self.client, self.namespace, self.params.get("wait_listen_timeout") or 0)
+        probe = RolloutProbe(
+            self.client, self.namespace, self.params.get("wait_listen_timeout") or 0, stale_revision=stale_revision
+        )
         try:
             return wait_for(
                 self.client,

@@ -154,9 +154,22 @@ class _Wait:
                     self.failing_since = self.clock()
                 if self.clock() - self.failing_since < self.settle:
                     return False  # not final yet: judged again when the window ends
+            self.last_look()
             raise WaitFailed(verdict.reason or "Failed", verdict.message or "", obj, self.diagnosis)
         self.failing_since = None
         return True
+
+    def last_look(self) -> None:
+        """One more probe before a failure or timeout is reported, so that it carries what the
+        probe sees now (the object may fail before the probe's next turn)."""
+        if self.probe is None:
+            return
+        try:
+            verdict = self.probe(self.obj)
+        except ApiError:
+            return
+        if verdict is not None:
+            self.diagnosis = verdict
 
     def probe_if_due(self) -> None:
         """Run the probe when its interval has passed; a failed verdict ends the wait."""
@@ -195,6 +208,7 @@ class _Wait:
             self.settle = 0.0
             self.judge(self.obj)  # the failure seen last is the answer, not a timeout
         if self.remaining() <= 0:
+            self.last_look()
             where = f"{self.namespace}/{self.name}" if self.namespace else self.name
             found = f"; {self.diagnosis.message}" if self.diagnosis is not None and self.diagnosis.message else ""
             raise WaitTimeout(

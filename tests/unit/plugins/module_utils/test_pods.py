@@ -153,6 +153,7 @@ def test_the_probe_names_a_pending_claim_behind_an_unschedulable_pod():
     verdict = probe(service)
     assert (verdict.failed, verdict.reason) == (False, "ClaimPending")
     assert "PersistentVolumeClaim hub-data, which is Pending (storage class slow)" in verdict.message
+    assert "pod is not scheduled (Unschedulable: unbound claims)" in verdict.message
     assert probe.result["reason"] == "ClaimPending"
 
 
@@ -232,3 +233,43 @@ def test_a_failed_rollout_reports_the_pods_not_the_whole_object():
 
 def _defaults() -> dict:
     return {key: spec.get("default") for key, spec in OPTIONS.items()}
+
+
+def test_the_probe_ignores_the_revision_named_before_the_change():
+    client = FakeKubeClient()
+    service = _service(client)  # still names hello-00001, whose pods crash: the fix is on its way
+    client.put(pod(waiting("CrashLoopBackOff", "back-off 20s", restarts=1, exit_code=3)))
+    assert RolloutProbe(client, "default", 20, stale_revision="hello-00001")(service) is None
+    assert RolloutProbe(client, "default", 20)(service).failed
+
+
+def test_a_failure_the_object_reports_first_still_carries_what_the_pods_show():
+    client = FakeKubeClient()
+    clock = FakeClock()
+    failed = _service(client, ready="False")
+    unscheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "Insufficient cpu"}
+    client.put(pod(scheduled=unscheduled))
+
+    def check(obj):
+        return Verdict(False, True, "Unschedulable", "Knative's words")
+
+    probe = RolloutProbe(client, "default", 20)
+    with pytest.raises(WaitFailed) as caught:
+        wait_for(
+            client,
+            "serving.knative.dev/v1",
+            "Service",
+            "hello",
+            "default",
+            check,
+            60,
+            initial=failed,
+            clock=clock,
+            sleep=clock.sleep,
+            probe=probe,
+        )
+    assert caught.value.diagnosis is not None
+    assert "Insufficient cpu" in caught.value.diagnosis.message
+    # The pod mounts a claim that does not exist: named, beside the scheduler's words.
+    assert probe.result["reason"] == "ClaimPending"
+    assert "PersistentVolumeClaim hub-data, which does not exist" in probe.result["message"]
