@@ -11,7 +11,8 @@ Known, distinctive secret values go in where a user's would:
 - the wrong password and the wrong token of the deliberate failures.
 
 A play (written below) runs the registry role with htpasswd auth, the build role pushing with
-the dockerconfigjson Secret, the app role pulling with it, then the modules with the secret options,
+the dockerconfigjson Secret, the app role pulling with it, kube_objects keeping copies of both
+Secrets (by `data` and by `stringData`) and reading them, then the modules with the secret options,
 right and wrong, registers every result, prints it (`debug: var=`) and writes it to a file. It runs
 at every verbosity from 0 to -vvvv (the first run, which builds, at -vvvv), with --diff, for real
 and in check mode, authenticated by kubeconfig and by `K8S_AUTH_*`; a second play builds with a
@@ -280,6 +281,9 @@ REGISTERED = [
     "_build_waited",
     "_app_service",
     "_app_smoke",
+    "secrets_kept",
+    "secrets_read",
+    "secrets_refused_secret",
     "secrets_image_info",
     "secrets_wrong_password",
     "secrets_bad_password",
@@ -324,6 +328,40 @@ PLAY = """
         app_image: "{{{{ build_image }}}}"
         app_image_pull_secrets: [hub-push]
         app_ingress_address: "{{{{ gateway }}}}"
+
+    - name: Keep copies of the roles' Secrets, by base64 data and by stringData
+      knlab.serverless.kube_objects:
+        present:
+          - apiVersion: v1
+            kind: Secret
+            metadata: {{name: hub-auth-copy}}
+            data:
+              htpasswd: "{{{{ htpasswd_b64 }}}}"
+          - apiVersion: v1
+            kind: Secret
+            metadata: {{name: hub-push-copy}}
+            type: kubernetes.io/dockerconfigjson
+            stringData:
+              .dockerconfigjson: "{{{{ docker_config | string }}}}"
+      register: secrets_kept
+
+    - name: Read the Secrets the roles use
+      knlab.serverless.kube_objects:
+        read:
+          - {{api_version: v1, kind: Secret, name: hub-auth}}
+          - {{api_version: v1, kind: Secret, name: hub-push}}
+      register: secrets_read
+
+    - name: Keep a Secret the API refuses (a key with a slash), the password in it
+      knlab.serverless.kube_objects:
+        present:
+          - apiVersion: v1
+            kind: Secret
+            metadata: {{name: hub-refused}}
+            stringData:
+              bad/key: "{{{{ hub_password }}}}"
+      register: secrets_refused_secret
+      ignore_errors: true
 
     - name: Ask the hub for the image, with the password
       knlab.serverless.registry_image_info: &hub
@@ -463,6 +501,8 @@ def _write_files(sandbox: Sandbox) -> tuple[Path, Path, dict]:
         "wrong_password": WRONG_PASSWORD,
         "kube_token": TOKEN,
         "wrong_token": WRONG_TOKEN,
+        "htpasswd_b64": _b64(s.entry + "\n"),
+        "docker_config": s.docker_config,
         "api": sandbox.info["api"],
         "ca": sandbox.info["ca"],
         "gateway": sandbox.info["gateway"],
@@ -596,6 +636,20 @@ def test_no_secret_shows_in_any_output(sandbox: Sandbox) -> None:
         assert result["secrets_bad_token"]["failed"] is True
         assert result["secrets_mismatched_key"]["failed"] is True
         assert result["secrets_read_with_token"]["read"][0][0]["metadata"]["name"] == "hello"
+        assert result["secrets_refused_secret"]["failed"] is True
+        # kube_objects reads and keeps Secrets, and shows their keys but not their values.
+        assert [sorted(found[0]["data"]) for found in result["secrets_read"]["read"]] == [
+            ["htpasswd"],
+            [".dockerconfigjson"],
+        ]
+        assert [obj["metadata"]["name"] for obj in result["secrets_kept"]["objects"]] == [
+            "hub-auth-copy",
+            "hub-push-copy",
+        ]
+    assert results[0]["secrets_kept"]["changed"] is True
+    core = kubernetes.client.CoreV1Api(sandbox.api)
+    assert core.read_namespaced_secret("hub-auth-copy", NAMESPACE).data == {"htpasswd": _b64(s.entry + "\n")}
+    assert core.read_namespaced_secret("hub-push-copy", NAMESPACE).data == {".dockerconfigjson": _b64(s.docker_config)}
     assert results[0]["_build_waited"]["succeeded"] is True
     assert results[0]["secrets_wait_with_client_key"]["succeeded"] is True
 
@@ -613,5 +667,11 @@ def test_no_secret_shows_in_any_output(sandbox: Sandbox) -> None:
     assert any(o.place.startswith("sandbox logs/") for o in outputs), "no pod log in the state dir"
 
     leaks = [f"{secret} in {o.place}" for o in outputs for secret in s.leaks(o.text)]
-    print(f"searched {len(outputs)} outputs ({sum(len(o.text) for o in outputs)} characters) for {len(s.all)} secrets")
+    needles = sum(len(secret.needles) for secret in s.all)
+    print(
+        f"\nsecrets: {len(s.all)} ({needles} strings) searched in {len(outputs)} outputs,"
+        f" {sum(len(o.text) for o in outputs)} characters: {len(sandbox.outputs)} from {len(runs) + 2} plays"
+        f" (stdout, stderr, registered results), {len(_state_dir_logs(sandbox))} sandbox logs,"
+        f" {len(outputs) - len(sandbox.outputs) - len(_state_dir_logs(sandbox))} from the API; {len(leaks)} leaks"
+    )
     assert leaks == [], "secrets shown:\n" + "\n".join(leaks)
