@@ -487,6 +487,43 @@ FAILING_PLAY = """
         build_verify_image: false
 """
 
+NO_CONFIG_PLAY = """
+- name: The build role given Secrets without a docker config
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Build with a Secret that does not exist
+      block:
+        - name: The build role
+          ansible.builtin.include_role:
+            name: knlab.serverless.build
+          vars:
+            build_name: missing
+            build_source_dir: {source}
+            build_docker_config_secret: no-such-secret
+            build_push_host: hub.default.svc.cluster.local
+      rescue:
+        - name: Say why it failed
+          ansible.builtin.debug:
+            var: ansible_failed_result
+
+    - name: Build with the hub's htpasswd Secret, which holds no docker config
+      block:
+        - name: The build role
+          ansible.builtin.include_role:
+            name: knlab.serverless.build
+          vars:
+            build_name: htpasswd
+            build_source_dir: {source}
+            build_docker_config_secret: hub-auth
+            build_push_host: hub.default.svc.cluster.local
+      rescue:
+        - name: Say why it failed
+          ansible.builtin.debug:
+            var: ansible_failed_result
+"""
+
 
 def _write_files(sandbox: Sandbox) -> tuple[Path, Path, dict]:
     work, s = sandbox.work, sandbox.secrets
@@ -496,6 +533,7 @@ def _write_files(sandbox: Sandbox) -> tuple[Path, Path, dict]:
     play, failing = work / "secrets.yml", work / "wrong-push.yml"
     play.write_text(PLAY.format(registered=json.dumps(REGISTERED), source=SOURCE, user=USER))
     failing.write_text(FAILING_PLAY.format(source=SOURCE))
+    (work / "no-config.yml").write_text(NO_CONFIG_PLAY.format(source=SOURCE))
     variables = {
         "hub_password": PASSWORD,
         "wrong_password": WRONG_PASSWORD,
@@ -657,6 +695,10 @@ def test_no_secret_shows_in_any_output(sandbox: Sandbox) -> None:
     extra.write_text(json.dumps(variables))
     wrong = sandbox.playbook("wrong push -vvv --diff", failing, "-e", f"@{extra}", "-vvv", "--diff", rc=2)
     assert "UNAUTHORIZED" in wrong
+    # And Secrets without a docker config stop the build role, naming them.
+    no_config = sandbox.playbook("no docker config -vvv --diff", sandbox.work / "no-config.yml", "-vvv", "--diff")
+    assert "build_docker_config_secret default/no-such-secret does not exist" in no_config
+    assert "default/hub-auth has neither a config.json key nor a .dockerconfigjson key" in no_config
 
     outputs = [*sandbox.outputs, *_state_dir_logs(sandbox), *_api_outputs(sandbox)]
     places = {output.place for output in outputs}
@@ -670,7 +712,7 @@ def test_no_secret_shows_in_any_output(sandbox: Sandbox) -> None:
     needles = sum(len(secret.needles) for secret in s.all)
     print(
         f"\nsecrets: {len(s.all)} ({needles} strings) searched in {len(outputs)} outputs,"
-        f" {sum(len(o.text) for o in outputs)} characters: {len(sandbox.outputs)} from {len(runs) + 2} plays"
+        f" {sum(len(o.text) for o in outputs)} characters: {len(sandbox.outputs)} from {len(runs) + 3} plays"
         f" (stdout, stderr, registered results), {len(_state_dir_logs(sandbox))} sandbox logs,"
         f" {len(outputs) - len(sandbox.outputs) - len(_state_dir_logs(sandbox))} from the API; {len(leaks)} leaks"
     )
