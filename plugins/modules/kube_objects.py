@@ -24,7 +24,8 @@ description:
   - The values of a v1 Secret, given in O(present) or read, never show. Each C(data) and
     C(stringData) value, in base64 and decoded, and each of its lines, is masked as Ansible masks a
     C(no_log) option, everywhere in the result (RV(read), RV(objects), RV(diff), the invocation that
-    C(-vvv) prints, a failure message); the keys show. Read a Secret's values with
+    C(-vvv) prints, a failure message); the keys show. As with a C(no_log) option, a very short
+    value is masked wherever it occurs in the result. Read a Secret's values with
     M(kubernetes.core.k8s_info).
 author:
   - knlab serverless developers (@knlab)
