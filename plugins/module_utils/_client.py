@@ -32,6 +32,7 @@ from ansible_collections.knlab.serverless.plugins.module_utils._errors import (
     api_error,
 )
 from ansible_collections.knlab.serverless.plugins.module_utils._kubeconfig import Connection, connection
+from ansible_collections.knlab.serverless.plugins.module_utils._validation import has_control_characters
 
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import (
@@ -259,6 +260,12 @@ class Transport:
             for item in value if isinstance(value, list) else [value]:
                 headers.add(name, item)
         authorization = self.conn.authorization()
+        if authorization and has_control_characters(authorization):
+            # http.client would refuse the header with a ValueError that quotes it, the token included.
+            raise ServerlessError(
+                "The bearer token (api_key, K8S_AUTH_API_KEY or the kubeconfig user's token) contains control"
+                " characters (newline, tab, NUL, ...); the token is not shown"
+            )
         if authorization:
             headers["Authorization"] = authorization
         data = None

@@ -11,6 +11,8 @@ Private to knlab.serverless: not a public API.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 from functools import partial
 from typing import Any
 
@@ -162,3 +164,27 @@ def _comparable(obj: dict) -> dict:
 
 def _display(ref: dict[str, Any]) -> str:
     return f"{ref['namespace']}/{ref['name']}" if ref["namespace"] else str(ref["name"])
+
+
+def secret_values(objects: list[Any]) -> set[str]:
+    """What a v1 Secret among ``objects`` holds, as given and as shown: each ``data`` value (base64)
+    and its decoded text, each ``stringData`` value and its base64, and their lines. The module adds
+    them to Ansible's no_log values, which masks them everywhere in its result (``read``,
+    ``objects``, ``diff``, the ``invocation`` that -vvv prints, a failure message)."""
+    values: set[str] = set()
+    for obj in objects:
+        if not isinstance(obj, dict) or obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
+            continue
+        data, string_data = obj.get("data"), obj.get("stringData")
+        texts = []
+        for value in data.values() if isinstance(data, dict) else ():
+            if isinstance(value, str):
+                texts.append(value)
+                with contextlib.suppress(ValueError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+                    texts.append(base64.b64decode(value, validate=True).decode("utf-8"))
+        for value in string_data.values() if isinstance(string_data, dict) else ():
+            if isinstance(value, str):
+                texts += [value, base64.b64encode(value.encode("utf-8")).decode()]
+        for text in texts:
+            values.update(part for part in (text, text.strip(), *text.splitlines()) if part.strip())
+    return values

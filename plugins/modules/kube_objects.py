@@ -21,6 +21,12 @@ description:
     merge patch of the fields given (a list is replaced whole).
   - An O(absent) object that does not exist is no change. With O(wait), the module returns once
     each deleted object is gone (its finalizers done).
+  - The values of a v1 Secret, given in O(present) or read, never show. Each C(data) and
+    C(stringData) value, in base64 and decoded, and each of its lines, is masked as Ansible masks a
+    C(no_log) option, everywhere in the result (RV(read), RV(objects), RV(diff), the invocation that
+    C(-vvv) prints, a failure message); the keys show. As with a C(no_log) option, a very short
+    value is masked wherever it occurs in the result. Read a Secret's values with
+    M(kubernetes.core.k8s_info).
 author:
   - knlab serverless developers (@knlab)
 options:
@@ -164,7 +170,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.knlab.serverless.plugins.module_utils._client import get_client
 from ansible_collections.knlab.serverless.plugins.module_utils._module import ServerlessModule, argument_spec, run
-from ansible_collections.knlab.serverless.plugins.module_utils._objects import run_objects, validate
+from ansible_collections.knlab.serverless.plugins.module_utils._objects import run_objects, secret_values, validate
 
 OPTIONS = {
     "read": {"type": "list", "elements": "dict", "default": []},
@@ -178,8 +184,12 @@ OPTIONS = {
 
 def execute(module: AnsibleModule) -> dict:
     # Every option is checked before a client exists, so bad input never reaches the cluster.
+    # A Secret's values never show: not in the result, its diff, the invocation, nor a failure.
+    module.no_log_values.update(secret_values(module.params["present"]))
     validate(module.params)
-    return run_objects(get_client(module), module.params, check_mode=module.check_mode, warn=module.warn)
+    result = run_objects(get_client(module), module.params, check_mode=module.check_mode, warn=module.warn)
+    module.no_log_values.update(secret_values([obj for found in result["read"] for obj in found] + result["objects"]))
+    return result
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from ansible_collections.knlab.serverless.plugins.module_utils._client import get_client
-from ansible_collections.knlab.serverless.plugins.module_utils._errors import Gone, NotFound
+from ansible_collections.knlab.serverless.plugins.module_utils._errors import Gone, NotFound, ServerlessError
 
 SERVICE_PATH = "/apis/serving.knative.dev/v1/namespaces/default/services"
 DISCOVERY = {
@@ -201,3 +201,15 @@ def test_watch_410_error_event_raises_gone(server):
     client = client_for(server)
     with pytest.raises(Gone, match="too old resource version"):
         list(client.watch("serving.knative.dev/v1", "Service", "default", resource_version="10"))
+
+
+def test_a_token_with_a_control_character_is_refused_without_showing_it_or_sending_a_request(server):
+    # Issue 11 item 3: http.client's ValueError would quote the whole header, the token with it.
+    host = f"http://127.0.0.1:{server.server_address[1]}"
+    params = {"host": host, "api_key": "s3cret-token\nX-Injected: 1", "validate_certs": False}
+    client = get_client(SimpleNamespace(params=params, check_mode=False))
+    with pytest.raises(ServerlessError) as raised:
+        client.get("serving.knative.dev/v1", "Service", "hello", "default")
+    assert "control characters" in raised.value.msg
+    assert "s3cret-token" not in raised.value.msg
+    assert server.seen == []

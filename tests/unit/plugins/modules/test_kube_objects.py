@@ -135,3 +135,27 @@ def test_a_value_the_server_stores_in_another_spelling_is_no_change(cluster, cap
     cluster.admit = canonical
     result = run_module(capsys, present=[claim("1024Mi")])
     assert result["changed"] is False
+
+
+def test_a_secrets_values_never_show_in_the_result_the_diff_or_the_invocation(cluster, capsys):
+    # Issue 11 item 3: data (base64) and stringData alike, their other encoding, and their lines.
+    import base64
+
+    htpasswd = "builder:$2b$12$abcdefghijklmnopqrstuvSecretHashValueXYZ0123456789abc\n"
+    encoded = base64.b64encode(htpasswd.encode()).decode()
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hub-auth"},
+        "data": {"htpasswd": encoded},
+        "stringData": {"token": "s3cret-string-data"},
+    }
+    created = run_module(capsys, diff=True, present=[secret])
+    assert created["changed"] is True
+    read = run_module(capsys, read=[{"api_version": "v1", "kind": "Secret", "name": "hub-auth"}])
+    assert sorted(read["read"][0][0]["data"]) == ["htpasswd"]  # the keys show
+    for result in (created, read):
+        text = json.dumps(result)
+        for value in (encoded, htpasswd.strip(), "SecretHashValueXYZ", "s3cret-string-data"):
+            assert value not in text
+    assert "htpasswd" in json.dumps(created["invocation"])
