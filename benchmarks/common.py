@@ -181,6 +181,19 @@ def condition(obj: dict | None, kind: str) -> dict:
 # --- logs -----------------------------------------------------------------------------------------
 
 
+def task_times(entries: list[dict]) -> list[tuple[str, float]]:
+    """(task, seconds from its start to its result), in the order they ran."""
+    times: list[tuple[str, float]] = []
+    began: float | None = None
+    for entry in entries:
+        if entry["status"] == "start":
+            began = entry["time"]
+        elif began is not None:
+            times.append((entry["task"], round(entry["time"] - began, 3)))
+            began = None
+    return times
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []

@@ -31,7 +31,7 @@ from pathlib import Path
 from subprocess import DEVNULL
 from typing import Any
 
-from common import BENCH_DIR, REPO, Sandbox, ansible_env, read_jsonl, save, summary, tool
+from common import BENCH_DIR, REPO, Sandbox, ansible_env, read_jsonl, save, summary, task_times, tool
 
 RUN_TIMEOUT = 600.0  # one ansible-playbook run
 TIME_LIMIT = 420.0  # all rounds, whatever --rounds says (at least one round runs)
@@ -113,21 +113,8 @@ def play(playbook: Path, sandbox: Sandbox, work: Path, **extra: Any) -> dict[str
         "exit_code": done.returncode,
         # Committed writes during the run (controllers included), e.g. 0 for a run that changed nothing.
         "store_writes": store_version(sandbox) - version,
-        "slowest_tasks": task_times(read_jsonl(timing))[:8],
+        "slowest_tasks": sorted(task_times(read_jsonl(timing)), key=lambda item: -item[1])[:8],
     }
-
-
-def task_times(entries: list[dict]) -> list[tuple[str, float]]:
-    """(task, seconds from its start to its result), slowest first."""
-    times: list[tuple[str, float]] = []
-    began: float | None = None
-    for entry in entries:
-        if entry["status"] == "start":
-            began = entry["time"]
-        elif began is not None:
-            times.append((entry["task"], round(entry["time"] - began, 3)))
-            began = None
-    return sorted(times, key=lambda item: -item[1])
 
 
 def attribute(sandbox: Sandbox, runs: list[dict[str, Any]]) -> None:

@@ -38,7 +38,7 @@ from subprocess import DEVNULL
 from typing import Any
 
 import report
-from common import BENCH_DIR, OUT_DIR, REPO, Sandbox, ansible_env, machine, read_jsonl, save, summary, tool
+from common import BENCH_DIR, OUT_DIR, REPO, Sandbox, ansible_env, machine, read_jsonl, save, summary, task_times, tool
 
 RUN_TIMEOUT = 600.0  # one ansible-playbook run
 TIME_LIMIT = 600.0  # all rounds, whatever --rounds says (at least one round runs)
@@ -73,19 +73,6 @@ def play(playbook: Path, sandbox: Sandbox, work: Path, log: Path) -> dict[str, A
         "exit_code": done.returncode,
         "tasks": task_times(read_jsonl(timing)),
     }
-
-
-def task_times(entries: list[dict]) -> list[tuple[str, float]]:
-    """(task, seconds from its start to its result), in the order they ran."""
-    times: list[tuple[str, float]] = []
-    began: float | None = None
-    for entry in entries:
-        if entry["status"] == "start":
-            began = entry["time"]
-        elif began is not None:
-            times.append((entry["task"], round(entry["time"] - began, 3)))
-            began = None
-    return times
 
 
 def main() -> None:
