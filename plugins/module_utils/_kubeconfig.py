@@ -29,6 +29,7 @@ import atexit
 import base64
 import contextlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -345,7 +346,7 @@ def _temp_file(content: bytes) -> str:
     key = content.hex()
     if key not in _TEMP_FILES:
         if not _TEMP_FILES:
-            atexit.register(_remove_temp_files)
+            atexit.register(remove_temp_files)
         handle, name = tempfile.mkstemp()
         with os.fdopen(handle, "wb") as out:
             out.write(content)
@@ -353,7 +354,21 @@ def _temp_file(content: bytes) -> str:
     return _TEMP_FILES[key]
 
 
-def _remove_temp_files() -> None:
+def forget_inherited_temp_files() -> None:
+    """In a forked child: the temp files listed so far are the parent's; the child makes and removes its own.
+
+    Used by the controller-side fork (plugin_utils/_fork.py), whose child starts with no exit handlers;
+    the ``kubernetes`` library keeps the same kind of list.
+    """
+    _TEMP_FILES.clear()
+    library = sys.modules.get("kubernetes.config.kube_config")
+    if library is not None and getattr(library, "_temp_files", None):
+        library._temp_files = {}
+
+
+def remove_temp_files() -> None:
+    """Remove the temp files this process wrote (at exit; an Ansible worker, which exits without its
+    exit handlers, calls it when its task ends)."""
     for name in _TEMP_FILES.values():
         with contextlib.suppress(OSError):
             os.remove(name)

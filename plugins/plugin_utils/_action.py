@@ -1,18 +1,35 @@
 # Copyright (c) knlab serverless developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The base of the action plugins that show a wait's progress (see ``_progress.py`` for why).
+"""The base of the collection's action plugins: modules run in a fork of the controller when they can
+(``_fork.py``), and waits show their progress (``_progress.py``).
 
 Private to knlab.serverless: not a public API.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
+from ansible_collections.knlab.serverless.plugins.module_utils._kubeconfig import remove_temp_files
+from ansible_collections.knlab.serverless.plugins.plugin_utils._fork import (
+    COLLECTION,
+    FORK_ENV,
+    LOCAL_TRANSPORTS,
+    MODULES,
+    PROFILE,
+    run_in_fork,
+    same_python,
+)
 from ansible_collections.knlab.serverless.plugins.plugin_utils._progress import Follower, client_for, wanted
 
 
@@ -44,11 +61,107 @@ def validate_like_the_module(
 display = Display()
 
 
-class FollowingAction(ActionBase):
-    """An action that runs its module unchanged, with a ``Follower`` beside it when ``wanted``."""
+class ForkingAction(ActionBase):
+    """Runs the task's module as Ansible would, in a fork of the worker when ``fork_wanted``."""
 
     _supports_check_mode = True
     _supports_async = True
+
+    _knlab_fork: tuple[str, dict[str, Any], str] | None = None  # module fqn, its args, its profile
+
+    def fork_wanted(self) -> bool:
+        """Whether this task may run its module in a fork (the conditions Ansible's own choice does not decide)."""
+        if os.environ.get(FORK_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+            return False
+        if self._task.async_val or self._play_context.become or any(self._task.environment or ()):
+            return False
+        return getattr(self._connection, "transport", "") in LOCAL_TRANSPORTS
+
+    def _configure_module(self, module_name: Any, module_args: Any, task_vars: Any) -> Any:
+        self._knlab_fork = None
+        planned = self._fork_plan(module_name, task_vars or {})
+        if planned is None:
+            return super()._configure_module(module_name, module_args, task_vars)
+        module_fqn, module_path = planned
+        self._knlab_fork = (module_fqn, module_args, PROFILE)
+        # Everything _execute_module reads; no AnsiballZ payload: the fork runs the installed module.
+        bits = SimpleNamespace(
+            module_style="new", shebang=f"#!{sys.executable}", b_module_data=b"", serialization_profile=PROFILE
+        )
+        return bits, module_path
+
+    def _fork_plan(self, module_name: str, task_vars: dict[str, Any]) -> tuple[str, str] | None:
+        """The module's Python name and file when it may run in a fork (see the module docstring), else None."""
+        if not self.fork_wanted():
+            return None
+        found = self._shared_loader_obj.module_loader.find_plugin_with_context(
+            module_name, collection_list=self._task.collections
+        )
+        resolved = getattr(found, "plugin_resolved_name", "") or ""
+        path = getattr(found, "plugin_resolved_path", "") or ""
+        if resolved.startswith(COLLECTION):
+            resolved = "ansible_collections." + resolved.replace(COLLECTION, COLLECTION + "plugins.modules.", 1)
+        if not (getattr(found, "resolved", False) and resolved.startswith(MODULES) and path.endswith(".py")):
+            return None
+        host_vars = task_vars
+        if self._task.delegate_to:
+            host_vars = (task_vars.get("ansible_delegated_vars") or {}).get(self._task.delegate_to) or {}
+        interpreter = host_vars.get("ansible_python_interpreter")
+        if not interpreter:
+            return None  # interpreter discovery decides: the normal way
+        try:
+            interpreter = str(self._templar.template(interpreter))
+        except Exception:  # let Ansible's own path report a bad interpreter setting
+            return None
+        if " " in interpreter.strip() or not same_python(interpreter.strip()):
+            return None
+        return resolved, path
+
+    def _is_pipelining_enabled(self, module_style: str, wrap_async: bool = False) -> bool:
+        # A module that runs in a fork needs no temporary file; one that does not runs on the controller's
+        # own connection, without become, where pipelining always works.
+        if module_style == "new" and not wrap_async and self.fork_wanted():
+            return True
+        return super()._is_pipelining_enabled(module_style, wrap_async)
+
+    def _low_level_execute_command(self, cmd: Any, sudoable: bool = True, in_data: Any = None, **kwargs: Any) -> Any:
+        planned, self._knlab_fork = self._knlab_fork, None
+        if planned is None or in_data is None:
+            return super()._low_level_execute_command(cmd, sudoable=sudoable, in_data=in_data, **kwargs)
+        module_fqn, module_args, profile = planned
+        encoder = get_module_encoder(profile, Direction.CONTROLLER_TO_MODULE)
+        try:
+            json_params = json.dumps({"ANSIBLE_MODULE_ARGS": module_args}, cls=encoder).encode()
+        except TypeError as err:  # as Ansible words it for a module it runs itself
+            raise AnsibleError(f"Failed to serialize arguments for the {self._task.action!r} module.") from err
+        display.vvv(f"knlab.serverless: running {module_fqn} in a fork of the controller ({FORK_ENV}=0: a new process)")
+        return run_in_fork(module_fqn, json_params, profile, started=self.module_started)
+
+    def module_started(self) -> None:
+        """Called in the worker right after the module's child started (a hook for followers)."""
+
+
+class ModuleAction(ForkingAction):
+    """The action of a module with nothing to add: Ansible's ``normal`` action, with the fork."""
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        del tmp  # no longer used by ansible-core
+        wrap_async = self._task.async_val and not self._connection.has_native_async
+        result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
+        if not wrap_async:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result
+
+
+class FollowingAction(ForkingAction):
+    """An action that runs its module unchanged, with a ``Follower`` beside it when ``wanted``.
+
+    The follower starts once the module is about to run: after the fork when the module runs in one
+    (``_fork.py``), so that the child never inherits the follower's thread.
+    """
+
+    _knlab_follower: Follower | None = None
 
     def follower(self, client: Any, say: Callable[[str], None], params: dict[str, Any]) -> Follower | None:
         """The follower for the module's validated ``params`` (None: nothing to follow)."""
@@ -71,13 +184,27 @@ class FollowingAction(ActionBase):
             client = client_for(params)
             follower = self.follower(client, display.display, params) if client is not None else None
         wrap_async = self._task.async_val and not self._connection.has_native_async
+        self._knlab_follower = follower
         try:
-            if follower is not None:
-                follower.start()
             result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
         finally:
-            if follower is not None:
+            self._knlab_follower = None
+            if follower is not None and follower.started:
                 follower.stop()
+            # The follower's client may have written the kubeconfig's certificates and keys to temp
+            # files; Ansible's worker ends with os._exit, which skips the exit handler that removes them.
+            remove_temp_files()
         if not wrap_async:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
+
+    def _configure_module(self, module_name: Any, module_args: Any, task_vars: Any) -> Any:
+        configured = super()._configure_module(module_name, module_args, task_vars)
+        if self._knlab_fork is None:  # the module runs in its own process, which starts next
+            self.module_started()
+        return configured
+
+    def module_started(self) -> None:
+        follower = self._knlab_follower
+        if follower is not None and not follower.started:
+            follower.start()

@@ -100,6 +100,10 @@ class Follower(threading.Thread):
     def poll(self) -> None:
         raise NotImplementedError
 
+    @property
+    def started(self) -> bool:
+        return self.ident is not None
+
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=5)

@@ -79,25 +79,44 @@ class Sandbox:
         path = self.state_dir / "requests.log"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    def playbook(self, name: str, *args: str) -> Run:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
-        env.update(
+    def playbook(self, name: str, *args: str, env: dict[str, str] | None = None) -> Run:
+        # The sandbox's kubeconfig carries its CA inline: every client writes it to a temp file while
+        # a task runs. The play gets a temp dir of its own, which must be empty again when it ends.
+        temp = self.state_dir.parent / "tmp"
+        temp.mkdir(exist_ok=True)
+        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
+        run_env.update(
             ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_LOCALHOST_WARNING="false",
             ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
             K8S_AUTH_KUBECONFIG=str(self.kubeconfig),
             DEMO_INGRESS_ADDRESS=self.gateway,
+            TMPDIR=str(temp),
+            **(env or {}),
         )
         argv = [str(BIN / "ansible-playbook"), str(PLAYBOOKS / name), *args]
         done = subprocess.run(
-            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240
+            argv,
+            check=False,
+            env=run_env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
         output = done.stdout + done.stderr
         assert done.returncode == 0, f"{' '.join(argv[1:])} failed:\n{output[-4000:]}"
+        assert _left_in(temp) == [], f"{' '.join(argv[1:])} left temp files behind"
         recap = re.search(r"^localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output, re.M)
         assert recap, f"no PLAY RECAP for localhost in:\n{output[-2000:]}"
         return Run(int(recap.group(1)), output)
+
+
+def _left_in(temp: Path) -> list[str]:
+    """Files left in a play's temp dir, but for kubernetes.core's discovery cache (k8srcp-*.json), kept on purpose."""
+    return sorted(p.name for p in temp.iterdir() if not (p.name.startswith("k8srcp-") and p.suffix == ".json"))
 
 
 def _cli(*args: str) -> str:
@@ -219,6 +238,90 @@ def test_demo_is_idempotent_rebuilds_on_change_and_cleans_up(sandbox: Sandbox, t
         time.sleep(0.2)  # pods of deleted revisions may take a moment to go
     assert left == {}
     assert not (sandbox.state_dir / "volumes" / NAMESPACE / "hub-data").exists(), "the hub's images outlived its claim"
+
+
+def _task_outcomes(output: str) -> list[str]:
+    """Each task's name and outcome, in order, from a play's default output."""
+    outcomes, task = [], ""
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[6 : line.rfind("]")]
+        elif match := re.match(r"(ok|changed|skipping|fatal|failed): \[localhost\]", line):
+            outcomes.append(f"{task}: {match.group(1)}")
+    return outcomes
+
+
+def test_the_modules_answer_the_same_in_a_fork_and_in_a_process_of_their_own(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The collection's modules run in a fork of the controller when they can (plugins/plugin_utils/_fork.py);
+    KNLAB_SERVERLESS_FORK=0 runs them the way Ansible runs any module. Both must give the same results:
+    a first run, a re-run, check mode with --diff, and a module that refuses its input."""
+    sandbox.playbook("sandbox-prepare.yml")
+    fork, own = {"KNLAB_SERVERLESS_FORK": "1"}, {"KNLAB_SERVERLESS_FORK": "0"}
+    first = sandbox.playbook("demo.yml", "-vvv", env=fork)
+    forked = first.output.count("in a fork of the controller")
+    assert forked >= 6, f"only {forked} module runs in a fork:\n{first.output[-3000:]}"
+    assert "AnsiballZ_knative_service" not in first.output
+    runs = {}
+    for label, env in (("fork", fork), ("own", own)):
+        runs[label] = [
+            sandbox.playbook("demo.yml", "-vvv", env=env),
+            sandbox.playbook("demo.yml", "--check", "--diff", env=env),
+        ]
+    assert "in a fork of the controller" not in runs["own"][0].output
+    assert "AnsiballZ_knative_service" in runs["own"][0].output
+    for fork_run, own_run in zip(runs["fork"], runs["own"], strict=True):
+        assert fork_run.changed == own_run.changed == 0
+        assert _task_outcomes(fork_run.output) == _task_outcomes(own_run.output)
+
+    # Refusals by the modules themselves: the same one-line messages, no traceback, either way.
+    play = tmp_path / "refusals.yml"
+    play.write_text(REFUSALS)
+    messages = []
+    for env in (fork, own):
+        temp = sandbox.state_dir.parent / "tmp"
+        done = subprocess.run(
+            [str(BIN / "ansible-playbook"), str(play)],
+            check=False,
+            env={
+                **os.environ,
+                **env,
+                "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".build" / "collections"),
+                "ANSIBLE_NOCOLOR": "1",
+                "K8S_AUTH_KUBECONFIG": str(sandbox.kubeconfig),
+                "TMPDIR": str(temp),
+            },
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert "Traceback" not in done.stdout + done.stderr
+        messages.append(re.findall(r'"msg": "refused: (.*)"$', done.stdout, re.M))
+        assert _left_in(temp) == []
+    assert messages[0] == messages[1]
+    assert len(messages[0]) == 3, messages
+
+
+REFUSALS = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - knlab.serverless.knative_service: {name: 1svc, image: "registry.example/app:1"}
+      ignore_errors: true
+      register: one
+    - knlab.serverless.kube_objects: {read: [{kind: ConfigMap, api_version: v1}]}
+      ignore_errors: true
+      register: two
+    - knlab.serverless.tekton_taskrun_wait: {name: missing-run, namespace: default, timeout: 2}
+      ignore_errors: true
+      register: three
+    - ansible.builtin.debug: {msg: "refused: {{ item.msg }}"}
+      loop: [ "{{ one }}", "{{ two }}", "{{ three }}" ]
+      loop_control: {label: x}
+"""
 
 
 def test_a_build_whose_image_left_the_hub_is_built_again(sandbox: Sandbox) -> None:
