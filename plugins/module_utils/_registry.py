@@ -133,7 +133,7 @@ def normalize_registry_url(registry_url: str) -> str:
         port = parts.port
     except ValueError as err:
         raise RegistryError(f"registry_url {registry_url!r} has an invalid port: {err}") from None
-    if port == 0 or not HOST_HEADER_RE.fullmatch(parts.netloc) or not _host_and_port_fit(parts.netloc):
+    if port == 0 or not HOST_HEADER_RE.fullmatch(parts.netloc) or not host_and_port_fit(parts.netloc):
         raise RegistryError(
             f"registry_url {registry_url!r} has an invalid host or port: host labels of at most 63 characters "
             "(253 in all), a port between 1 and 65535"
@@ -142,7 +142,7 @@ def normalize_registry_url(registry_url: str) -> str:
 
 
 def validate_host_header(host_header: str) -> str:
-    if HOST_HEADER_RE.fullmatch(host_header) and _host_and_port_fit(host_header):
+    if HOST_HEADER_RE.fullmatch(host_header) and host_and_port_fit(host_header):
         return host_header
     raise RegistryError(
         f"host_header {host_header!r} is not a host name (labels of at most 63 characters, 253 in all) with an "
@@ -150,7 +150,7 @@ def validate_host_header(host_header: str) -> str:
     )
 
 
-def _host_and_port_fit(netloc: str) -> bool:
+def host_and_port_fit(netloc: str) -> bool:
     """DNS length limits on the host, and a port in 1-65535 (the grammar alone allows 99999)."""
     if netloc.startswith("["):
         host, port = "", netloc.partition("]")[2][1:]
@@ -204,8 +204,10 @@ def parse_challenge(header: str | None) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def describe_transport_error(err: BaseException, url: str, timeout: float) -> str:
-    """One line for a request that got no HTTP answer at all."""
+def describe_transport_error(
+    err: BaseException, url: str, timeout: float, *, what: str = "registry", option: str = "registry_url"
+) -> str:
+    """One line for a request that got no HTTP answer at all; ``what`` and ``option`` word the hints."""
     where = urlsplit(url).netloc or url
     reason: object = err.reason if isinstance(err, URLError) else err
     if isinstance(reason, ssl.SSLCertVerificationError):
@@ -216,12 +218,12 @@ def describe_transport_error(err: BaseException, url: str, timeout: float) -> st
         )
     if isinstance(reason, ssl.SSLError):
         detail = reason.reason or str(reason)
-        hint = " (does the registry speak plain http? then use an http:// registry_url)" if "VERSION" in detail else ""
+        hint = f" (does the {what} speak plain http? then use an http:// {option})" if "VERSION" in detail else ""
         return f"TLS handshake with {where} failed: {detail}{hint}"
     if isinstance(reason, ConnectionRefusedError):
-        return f"cannot connect to {where}: connection refused (is the registry running and registry_url right?)"
+        return f"cannot connect to {where}: connection refused (is the {what} running and {option} right?)"
     if isinstance(reason, socket.gaierror):
-        return f"cannot resolve the registry host {urlsplit(url).hostname!r}: {reason.strerror or reason}"
+        return f"cannot resolve the {what} host {urlsplit(url).hostname!r}: {reason.strerror or reason}"
     if isinstance(reason, TimeoutError):
         return f"no answer from {where} within {timeout:g} seconds (raise timeout, or check the address)"
     if isinstance(reason, http.client.HTTPException):

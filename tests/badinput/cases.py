@@ -242,6 +242,25 @@ MODULES: dict[str, dict[str, Any]] = {
             ("ca_path", {"ca_path": "/nonexistent/ca.pem"}),
         ],
     },
+    "http_check": {
+        "spec": "ARGUMENT_SPEC",
+        "base": {"url": "REGISTRY", "status_code": 200},
+        "kinds": {"url": "url", "status_code": "http_status", "attempts": "positive_int", "timeout": "seconds"},
+        "extra": [
+            ("url", {"url": "http://user:pw@127.0.0.1:1/"}),
+            ("url", {"url": "http://127.0.0.1:99999/"}),
+            ("url", {"url": "http://127.0.0.1:1/#fragment"}),
+            ("url", {"url": "http://127.0.0.1:1/" + "a" * 3000}),
+            ("headers", {"headers": {"Bad Name": "x"}}),
+            ("headers", {"headers": {"Host": "a\r\nX-Injected: y"}}),
+            ("headers", {"headers": {"Host": ["a"]}}),
+            ("contains", {"contains": "nul\x00here"}),
+            ("delay", {"delay": -1}),
+            ("delay", {"delay": 1e9}),
+            ("ca_path", {"ca_path": "/nonexistent/ca.pem"}),
+            ("ca_path", {"ca_path": ""}),
+        ],
+    },
 }
 
 ROLES: dict[str, dict[str, Any]] = {
