@@ -367,12 +367,18 @@ def forget_inherited_temp_files() -> None:
 
 
 def remove_temp_files() -> None:
-    """Remove the temp files this process wrote (at exit; an Ansible worker, which exits without its
-    exit handlers, calls it when its task ends)."""
+    """Remove the temp files this process wrote, and those the ``kubernetes`` library wrote for it.
+
+    At exit; an Ansible worker, which ends with ``os._exit`` past the exit handlers, calls it when its
+    task ends (plugin_utils/_action.py).
+    """
     for name in _TEMP_FILES.values():
         with contextlib.suppress(OSError):
             os.remove(name)
     _TEMP_FILES.clear()
+    library = sys.modules.get("kubernetes.config.kube_config")
+    if library is not None and getattr(library, "_temp_files", None):
+        library._cleanup_temp_files()
 
 
 # -- the library's loader, for credential plugins and auth providers ----------------------------

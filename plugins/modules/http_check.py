@@ -27,15 +27,16 @@ options:
     description:
       - The C(http://) or C(https://) URL to request, with an optional path and query, for
         example V(http://hello.default.example.com/) or V(http://127.0.0.1:8080/healthz).
-      - At most 2048 characters, without credentials, a fragment, spaces or control characters.
+      - At most 2048 ASCII characters (percent-encode the rest), without credentials, a fragment,
+        spaces or control characters.
     type: str
     required: true
   headers:
     description:
       - Headers to send, for example C(Host) to reach a Knative Service through the ingress's
         address when its domain has no DNS.
-      - Names are HTTP tokens; values have no control characters. Headers are not sent along a
-        redirect.
+      - Names are HTTP tokens; values are Latin-1 text without control characters. They are sent
+        along redirects too, as M(ansible.builtin.uri) does.
     type: dict
     default: {}
   status_code:
@@ -44,7 +45,8 @@ options:
     default: 200
   contains:
     description:
-      - Text the answer's body must contain (the body read as UTF-8). Empty accepts any body.
+      - Text the answer's body must contain (the body read in the charset of its C(Content-Type),
+        UTF-8 when it names none). Empty accepts any body. Only the first 1 MiB of a body is read.
       - Tabs and line breaks are allowed; other control characters are not.
     type: str
     default: ""
@@ -105,11 +107,16 @@ status:
   sample: 200
 content:
   description:
-    - The body of the last answer, read as UTF-8 (invalid bytes replaced); at most 1 MiB, the rest
-      is cut off. Empty when there was no answer.
+    - The body of the last answer, read in the charset its C(Content-Type) names (UTF-8 when none;
+      invalid bytes replaced); at most 1 MiB, the rest is cut off. Empty when there was no answer.
   returned: always
   type: str
   sample: "Hello World!\n"
+error:
+  description: Why the last attempt got no answer (connection refused, timeout, TLS...); empty when it got one.
+  returned: always
+  type: str
+  sample: ""
 attempts:
   description: How many requests were sent.
   returned: always
@@ -122,11 +129,14 @@ url:
   sample: http://hello.default.example.com/
 """
 
+import contextlib
 import http.client
 import os
 import re
+import ssl
 import time
 import traceback
+from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
@@ -142,7 +152,6 @@ from ansible_collections.knlab.serverless.plugins.module_utils._registry import 
 from ansible_collections.knlab.serverless.plugins.module_utils._validation import (
     InvalidOption,
     check_range,
-    check_string,
     check_wait_seconds,
     has_control_characters,
 )
@@ -165,16 +174,32 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 USER_AGENT = "ansible-knlab.serverless-http_check"
 
 
+def shown(url: str) -> str:
+    """``url`` as messages show it: whatever stands before an ``@`` in its authority is hidden."""
+    return re.sub(r"(?<=//)[^/?#]*@", "***@", url)
+
+
 def validate(params: dict) -> None:
     """Every option, before the first request."""
-    url = check_string("url", params["url"], max_length=URL_MAX)
-    parts = urlsplit(url)
+    url = params["url"]
+    if not isinstance(url, str):
+        raise InvalidOption(f"url must be a string, got {type(url).__name__}")
+    if re.match(r"[^/?#]*//[^/?#]*@", url):
+        raise InvalidOption("url must not carry credentials (user:password@)")
+    if not url or len(url) > URL_MAX or has_control_characters(url) or " " in url or not url.isascii():
+        raise InvalidOption(
+            f"url must be 1 to {URL_MAX} ASCII characters without spaces or control characters"
+            " (percent-encode the rest)"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as err:
+        raise InvalidOption(f"url {url!r} is not a valid URL: {err}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidOption(f"url {url!r} must start with http:// or https:// followed by a host")
-    if "@" in parts.netloc:
-        raise InvalidOption("url must not carry credentials")
-    if parts.fragment or "#" in url or " " in url:
-        raise InvalidOption(f"url {url!r} must not contain spaces or a #fragment")
+    if parts.fragment or "#" in url:
+        raise InvalidOption(f"url {url!r} must not contain a #fragment")
     if not HOST_HEADER_RE.fullmatch(parts.netloc) or not host_and_port_fit(parts.netloc):
         raise InvalidOption(
             f"url {url!r} has an invalid host or port: host labels of at most 63 characters (253 in all),"
@@ -186,9 +211,9 @@ def validate(params: dict) -> None:
             raise InvalidOption(f"headers: {name!r} is not an HTTP header name")
         if not isinstance(value, str):
             raise InvalidOption(f"headers: the value of {name} must be a string, got {type(value).__name__}")
-        if has_control_characters(value) or len(value) > 8192:
+        if has_control_characters(value) or len(value) > 8192 or not _latin1(value):
             raise InvalidOption(
-                f"headers: the value of {name} must be at most 8192 characters, without control characters"
+                f"headers: the value of {name} must be at most 8192 Latin-1 characters, without control characters"
             )
     check_range("status_code", params["status_code"], 100, 599)
     contains = params["contains"]
@@ -200,10 +225,35 @@ def validate(params: dict) -> None:
     check_range("attempts", params["attempts"], 1, 10000)
     check_range("delay", params["delay"], 0, 3600)
     check_wait_seconds("timeout", params["timeout"])
-    if params["ca_path"] is not None and not params["ca_path"]:
-        raise InvalidOption("ca_path must not be empty: leave it out to use the system's CA certificates")
-    if params["ca_path"] and not os.path.isfile(params["ca_path"]):
-        raise InvalidOption(f"ca_path {params['ca_path']!r} is not a readable file")
+    ca_path = params["ca_path"]
+    if ca_path is not None:
+        if not ca_path:
+            raise InvalidOption("ca_path must not be empty: leave it out to use the system's CA certificates")
+        if not (os.path.isfile(ca_path) and os.access(ca_path, os.R_OK)):
+            raise InvalidOption(f"ca_path {ca_path!r} is not a readable file")
+        try:
+            ssl.create_default_context(cafile=ca_path)
+        except (ssl.SSLError, OSError, ValueError) as err:
+            raise InvalidOption(f"ca_path {ca_path!r} holds no PEM CA certificate ({err})") from None
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(body: bytes, headers: Any) -> str:
+    """The body as text, in the charset its Content-Type names (UTF-8 when none, or an unknown one)."""
+    charset = "utf-8"
+    with contextlib.suppress(AttributeError, TypeError):
+        charset = headers.get_content_charset() or "utf-8"
+    try:
+        return body.decode(charset, "replace")
+    except LookupError:
+        return body.decode("utf-8", "replace")
 
 
 def _answer(session: Request, url: str, headers: dict, timeout: float) -> tuple[int, str]:
@@ -215,16 +265,16 @@ def _answer(session: Request, url: str, headers: dict, timeout: float) -> tuple[
             body = err.read(BODY_MAX)
         except (OSError, http.client.HTTPException):
             body = b""
-        return err.code, (body or b"").decode("utf-8", "replace")
+        return err.code, _text(body or b"", err.headers)
     except (URLError, UrlsConnectionError, OSError, http.client.HTTPException, ValueError) as err:
-        raise ServerlessError(describe_transport_error(err, url, timeout, what="server", option="url")) from None
+        raise ServerlessError(describe_transport_error(err, shown(url), timeout, what="server", option="url")) from None
     try:
         body = response.read(BODY_MAX)
     except (OSError, http.client.HTTPException) as err:
-        raise ServerlessError(describe_transport_error(err, url, timeout, what="server", option="url")) from None
+        raise ServerlessError(describe_transport_error(err, shown(url), timeout, what="server", option="url")) from None
     finally:
         response.close()
-    return response.status, body.decode("utf-8", "replace")
+    return response.status, _text(body, response.headers)
 
 
 def check(params: dict) -> dict:
@@ -236,30 +286,36 @@ def check(params: dict) -> dict:
         http_agent=USER_AGENT,
         use_netrc=False,
         follow_redirects="safe",
-        unredirected_headers=list(params["headers"]),
+        # Sent along redirects too, as ansible.builtin.uri does: the Host of an ingress route among them.
+        unredirected_headers=[],
     )
     expected, text = params["status_code"], params["contains"]
-    result = {"status": 0, "content": "", "attempts": 0, "url": params["url"]}
-    problem = ""
+    result = {"status": 0, "content": "", "error": "", "attempts": 0, "url": params["url"]}
     for attempt in range(1, params["attempts"] + 1):
         result["attempts"] = attempt
         try:
             result["status"], result["content"] = _answer(session, params["url"], params["headers"], params["timeout"])
-            problem = ""
+            result["error"] = ""
         except ServerlessError as err:
-            result["status"], result["content"], problem = 0, "", err.msg
+            result["status"], result["content"], result["error"] = 0, "", err.msg
         if result["status"] == expected and text in result["content"]:
             return result
         if attempt < params["attempts"]:
             time.sleep(params["delay"])
     wanted = f"HTTP {expected}" + (f" with a body containing {text!r}" if text else "")
-    got = f"no answer ({problem})" if not result["status"] else f"{result['status']}: {result['content'][:300]!r}"
+    if result["status"]:
+        got = f"{result['status']}: {result['content'][:300]!r}"
+    else:
+        got = f"no answer ({result['error']})"
     tries = "1 attempt" if result["attempts"] == 1 else f"{result['attempts']} attempts"
-    raise ServerlessError(f"{params['url']} did not answer {wanted} after {tries}; got {got}", **result)
+    raise ServerlessError(f"{shown(params['url'])} did not answer {wanted} after {tries}; got {got}", **result)
 
 
 def main() -> None:
     module = ServerlessModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    userinfo = re.match(r"[^/?#]*//([^/?#]*)@", module.params["url"] or "")
+    if userinfo:  # refused below; masked in the result's invocation as well
+        module.no_log_values.add(userinfo.group(1))
     try:
         result = check(module.params)
     except ServerlessError as err:

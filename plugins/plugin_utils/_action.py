@@ -15,6 +15,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.plugins.action import ActionBase
@@ -62,12 +63,19 @@ display = Display()
 
 
 class ForkingAction(ActionBase):
-    """Runs the task's module as Ansible would, in a fork of the worker when ``fork_wanted``."""
+    """Runs the task's module as Ansible would, in a fork of the worker when it can (``_fork.py``).
+
+    ``_execute_module`` decides once per module run (``_fork_plan``); the three steps of Ansible's own
+    ``_execute_module`` that would start a new Python take the plan: no temporary directory
+    (``_is_pipelining_enabled``), no AnsiballZ payload (``_configure_module``), and a fork instead of
+    the command (``_low_level_execute_command``). Everything else is Ansible's code.
+    """
 
     _supports_check_mode = True
     _supports_async = True
 
-    _knlab_fork: tuple[str, dict[str, Any], str] | None = None  # module fqn, its args, its profile
+    _knlab_plan: tuple[str, str] | None = None  # the module's Python name and file, while it runs in a fork
+    _knlab_args: dict[str, Any] | None = None  # its arguments, once Ansible has added its own
 
     def fork_wanted(self) -> bool:
         """Whether this task may run its module in a fork (the conditions Ansible's own choice does not decide)."""
@@ -75,23 +83,20 @@ class ForkingAction(ActionBase):
             return False
         if self._task.async_val or self._play_context.become or any(self._task.environment or ()):
             return False
+        if C.DEFAULT_KEEP_REMOTE_FILES:  # someone wants the AnsiballZ payload to debug with
+            return False
         return getattr(self._connection, "transport", "") in LOCAL_TRANSPORTS
 
-    def _configure_module(self, module_name: Any, module_args: Any, task_vars: Any) -> Any:
-        self._knlab_fork = None
-        planned = self._fork_plan(module_name, task_vars or {})
-        if planned is None:
-            return super()._configure_module(module_name, module_args, task_vars)
-        module_fqn, module_path = planned
-        self._knlab_fork = (module_fqn, module_args, PROFILE)
-        # Everything _execute_module reads; no AnsiballZ payload: the fork runs the installed module.
-        bits = SimpleNamespace(
-            module_style="new", shebang=f"#!{sys.executable}", b_module_data=b"", serialization_profile=PROFILE
-        )
-        return bits, module_path
+    def _execute_module(self, module_name: Any = None, module_args: Any = None, *args: Any, **kwargs: Any) -> Any:
+        task_vars = kwargs.get("task_vars") or (args[1] if len(args) > 1 else None) or {}
+        self._knlab_plan = self._fork_plan(module_name or self._task.action, task_vars)
+        try:
+            return super()._execute_module(module_name, module_args, *args, **kwargs)
+        finally:
+            self._knlab_plan = self._knlab_args = None
 
     def _fork_plan(self, module_name: str, task_vars: dict[str, Any]) -> tuple[str, str] | None:
-        """The module's Python name and file when it may run in a fork (see the module docstring), else None."""
+        """The module's Python name and file when it may run in a fork (see ``_fork.py``), else None."""
         if not self.fork_wanted():
             return None
         found = self._shared_loader_obj.module_loader.find_plugin_with_context(
@@ -113,29 +118,39 @@ class ForkingAction(ActionBase):
             interpreter = str(self._templar.template(interpreter))
         except Exception:  # let Ansible's own path report a bad interpreter setting
             return None
-        if " " in interpreter.strip() or not same_python(interpreter.strip()):
+        if not same_python(interpreter.strip()):
             return None
         return resolved, path
 
     def _is_pipelining_enabled(self, module_style: str, wrap_async: bool = False) -> bool:
-        # A module that runs in a fork needs no temporary file; one that does not runs on the controller's
-        # own connection, without become, where pipelining always works.
-        if module_style == "new" and not wrap_async and self.fork_wanted():
-            return True
+        if self._knlab_plan is not None and module_style == "new" and not wrap_async:
+            return True  # the fork needs no temporary file
         return super()._is_pipelining_enabled(module_style, wrap_async)
 
+    def _configure_module(self, module_name: Any, module_args: Any, task_vars: Any) -> Any:
+        if self._knlab_plan is None:
+            return super()._configure_module(module_name, module_args, task_vars)
+        self._knlab_args = module_args
+        # Everything _execute_module reads; no AnsiballZ payload: the fork runs the installed module.
+        bits = SimpleNamespace(
+            module_style="new", shebang=f"#!{sys.executable}", b_module_data=b"", serialization_profile=PROFILE
+        )
+        return bits, self._knlab_plan[1]
+
     def _low_level_execute_command(self, cmd: Any, sudoable: bool = True, in_data: Any = None, **kwargs: Any) -> Any:
-        planned, self._knlab_fork = self._knlab_fork, None
-        if planned is None or in_data is None:
+        if self._knlab_plan is None or self._knlab_args is None or in_data is None:
             return super()._low_level_execute_command(cmd, sudoable=sudoable, in_data=in_data, **kwargs)
-        module_fqn, module_args, profile = planned
-        encoder = get_module_encoder(profile, Direction.CONTROLLER_TO_MODULE)
+        module_fqn, module_args = self._knlab_plan[0], self._knlab_args
+        self._knlab_args = None  # one module run per plan
+        encoder = get_module_encoder(PROFILE, Direction.CONTROLLER_TO_MODULE)
         try:
             json_params = json.dumps({"ANSIBLE_MODULE_ARGS": module_args}, cls=encoder).encode()
         except TypeError as err:  # as Ansible words it for a module it runs itself
             raise AnsibleError(f"Failed to serialize arguments for the {self._task.action!r} module.") from err
         display.vvv(f"knlab.serverless: running {module_fqn} in a fork of the controller ({FORK_ENV}=0: a new process)")
-        return run_in_fork(module_fqn, json_params, profile, started=self.module_started)
+        # The local connection runs a module in the playbook's directory.
+        cwd = self._loader.get_basedir() or ""
+        return run_in_fork(module_fqn, json_params, PROFILE, cwd=cwd, started=self.module_started)
 
     def module_started(self) -> None:
         """Called in the worker right after the module's child started (a hook for followers)."""
@@ -200,7 +215,7 @@ class FollowingAction(ForkingAction):
 
     def _configure_module(self, module_name: Any, module_args: Any, task_vars: Any) -> Any:
         configured = super()._configure_module(module_name, module_args, task_vars)
-        if self._knlab_fork is None:  # the module runs in its own process, which starts next
+        if self._knlab_plan is None:  # the module runs in its own process, which starts next
             self.module_started()
         return configured
 

@@ -30,6 +30,8 @@ When it is used (all must hold; otherwise the module runs the normal way):
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
 import selectors
 import signal
@@ -47,23 +49,67 @@ PROFILE = "legacy"
 
 
 def same_python(interpreter: str) -> bool:
+    """The very path of this Python (a symlink to the same binary may be another environment's)."""
     try:
-        return os.path.realpath(interpreter) == os.path.realpath(sys.executable)
+        return os.path.abspath(interpreter) == os.path.abspath(sys.executable)
     except (OSError, ValueError):
         return False
 
 
+def _become_a_module_process(cwd: str) -> None:
+    """In the child: undo what the controller set up that a module's own process would not have."""
+    # The exit handlers registered so far are the controller's (its temporary directory's removal
+    # among them): the child runs only those the module registers, as a process of its own would.
+    atexit._clear()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A module process is a target, not the controller: its warnings and deprecations go into its
+    # result (not to the controller's Display, whose queue belongs to the worker), and tracebacks
+    # follow the module's rules.
+    from ansible.module_utils import _internal  # noqa: PLC0415
+    from ansible.module_utils._internal import _traceback  # noqa: PLC0415
+
+    _internal.is_controller = False
+    _internal.get_controller_serialize_map = dict
+    _internal.import_controller_module = lambda _name: None
+    _traceback._is_traceback_enabled = _traceback._is_module_traceback_enabled
+    # No log handlers, as in a new Python (ANSIBLE_LOG_PATH configures the controller's).
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    # The working directory a module gets from the local connection; AnsiballZ's fallbacks after it.
+    for directory in (cwd, os.path.expanduser("~"), "/"):
+        try:
+            os.chdir(directory)
+            break
+        except OSError:
+            continue
+    from ansible_collections.knlab.serverless.plugins.module_utils._kubeconfig import (  # noqa: PLC0415
+        forget_inherited_temp_files,
+    )
+
+    forget_inherited_temp_files()
+
+
 def run_in_fork(
-    module_fqn: str, json_params: bytes, profile: str, started: Callable[[], None] | None = None
+    module_fqn: str,
+    json_params: bytes,
+    profile: str,
+    *,
+    cwd: str = "",
+    started: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run a module in a forked child; its exit code, stdout and stderr as ``_low_level_execute_command`` gives them.
 
-    ``started`` is called in the parent once the child exists.
+    The child runs in ``cwd`` (else the home directory, else /). ``started`` is called in the parent once
+    the child exists. Should the parent be interrupted (a task timeout, Ctrl-C), the child is killed.
     """
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child; its result is what the tests check
+        atexit._clear()  # first: nothing below may run the controller's exit handlers
         code = 1
         try:
             os.close(out_r)
@@ -75,17 +121,12 @@ def run_in_fork(
             sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the child
             sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            # The exit handlers registered so far are the controller's (its temporary directory's removal
-            # among them): the child runs only those the module registers, as a process of its own would.
-            atexit._clear()
+            _become_a_module_process(cwd)
             from ansible.module_utils._internal._ansiballz import _loader  # noqa: PLC0415
-            from ansible_collections.knlab.serverless.plugins.module_utils._kubeconfig import (  # noqa: PLC0415
-                forget_inherited_temp_files,
-            )
 
-            forget_inherited_temp_files()
+            # The action plugin imported the module in the controller; runpy runs it again as
+            # __main__ and would warn (an error under -W error) about the copy in sys.modules.
+            sys.modules.pop(module_fqn, None)
             _loader.run_module(
                 json_params=json_params, profile=profile, module_fqn=module_fqn, modlib_path="", extensions={}
             )
@@ -102,24 +143,32 @@ def run_in_fork(
                 os._exit(code)
     os.close(out_w)
     os.close(err_w)
-    if started is not None:
-        started()
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    with selectors.DefaultSelector() as selector:
-        for fd in chunks:
-            selector.register(fd, selectors.EVENT_READ)
-        open_fds = set(chunks)
-        while open_fds:
-            for key, _events in selector.select():
-                data = os.read(key.fd, 65536)
-                if data:
-                    chunks[key.fd].append(data)
-                else:
-                    selector.unregister(key.fd)
-                    open_fds.discard(key.fd)
-    os.close(out_r)
-    os.close(err_r)
-    _pid, status = os.waitpid(pid, 0)
+    finished = False
+    try:
+        if started is not None:
+            started()
+        with selectors.DefaultSelector() as selector:
+            for fd in chunks:
+                selector.register(fd, selectors.EVENT_READ)
+            open_fds = set(chunks)
+            while open_fds:
+                for key, _events in selector.select():
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        chunks[key.fd].append(data)
+                    else:
+                        selector.unregister(key.fd)
+                        open_fds.discard(key.fd)
+        _pid, status = os.waitpid(pid, 0)
+        finished = True
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        if not finished:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
     return {
         "rc": os.waitstatus_to_exitcode(status),
         "stdout": b"".join(chunks[out_r]).decode("utf-8", "surrogateescape"),

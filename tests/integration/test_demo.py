@@ -299,6 +299,8 @@ def test_the_modules_answer_the_same_in_a_fork_and_in_a_process_of_their_own(san
         assert done.returncode == 0, done.stdout[-3000:]
         assert "Traceback" not in done.stdout + done.stderr
         messages.append(re.findall(r'"msg": "refused: (.*)"$', done.stdout, re.M))
+        # A module's warning shows either way (a fork of the worker must not send it to the controller's Display).
+        assert "[WARNING]: Both option validate_certs and its alias verify_ssl are set." in done.stdout + done.stderr
         assert _left_in(temp) == []
     assert messages[0] == messages[1]
     assert len(messages[0]) == 3, messages
@@ -318,6 +320,7 @@ REFUSALS = """
     - knlab.serverless.tekton_taskrun_wait: {name: missing-run, namespace: default, timeout: 2}
       ignore_errors: true
       register: three
+    - knlab.serverless.kube_objects: {read: [], validate_certs: true, verify_ssl: true}
     - ansible.builtin.debug: {msg: "refused: {{ item.msg }}"}
       loop: [ "{{ one }}", "{{ two }}", "{{ three }}" ]
       loop_control: {label: x}

@@ -18,14 +18,25 @@ class App(BaseHTTPRequestHandler):
 
     calls: list[dict[str, str]] = []
     ready_after = 0
+    redirect = ""  # answer the first request with a redirect to this path
+    charset = ""  # name it in Content-Type and encode the greeting with it
 
     def do_GET(self) -> None:
-        App.calls.append({"path": self.path, "host": self.headers.get("Host", "")})
+        host = self.headers.get("Host", "")
+        App.calls.append({"path": self.path, "host": host})
+        if App.redirect and len(App.calls) == 1:
+            self.send_response(302)
+            self.send_header("Location", App.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if len(App.calls) <= App.ready_after:
             status, body = 503, b"not yet"
         else:
-            status, body = 200, f"Hello {self.headers.get('Host')}!\n".encode()
+            status, body = 200, f"Hello {host}!\n".encode(App.charset or "utf-8")
         self.send_response(status)
+        if App.charset:
+            self.send_header("Content-Type", f"text/plain; charset={App.charset}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -36,7 +47,7 @@ class App(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def app() -> Iterator[str]:
-    App.calls, App.ready_after = [], 0
+    App.calls, App.ready_after, App.redirect, App.charset = [], 0, "", ""
     server = ThreadingHTTPServer(("127.0.0.1", 0), App)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -113,9 +124,14 @@ def test_check_mode_reads_as_well(app, capsys):
     [
         ({"url": "ftp://host/"}, "url 'ftp://host/' must start with http:// or https://"),
         ({"url": "http://user:pw@host/"}, "url must not carry credentials"),
-        ({"url": "http://host/#top"}, "must not contain spaces or a #fragment"),
-        ({"url": "http://host:70000/"}, "has an invalid host or port"),
-        ({"url": "http://host/\n"}, "url must not contain control characters"),
+        ({"url": "http://host/#top"}, "must not contain a #fragment"),
+        ({"url": "http://host/ a"}, "url must be 1 to 2048 ASCII characters without spaces"),
+        ({"url": "http://host/été"}, "url must be 1 to 2048 ASCII characters"),
+        ({"url": "http://[::1/"}, "is not a valid URL: Invalid IPv6 URL"),
+        ({"url": "http://h/", "headers": {"X": "caf€"}}, "headers: the value of X must be at most 8192 Latin-1"),
+        ({"url": "http://host:70000/"}, "is not a valid URL: Port out of range"),
+        ({"url": "http://bad_host!/"}, "has an invalid host or port"),
+        ({"url": "http://host/\n"}, "url must be 1 to 2048 ASCII characters without spaces or control"),
         ({"url": "http://h/", "headers": {"Bad Name": "x"}}, "headers: 'Bad Name' is not an HTTP header name"),
         ({"url": "http://h/", "headers": {"Host": "a\r\nX: y"}}, "headers: the value of Host must be"),
         ({"url": "http://h/", "status_code": 99}, "status_code must be between 100 and 599, got 99"),
@@ -131,3 +147,42 @@ def test_bad_input_is_refused_before_any_request(app, capsys, args, message):
     assert message in result["msg"]
     assert "\n" not in result["msg"]
     assert App.calls == []
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://user:s3cret@127.0.0.1/", "http//user:s3cret@127.0.0.1/", "http://user:s3cret@h/\n"]
+)
+def test_credentials_in_the_url_are_refused_without_showing_them(app, capsys, url):
+    result = run_module(capsys, url=url)
+    assert result["failed"] is True
+    assert result["msg"] == "url must not carry credentials (user:password@)"
+    assert "s3cret" not in json.dumps(result)
+
+
+def test_a_path_with_an_at_sign_is_fine(app, capsys):
+    assert run_module(capsys, url=app + "/users/@me")["status"] == 200
+
+
+def test_a_ca_path_that_holds_no_certificate_is_refused_before_any_request(app, capsys, tmp_path):
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    result = run_module(capsys, url=app + "/", ca_path=str(not_pem), attempts=3)
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"ca_path '{not_pem}' holds no PEM CA certificate")
+    assert App.calls == []
+
+
+def test_headers_go_along_a_redirect_on_the_same_host(app, capsys):
+    App.redirect = "/moved"
+    result = run_module(capsys, url=app + "/old", headers={"Host": "hello.example.com"}, contains="Hello")
+    assert result["status"] == 200
+    assert App.calls == [
+        {"path": "/old", "host": "hello.example.com"},
+        {"path": "/moved", "host": "hello.example.com"},
+    ]
+
+
+def test_the_body_is_read_in_the_charset_it_names(app, capsys):
+    App.charset = "latin-1"
+    result = run_module(capsys, url=app + "/", headers={"Host": "Grüße"}, contains="Grüße")
+    assert result["content"] == "Hello Grüße!\n"

@@ -9,6 +9,7 @@ import base64
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,44 @@ def test_no_module_declares_metadata_so_ansible_uses_the_legacy_profile() -> Non
         assert "METADATA" not in names, module.name
 
 
-def test_same_python() -> None:
+def test_same_python_is_this_very_path(tmp_path: Path) -> None:
     assert same_python(sys.executable)
     assert not same_python("/nonexistent/python3")
+    other = tmp_path / "python3"  # another environment's python may be a symlink to the same binary
+    other.symlink_to(Path(sys.executable).resolve())
+    assert not same_python(str(other))
+
+
+def test_module_warnings_go_into_the_result_even_when_forked_from_the_controller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ansible.module_utils import _internal
+
+    monkeypatch.setattr(_internal, "is_controller", True)  # as in Ansible's worker
+    done = run_in_fork(
+        MODULES + "kube_objects",
+        _params(kubeconfig="/nonexistent", validate_certs=True, verify_ssl=True, read=[]),
+        PROFILE,
+    )
+    warned = json.dumps(json.loads(done["stdout"]).get("warnings", []))
+    assert "Both option validate_certs and its alias verify_ssl are set" in warned
+
+
+def test_the_module_runs_in_the_directory_it_is_given(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    args = _params(registry_url="http://127.0.0.1:1", repository="demo/hello", ca_path="ca.pem")
+    elsewhere = json.loads(run_in_fork(MODULES + "registry_image_info", args, PROFILE, cwd="/")["stdout"])
+    assert elsewhere["msg"] == "ca_path 'ca.pem' is not a readable file"
+    there = json.loads(run_in_fork(MODULES + "registry_image_info", args, PROFILE, cwd=str(tmp_path))["stdout"])
+    assert "is not a readable file" not in there["msg"], there
+
+
+def test_the_module_imported_in_the_controller_runs_without_a_warning(recwarn: pytest.WarningsRecorder) -> None:
+    import importlib
+
+    importlib.import_module(MODULES + "registry_image_info")  # as the action plugin does
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # inherited by the child: runpy's RuntimeWarning would fail the module
+        done = run_in_fork(MODULES + "registry_image_info", _params(registry_url="x", repository="demo/hello"), PROFILE)
+    result = json.loads(done["stdout"])
+    assert "registry_url" in result["msg"], result
