@@ -303,10 +303,8 @@ def check(params: dict) -> dict:
         if attempt < params["attempts"]:
             time.sleep(params["delay"])
     wanted = f"HTTP {expected}" + (f" with a body containing {text!r}" if text else "")
-    if result["status"]:
-        got = f"{result['status']}: {result['content'][:300]!r}"
-    else:
-        got = f"no answer ({result['error']})"
+    answer = f"{result['status']}: {result['content'][:300]!r}"
+    got = answer if result["status"] else f"no answer ({result['error']})"
     tries = "1 attempt" if result["attempts"] == 1 else f"{result['attempts']} attempts"
     raise ServerlessError(f"{shown(params['url'])} did not answer {wanted} after {tries}; got {got}", **result)
 
