@@ -11,8 +11,9 @@ For each component chosen, one cycle:
    no network namespace; no mount of the state directory on the host; no cgroup directory; no
    listener on the loopback forwards' ports; no host interface or iptables rule that was not there
    before; no pid file; the sysctls the kubelet changed back to what `up` recorded; `status` exits 3;
-4. `knlab-cluster up`, then the cluster works: every component runs, the node is Ready, and a new
-   Knative Service becomes Ready and answers through the ingress.
+4. `knlab-cluster up`, then the cluster works: a ConfigMap written before the crash is there (same
+   uid), every component runs, the node is Ready, and a new Knative Service becomes Ready and
+   answers through the ingress.
 
 CI's sample is two cycles: one component chosen by a seeded rotation (``CRASH_SEED``, by default
 the day's number, so successive days cover every component; printed) and one with every component
@@ -44,6 +45,7 @@ ALL_AT_ONCE = "all at once"
 # A Knative Service that proves the cluster runs again: the hub's registry image, from the mirror.
 PROBE_PORT = 5000
 PROBE_WAIT = 90.0
+MARKER_NAMESPACE = "kube-public"
 
 pytestmark = pytest.mark.timeout(7200 if FULL else 1200)
 
@@ -267,6 +269,10 @@ def test_down_after_kill_9_leaves_nothing_and_up_recovers(cluster: Cluster) -> N
         pids = status()
         assert all(pids.values()), f"not running before the crash: {pids}"
         before = Before.take(pids["holder"])
+        # An object written before the crash: up must bring it back (etcd's data is kept).
+        marker = f"crash-marker-{target.replace(' ', '-')}-{int(time.time()) % 100000}"
+        cluster.kubectl("create", "configmap", marker, "-n", MARKER_NAMESPACE, "--from-literal=written=before")
+        uid = cluster.json("get", "configmap", marker, "-n", MARKER_NAMESPACE)["metadata"]["uid"]
         cycle = Cycle(target)
         kill([pid for name, pid in pids.items() if pid and target in (ALL_AT_ONCE, name)])
 
@@ -285,6 +291,9 @@ def test_down_after_kill_9_leaves_nothing_and_up_recovers(cluster: Cluster) -> N
         up = cli("up")
         cycle.up_seconds = time.monotonic() - started
         assert up.returncode == 0, f"up after kill -9 of {target} failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+        kept = cluster.json("get", "configmap", marker, "-n", MARKER_NAMESPACE)
+        assert kept["metadata"]["uid"] == uid and kept["data"] == {"written": "before"}, kept
+        cluster.kubectl("delete", "configmap", marker, "-n", MARKER_NAMESPACE)
         cycle.probe = works(cluster, target.replace(" ", "-"))
         cycles.append(cycle)
         print(f"  up {cycle.up_seconds:.0f} s, recovered (a new Service: {', '.join(cycle.probe)})", flush=True)
