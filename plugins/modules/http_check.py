@@ -135,7 +135,6 @@ import os
 import re
 import ssl
 import time
-import traceback
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
@@ -143,7 +142,7 @@ from urllib.parse import urlsplit
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import Request
 from ansible_collections.knlab.serverless.plugins.module_utils._errors import ServerlessError
-from ansible_collections.knlab.serverless.plugins.module_utils._module import ServerlessModule
+from ansible_collections.knlab.serverless.plugins.module_utils._module import ServerlessModule, run
 from ansible_collections.knlab.serverless.plugins.module_utils._registry import (
     HOST_HEADER_RE,
     describe_transport_error,
@@ -314,16 +313,7 @@ def main() -> None:
     userinfo = re.match(r"[^/?#]*//([^/?#]*)@", module.params["url"] or "")
     if userinfo:  # refused below; masked in the result's invocation as well
         module.no_log_values.add(userinfo.group(1))
-    try:
-        result = check(module.params)
-    except ServerlessError as err:
-        module.fail_json(msg=" ".join(err.msg.split()), **err.result)
-    except Exception as err:
-        module.fail_json(
-            msg=" ".join(f"Unexpected {type(err).__name__}: {err}".split()), exception=traceback.format_exc()
-        )
-    else:
-        module.exit_json(changed=False, **result)
+    run(module, lambda module: {"changed": False, **check(module.params)})
 
 
 if __name__ == "__main__":
