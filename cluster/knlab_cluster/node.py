@@ -51,6 +51,10 @@ def log(message: str) -> None:
     print(f"knlab-cluster: {message}", flush=True)
 
 
+class ExitedEarly(SystemExit):
+    """A component's process ended before its readiness check succeeded."""
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -59,6 +63,10 @@ class Component:
     on_host: bool = False  # runs in the host's namespaces (the loopback forwards), not the cluster's
     script: str = ""  # written to <config>/<name>.sh before the start (the forwards' per-connection command)
     env: dict[str, str] | None = None  # added to the process's environment
+    # How often `start` starts it again when it exits before `ready` succeeds: the kubelet exits when
+    # containerd's socket exists but its CRI service is not initialized yet ("server is not
+    # initialized yet"), which the socket check cannot see.
+    retries: int = 0
 
 
 class Node:
@@ -101,25 +109,34 @@ class Node:
             script.write_text(component.script)
             script.chmod(0o755)
         enter = [] if component.on_host else ["nsenter", f"--target={self.holder()}", "--mount", "--net", "--"]
-        with open(self.paths.logs / f"{component.name}.log", "ab") as out:
-            proc = subprocess.Popen(
-                [*enter, *component.argv],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**_base_env(), **(component.env or {}), **(env or {})},
-            )
-        self.record(component.name, proc.pid)
-        if component.ready:
-            self.wait_for(component.name, component.ready, proc)
+        for attempt in range(component.retries + 1):
+            with open(self.paths.logs / f"{component.name}.log", "ab") as out:
+                proc = subprocess.Popen(
+                    [*enter, *component.argv],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env={**_base_env(), **(component.env or {}), **(env or {})},
+                )
+            self.record(component.name, proc.pid)
+            if not component.ready:
+                break
+            try:
+                self.wait_for(component.name, component.ready, proc)
+                break
+            except ExitedEarly:
+                if attempt == component.retries:
+                    raise
+                log(f"{component.name} exited before it was ready (see its log); starting it again")
+                time.sleep(1)
         return proc.pid
 
     def wait_for(self, name: str, check: list[str], proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while self.enter(check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
             if proc is not None and proc.poll() is not None:
-                raise SystemExit(f"{name} exited with {proc.returncode}: see {self.paths.logs / name}.log")
+                raise ExitedEarly(f"{name} exited with {proc.returncode}: see {self.paths.logs / name}.log")
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name} did not become ready in {timeout:.0f} s: see {self.paths.logs / name}.log")
             time.sleep(0.25)
@@ -277,6 +294,9 @@ class Node:
                     f"--node-ip={NODE_IP}",
                     "--v=1",
                 ],
+                # Serving its health check means it got past the CRI check and runs.
+                ready=["curl", "-fs", "--max-time", "2", "http://127.0.0.1:10248/healthz"],
+                retries=5,
             ),
             Component("kube-proxy", [b.get("kube-proxy", "kube-proxy"), f"--config={cfg / 'kube-proxy.yaml'}"]),
             *(
