@@ -141,3 +141,34 @@ def test_a_recorded_pid_is_ours_only_while_its_start_time_matches(tmp_path: Path
     pid_file.write_text("not a pid\n")
     assert node.pid("me") is None
     assert node.pid("never-started") is None
+
+
+def test_a_component_that_exits_before_it_is_ready_is_started_again(tmp_path: Path) -> None:
+    """The kubelet exits when containerd's CRI is not initialized yet: `start` tries again (retries)."""
+    import subprocess
+
+    from knlab_cluster.node import Component, ExitedEarly, Node
+
+    class LocalNode(Node):
+        def enter(self, argv: list[str], *, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+            return subprocess.run(argv, check=check, **kwargs)
+
+    node = LocalNode(_paths(tmp_path))
+    node.paths.pids.mkdir(parents=True)
+    node.paths.logs.mkdir(parents=True)
+    tries, ready = tmp_path / "tries", tmp_path / "ready"
+    # Exits at once twice, then serves (and says so) on the third start.
+    script = f'echo x >> {tries}; [ "$(wc -l < {tries})" -ge 3 ] || exit 1; touch {ready}; sleep 30'
+    flaky = Component("flaky", ["sh", "-c", script], ready=["test", "-e", str(ready)], on_host=True, retries=2)
+    pid = node.start(flaky)
+    try:
+        assert tries.read_text().count("x") == 3
+        assert node.pid("flaky") == pid
+    finally:
+        os.kill(pid, 9)
+    tries.unlink()
+    ready.unlink()
+    (node.paths.pids / "flaky.pid").unlink()
+    with pytest.raises(ExitedEarly):
+        node.start(Component("flaky", ["sh", "-c", script], ready=["test", "-e", str(ready)], on_host=True, retries=1))
+    assert tries.read_text().count("x") == 2
