@@ -292,8 +292,11 @@ def _parse(path: str) -> Any:
         import yaml  # noqa: PLC0415 (only a kubeconfig file needs it)
     except ImportError as err:  # ansible-core requires PyYAML; this only guards an odd install
         raise MissingDependency("PyYAML is needed to read a kubeconfig file") from err
+    # libyaml's parser when PyYAML has it (about 5 times faster on a kubeconfig, and every module
+    # run reads one); the same safe constructor either way.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)  # a safe loader
     except yaml.YAMLError as err:
         raise ConfigError(f"Invalid kube-config file {path}: {' '.join(str(err).split())}") from err
 
