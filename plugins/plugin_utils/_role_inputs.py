@@ -150,3 +150,41 @@ def bool_like(value: Any) -> bool:
 def rejected(items: Iterable[Any], test: Callable[[Any], bool]) -> list[Any]:
     """``items | reject(test) | list``."""
     return [item for item in items if not test(item)]
+
+
+# -- Added for the knative_stack role (plugins/filter/knative_stack_input_problems.py) ----------------
+# Kept apart from the pieces above so that the additions of other roles merge cleanly.
+
+# Integers given as text without a sign: the knative_stack role reads "+5" and "-0" as no integer.
+RE_UNSIGNED_INT = r"[0-9]{1,10}\Z"
+# Ansible's bool filter: the words it reads as true and as false (after lower()).
+_BOOL_TRUE = frozenset(("yes", "on", "true", "1"))
+_BOOL_FALSE = frozenset(("no", "off", "false", "0"))
+
+
+def uint_like(value: Any) -> bool:
+    """An integer, or the text of one without a sign (at most 10 digits), as ``-e name=value`` gives it.
+
+    The same as ``int_like`` except that text with a ``+`` or ``-`` is not one.
+    """
+    return is_integer(value) or (is_string(value) and match(value, RE_UNSIGNED_INT))
+
+
+def to_bool(value: Any) -> bool:
+    """Ansible's ``bool`` filter (without its deprecation warning for values it does not know).
+
+    Text is read case-insensitively (yes/on/true/1, no/off/false/0), integers and bools by their
+    text; anything else is true only when it equals 1.
+    """
+    if isinstance(value, str):
+        value = value.lower()
+    elif isinstance(value, int):
+        value = str(value).lower()
+    try:
+        if value in _BOOL_TRUE:
+            return True
+        if value in _BOOL_FALSE:
+            return False
+        return bool(value == 1)
+    except TypeError:  # unhashable (a list, a dict): the filter says False
+        return False
