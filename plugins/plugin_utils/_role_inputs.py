@@ -150,3 +150,15 @@ def bool_like(value: Any) -> bool:
 def rejected(items: Iterable[Any], test: Callable[[Any], bool]) -> list[Any]:
     """``items | reject(test) | list``."""
     return [item for item in items if not test(item)]
+
+
+# -- Added for the build role (build_input_problems, build_source_problems) ------------------------
+
+# A ConfigMap or Secret key, as Kubernetes' IsConfigMapKey has it: at most 253 letters, digits,
+# -, _ and ., neither . nor starting with .. (a file name in a ConfigMap volume, too).
+RE_CONFIGMAP_KEY = r"(?![.][.])(?![.]\Z)[-._a-zA-Z0-9]{1,253}\Z"
+
+
+def jinja_sorted(items: Iterable[Any]) -> list[Any]:
+    """``items | sort``: Jinja's sort ignores the case of text by default (and is stable)."""
+    return sorted(items, key=lambda item: item.lower() if isinstance(item, str) else item)
