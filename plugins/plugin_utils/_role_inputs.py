@@ -188,3 +188,15 @@ def to_bool(value: Any) -> bool:
         return bool(value == 1)
     except TypeError:  # unhashable (a list, a dict): the filter says False
         return False
+
+
+# -- Added for the build role (build_input_problems, build_source_problems) ------------------------
+
+# A ConfigMap or Secret key, as Kubernetes' IsConfigMapKey has it: at most 253 letters, digits,
+# -, _ and ., neither . nor starting with .. (a file name in a ConfigMap volume, too).
+RE_CONFIGMAP_KEY = r"(?![.][.])(?![.]\Z)[-._a-zA-Z0-9]{1,253}\Z"
+
+
+def jinja_sorted(items: Iterable[Any]) -> list[Any]:
+    """``items | sort``: Jinja's sort ignores the case of text by default (and is stable)."""
+    return sorted(items, key=lambda item: item.lower() if isinstance(item, str) else item)
