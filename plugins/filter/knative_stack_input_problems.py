@@ -248,7 +248,9 @@ def _hub_name(v: dict) -> str:
         'a DNS-1035 label (at most 63 lowercase letters, digits and "-", starting with a letter and ending with'
         " a letter or digit)",
     )
-    if not problem and len(value) > 54 and to_int(v["knative_stack_hub_node_port"]) > 0:
+    port = v["knative_stack_hub_node_port"]
+    # Only with a valid port: an invalid one has its own message, and no Service is named for it.
+    if not problem and len(value) > 54 and not _node_port("knative_stack_hub_node_port", port) and to_int(port) > 0:
         problem = (
             f"{name} is {len(value)} characters long; at most 54 are allowed with a node port"
             f" (the Service {value}-nodeport needs a name of at most 63)"
@@ -260,7 +262,9 @@ def _hub_node_port(v: dict, ingress: str) -> str:
     name, value = "knative_stack_hub_node_port", v["knative_stack_hub_node_port"]
     other = v["knative_stack_ingress_node_port"]
     problem = _node_port(name, value)
-    if not problem and to_int(value) > 0 and to_int(value) == to_int(other) and ingress in ("kourier", "traefik"):
+    # Compared only when both are valid ports: an invalid one has its own message already.
+    both_valid = not problem and not _node_port("knative_stack_ingress_node_port", other)
+    if both_valid and to_int(value) > 0 and to_int(value) == to_int(other) and ingress in ("kourier", "traefik"):
         problem = f"{name} must differ from knative_stack_ingress_node_port ({other})"
     return problem
 

@@ -225,11 +225,20 @@ def test_every_problem_is_reported_in_the_order_of_the_defaults() -> None:
     ]
 
 
-def test_a_value_the_rules_between_variables_read_loosely_is_named_twice() -> None:
-    # As in the Jinja: "+30500" is no node port, yet its int() equals the hub's.
+def test_an_invalid_port_is_named_once_not_again_by_the_rules_between_variables() -> None:
+    # The Jinja compared int("+30500") with the hub's port and named the hub's port too; and it
+    # applied the hub name's length rule for a hub port that is no port.
     found = problems(ingress_node_port="+30500")
+    assert len(found) == 1, found
     assert found[0].startswith(f'knative_stack_ingress_node_port {NODE_PORT_RULE}, got "+30500"')
-    assert found[1] == "knative_stack_hub_node_port must differ from knative_stack_ingress_node_port (+30500)"
+    found = problems(hub_name="h" * 60, hub_node_port="1e3")
+    assert len(found) == 1, found
+    assert found[0].startswith("knative_stack_hub_node_port")
+    found = problems(hub_name="h" * 60, hub_node_port=30600)
+    assert found == [
+        "knative_stack_hub_name is 60 characters long; at most 54 are allowed with a node port"
+        f" (the Service {'h' * 60}-nodeport needs a name of at most 63)"
+    ]
 
 
 def _manifest_dir(tmp_path: Path, *files: str) -> Path:
