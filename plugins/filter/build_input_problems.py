@@ -93,6 +93,7 @@ DURATION_UNITS = {
 }
 _RE_DURATION = rf"[+]?(?:{DURATION_PART})+\Z"
 _RESERVED_LABEL = "serverless.knlab.io/idempotency-key"
+_OWNED_LABELS = ("app.kubernetes.io/managed-by", "serverless.knlab.io/build", "serverless.knlab.io/source")
 _KEY_RULE = (
     "(an optional DNS subdomain prefix of at most 253 characters and /, then at most 63"
     " letters, digits, hyphens, underscores and dots, starting and ending with a letter or digit)"
@@ -337,6 +338,10 @@ def _labels(v: dict) -> str:
         )
     if _RESERVED_LABEL in value:
         return f"build_labels must not set {_RESERVED_LABEL}: the role keys its TaskRuns with it"
+    # The role's own labels would win silently over the user's, and it finds its objects by them.
+    owned = [key for key in _OWNED_LABELS if key in value]
+    if owned:
+        return f"build_labels must not set {', '.join(owned)}: the role sets these itself and finds its objects by them"
     return ""
 
 

@@ -138,6 +138,10 @@ def test_valid_settings_have_no_problem() -> None:
             {"build_labels": {"serverless.knlab.io/idempotency-key": "x"}},
             "build_labels must not set serverless.knlab.io/idempotency-key: the role keys its TaskRuns with it",
         ),
+        (
+            {"build_labels": {"serverless.knlab.io/source": "x", "app.kubernetes.io/managed-by": "me"}},
+            "build_labels must not set app.kubernetes.io/managed-by, serverless.knlab.io/source: the role sets",
+        ),
         ({"build_keep_sources": 0}, "build_keep_sources must be an integer from 1 to 1000, got 0"),
     ],
 )
