@@ -150,3 +150,28 @@ def bool_like(value: Any) -> bool:
 def rejected(items: Iterable[Any], test: Callable[[Any], bool]) -> list[Any]:
     """``items | reject(test) | list``."""
     return [item for item in items if not test(item)]
+
+
+# -- Added for the registry role's checks (registry_storage_problems) ------------------------------
+
+# Ansible's ``bool`` filter: the words it reads as true and false (after lower()).
+BOOL_TRUE = frozenset(("yes", "on", "true", "1"))
+BOOL_FALSE = frozenset(("no", "off", "false", "0"))
+
+
+def to_bool(value: Any) -> bool:
+    """Ansible's ``bool`` filter: text and integers by their words, anything else equal to 1 or not."""
+    if isinstance(value, str):
+        check: Any = value.lower()
+    elif isinstance(value, int):  # bool too: True is "true"
+        check = str(value).lower()
+    else:
+        check = value
+    try:
+        if check in BOOL_TRUE:
+            return True
+        if check in BOOL_FALSE:
+            return False
+        return check == 1
+    except TypeError:  # an unhashable value (a list, a dict) is false, as in Ansible
+        return False
