@@ -152,7 +152,7 @@ def rejected(items: Iterable[Any], test: Callable[[Any], bool]) -> list[Any]:
     return [item for item in items if not test(item)]
 
 
-# -- Added for the knative_stack role (plugins/filter/knative_stack_input_problems.py) ----------------
+# -- Added for the knative_stack role (knative_stack_input_problems); to_bool is the registry's too ---
 # Kept apart from the pieces above so that the additions of other roles merge cleanly.
 
 # Integers given as text without a sign: the knative_stack role reads "+5" and "-0" as no integer.

@@ -1,0 +1,221 @@
+"""The registry role's input checks (plugins/filter/registry_input_problems.py).
+
+The checks were one Jinja expression; the Python keeps its judgement and its sentences. The pieces
+it is built from (plugins/plugin_utils/_role_inputs.py) are pinned in test_app_input_problems.py.
+`make badinput` runs every generated bad value through the role.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.knlab.serverless.plugins.filter.registry_input_problems import (
+    FilterModule,
+    registry_input_problems,
+)
+
+VALID = {
+    "registry_name": "hub",
+    "registry_namespace": "default",
+    "registry_image": "docker.io/library/registry:2",
+    "registry_port": 5000,
+    "registry_cluster_local": False,
+    "registry_env": {},
+    "registry_annotations": {},
+    "registry_labels": {},
+    "registry_wait_timeout": 300,
+    "registry_persistence": False,
+    "registry_pvc_name": "hub-data",
+    "registry_pvc_create": True,
+    "registry_pvc_size": "1Gi",
+    "registry_pvc_storage_class": "",
+    "registry_pvc_access_modes": ["ReadWriteOnce"],
+    "registry_check_feature_flags": True,
+    "registry_allow_storage_change": False,
+    "registry_knative_namespace": "knative-serving",
+    "registry_auth_secret": "",
+    "registry_auth_secret_key": "htpasswd",
+    "registry_auth_realm": "Registry Realm",
+    "registry_push_host_override": "",
+    "registry_pull_host_override": "",
+    "_registry_owned_labels": {
+        "app.kubernetes.io/managed-by": "knlab.serverless",
+        "serverless.knlab.io/registry": "hub",
+    },
+}
+
+
+def problems(**changes) -> list[str]:
+    return registry_input_problems({**VALID, **changes})
+
+
+def test_the_filter_is_exported_under_its_name() -> None:
+    assert FilterModule().filters() == {"registry_input_problems": registry_input_problems}
+
+
+def test_valid_settings_have_no_problem() -> None:
+    assert problems() == []
+    assert (
+        problems(
+            registry_port="6000",
+            registry_cluster_local="yes",
+            registry_env={"REGISTRY_HTTP_ADDR": ":6000", "A.b-c": 1, "FLAG": True, "UNSET": None},
+            registry_annotations={"example.com/note": "x", "n": 1.5},
+            registry_labels={"tier": "infra", "n": 3, "empty": ""},
+            registry_wait_timeout="0600",
+            registry_persistence="True",
+            registry_pvc_size="500M",
+            registry_pvc_storage_class="local-path",
+            registry_pvc_access_modes=["ReadOnlyMany", "ReadWriteMany"],
+            registry_auth_secret="hub-auth",
+            registry_auth_secret_key="users.htpasswd",
+            registry_push_host_override="[::1]:5000",
+            registry_pull_host_override="127.0.0.1:30500",
+            registry_image=f"registry.example:5000/library/registry:2@sha256:{'0' * 64}",
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"registry_name": ["hub"]}, 'registry_name must be a string, got ["hub"]'),
+        ({"registry_name": ""}, "registry_name must not be empty"),
+        ({"registry_name": "a" * 300}, "registry_name is 300 characters long; at most 253 are allowed"),
+        ({"registry_name": "hub\n"}, "registry_name must not contain control characters (newline, tab, NUL, ...)"),
+        (
+            {"registry_name": "1hub"},
+            'registry_name must be a DNS-1035 label (at most 63 lowercase letters, digits and "-"',
+        ),
+        ({"registry_namespace": "a.b"}, "registry_namespace must be a DNS-1123 label"),
+        (
+            {"registry_image": "hub/Hello"},
+            "registry_image must be an image reference ([host[:port]/]path[:tag][@digest]",
+        ),
+        ({"registry_image": "a" * 513}, "registry_image is 513 characters long; at most 512 are allowed"),
+        ({"registry_port": 0}, "registry_port must be an integer from 1 to 65535, got 0"),
+        ({"registry_port": "+5000"}, 'registry_port must be an integer from 1 to 65535, got "+5000"'),
+        ({"registry_port": True}, "registry_port must be an integer from 1 to 65535, got true"),
+        (
+            {"registry_port": "8012"},
+            "registry_port 8012 is reserved by Knative (its queue-proxy and profiling ports: 8008,",
+        ),
+        ({"registry_cluster_local": "maybe"}, 'registry_cluster_local must be a boolean (true or false), got "maybe"'),
+        ({"registry_env": ["A=1"]}, 'registry_env must be a dict of variable name: value, got ["A=1"]'),
+        ({"registry_env": {"1BAD": "x"}}, 'registry_env keys must be environment variable names (letters, digits, "_"'),
+        ({"registry_env": {"A": ["x"]}}, "registry_env values must be strings, numbers or booleans (or null), got"),
+        ({"registry_env": {"K_SERVICE": "x", "PORT": "1"}}, "registry_env must not set K_SERVICE, PORT: Knative sets"),
+        (
+            {"registry_env": {"REGISTRY_HTTP_ADDR": ":6000"}},
+            'registry_env must not set REGISTRY_HTTP_ADDR to anything but ":5000", got ":6000": set registry_port',
+        ),
+        ({"registry_annotations": "x"}, 'registry_annotations must be a dict of key: value, got "x"'),
+        (
+            {"registry_annotations": {"bad key!": "v"}},
+            "registry_annotations keys must be [prefix/]name (an optional DNS",
+        ),
+        (
+            {"registry_annotations": {"k": None}},
+            'registry_annotations values must be strings, numbers or booleans, got {"k"',
+        ),
+        (
+            {"registry_annotations": {"autoscaling.knative.dev/maxScale": "2"}},
+            "registry_annotations must not set autoscaling.knative.dev/maxScale: the role runs exactly one replica",
+        ),
+        (
+            {"registry_annotations": {"k": "x" * 262140}},
+            "registry_annotations hold 262149 bytes; Kubernetes allows at most 262144",
+        ),
+        ({"registry_labels": 5}, "registry_labels must be a dict of key: value, got 5"),
+        (
+            {"registry_labels": {"-k": "v"}},
+            'registry_labels keys must be [prefix/]name (an optional DNS subdomain and "/"',
+        ),
+        ({"registry_labels": {"k": {}}}, "registry_labels values must be strings, numbers or booleans, got"),
+        (
+            {"registry_labels": {"k": "v" * 64}},
+            "registry_labels values must be label values (at most 63 letters, digits",
+        ),
+        (
+            {"registry_labels": {"serverless.knlab.io/registry": "x", "networking.knative.dev/visibility": "y"}},
+            "registry_labels must not set serverless.knlab.io/registry, networking.knative.dev/visibility: the role",
+        ),
+        ({"registry_wait_timeout": 86401}, "registry_wait_timeout must be an integer from 1 to 86400, got 86401"),
+        ({"registry_wait_timeout": 1.0}, "registry_wait_timeout must be an integer from 1 to 86400, got 1.0"),
+        ({"registry_persistence": 1}, "registry_persistence must be a boolean (true or false), got 1"),
+        ({"registry_pvc_name": "Bad_Name"}, "registry_pvc_name must be a DNS-1123 subdomain (at most 253 characters"),
+        ({"registry_pvc_create": None}, "registry_pvc_create must be a boolean (true or false), got null"),
+        ({"registry_pvc_size": "0"}, "registry_pvc_size must be a Kubernetes quantity greater than 0, such as 1Gi"),
+        ({"registry_pvc_size": "1" * 65}, "registry_pvc_size is 65 characters long; at most 64 are allowed"),
+        ({"registry_pvc_storage_class": "Bad"}, "registry_pvc_storage_class must be a DNS-1123 subdomain"),
+        ({"registry_pvc_access_modes": "ReadWriteOnce"}, "registry_pvc_access_modes must be a list of access modes"),
+        ({"registry_pvc_access_modes": []}, "registry_pvc_access_modes must not be empty"),
+        (
+            {"registry_pvc_access_modes": ["ReadWriteOnce", "Sometimes"]},
+            "registry_pvc_access_modes must be among ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod,"
+            ' got ["Sometimes"]',
+        ),
+        (
+            {"registry_pvc_access_modes": ["ReadOnlyMany", "ReadOnlyMany"]},
+            "registry_pvc_access_modes lists a mode more than once",
+        ),
+        (
+            {"registry_pvc_access_modes": ["ReadWriteOncePod", "ReadWriteOnce"]},
+            "registry_pvc_access_modes may not combine ReadWriteOncePod with other modes",
+        ),
+        (
+            {"registry_persistence": "yes", "registry_pvc_access_modes": ["ReadOnlyMany"]},
+            "registry_pvc_access_modes must include a writable mode (ReadWriteOnce, ReadWriteMany, ReadWriteOncePod)",
+        ),
+        ({"registry_check_feature_flags": "on"}, "registry_check_feature_flags must be a boolean"),
+        ({"registry_allow_storage_change": "y"}, "registry_allow_storage_change must be a boolean"),
+        ({"registry_knative_namespace": ""}, "registry_knative_namespace must not be empty"),
+        ({"registry_auth_secret": "-lead"}, "registry_auth_secret must be a DNS-1123 subdomain"),
+        (
+            {"registry_auth_secret_key": "../etc/passwd"},
+            "registry_auth_secret_key must be a Secret key (letters, digits",
+        ),
+        ({"registry_auth_realm": 'say "hi"'}, "registry_auth_realm must be text without double quotes or backslashes"),
+        ({"registry_auth_realm": "r" * 257}, "registry_auth_realm is 257 characters long; at most 256 are allowed"),
+        ({"registry_push_host_override": "h:99999"}, "registry_push_host_override must be a host name or address with"),
+        (
+            {"registry_pull_host_override": "a" * 64 + ".x"},
+            "registry_pull_host_override must be a host name or address",
+        ),
+    ],
+)
+def test_each_wrong_variable_is_named(changes: dict, expected: str) -> None:
+    found = problems(**changes)
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found[0]
+
+
+def test_without_a_claim_to_write_to_read_only_modes_are_fine() -> None:
+    assert problems(registry_pvc_access_modes=["ReadOnlyMany"]) == []
+    assert (
+        problems(registry_persistence=True, registry_pvc_create="no", registry_pvc_access_modes=["ReadOnlyMany"]) == []
+    )
+
+
+def test_the_http_address_may_name_the_port() -> None:
+    assert problems(registry_port=6000, registry_env={"REGISTRY_HTTP_ADDR": ":6000"}) == []
+    assert problems(registry_port="6000", registry_env={"REGISTRY_HTTP_ADDR": ":6000"}) == []
+
+
+def test_every_problem_is_reported_in_the_order_of_the_old_check() -> None:
+    found = problems(
+        registry_pull_host_override="bad host!",
+        registry_allow_storage_change="x",
+        registry_check_feature_flags="x",
+        registry_labels=5,
+        registry_port=0,
+        registry_name="",
+    )
+    assert [message.split(" ", 1)[0] for message in found] == [
+        "registry_name",
+        "registry_port",
+        "registry_labels",
+        "registry_check_feature_flags",
+        "registry_allow_storage_change",
+        "registry_pull_host_override",
+    ]
