@@ -60,7 +60,6 @@ from ansible_collections.knlab.serverless.plugins.plugin_utils._role_inputs impo
     rejected,
     search,
     to_int,
-    to_json,
 )
 
 # The patterns are the ones Kubernetes and Knative apply (apimachinery's validation package,
@@ -211,6 +210,10 @@ def _env(v: dict) -> str:
     return ""
 
 
+def _annotation_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 def _annotations(v: dict) -> str:
     value = v["registry_annotations"]
     if not is_mapping(value):
@@ -225,7 +228,10 @@ def _annotations(v: dict) -> str:
             f"registry_annotations must not set {', '.join(scaling)}: the role runs exactly one replica"
             " (min-scale = max-scale = 1)"
         )
-    size = len(to_json(value))
+    # Kubernetes adds up the bytes of the keys and the values (apimachinery's ValidateAnnotationsSize).
+    size = sum(len(str(key).encode("utf-8", "surrogateescape")) for key in value) + sum(
+        len(_annotation_text(item).encode("utf-8", "surrogateescape")) for item in value.values()
+    )
     if size > _ANNOTATIONS_MAX:
         return f"registry_annotations hold {size} bytes; Kubernetes allows at most {_ANNOTATIONS_MAX}"
     return ""

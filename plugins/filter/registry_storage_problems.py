@@ -91,9 +91,17 @@ def live_storage_env(container: Mapping) -> dict[str, str]:
     return found
 
 
+def _env_text(value: Any) -> str:
+    # As knative_service sends it: booleans as true/false (str() would say True, and every re-run
+    # would then see another storage than the running hub's).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def storage_env(env: Mapping) -> dict[str, str]:
     """The storage env this run gives the hub, as text (a null value sets nothing)."""
-    return {name: str(value) for name, value in env.items() if name in _STORAGE_ENV_NAMES and value is not None}
+    return {name: _env_text(value) for name, value in env.items() if name in _STORAGE_ENV_NAMES and value is not None}
 
 
 def _where(claim: str, env: dict[str, str], on_claim: str, without_claim: str) -> str:

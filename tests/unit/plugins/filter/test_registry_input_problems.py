@@ -123,8 +123,8 @@ def test_valid_settings_have_no_problem() -> None:
             "registry_annotations must not set autoscaling.knative.dev/maxScale: the role runs exactly one replica",
         ),
         (
-            {"registry_annotations": {"k": "x" * 262140}},
-            "registry_annotations hold 262149 bytes; Kubernetes allows at most 262144",
+            {"registry_annotations": {"k": "x" * 262144}},
+            "registry_annotations hold 262145 bytes; Kubernetes allows at most 262144",
         ),
         ({"registry_labels": 5}, "registry_labels must be a dict of key: value, got 5"),
         (
@@ -218,4 +218,14 @@ def test_every_problem_is_reported_in_the_order_of_the_old_check() -> None:
         "registry_check_feature_flags",
         "registry_allow_storage_change",
         "registry_pull_host_override",
+    ]
+
+
+def test_annotations_are_measured_as_kubernetes_does_in_bytes_of_keys_and_values() -> None:
+    # 262141 bytes: accepted by Kubernetes (the JSON text, 262149 characters, used to be measured).
+    assert problems(registry_annotations={"k": "x" * 262140}) == []
+    # A two-byte character counts two (its JSON escape used to count six).
+    assert problems(registry_annotations={"k": "\u00e9" * 131071}) == []
+    assert problems(registry_annotations={"k": "\u00e9" * 131072}) == [
+        "registry_annotations hold 262145 bytes; Kubernetes allows at most 262144"
     ]

@@ -89,6 +89,12 @@ def test_a_variable_without_a_value_counts_as_empty_and_a_null_one_is_not_set() 
     assert storage_problems(hub("hub-data"), _registry_env={"REGISTRY_STORAGE": None}) == []
 
 
+def test_a_boolean_env_value_is_compared_as_knative_service_sends_it() -> None:
+    # knative_service sends true/false; str() said True, and every re-run would then have been refused.
+    live = hub("hub-data", [{"name": "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "value": "true"}])
+    assert storage_problems(live, _registry_env={"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": True}) == []
+
+
 def flag_problems(features: list, namespace: str = "knative-serving") -> list[str]:
     return flags.registry_feature_flag_problems(
         {"registry_knative_namespace": namespace, "_registry_features": features}
