@@ -51,11 +51,25 @@ _raw:
           C(content) (the file's bytes in base64; null for a directory).
       type: list
       elements: dict
+    files:
+      description:
+        - The files (not the directories) by name, each with its content in base64, as a
+          ConfigMap's C(binaryData) holds them.
+      type: dict
+    digest:
+      description:
+        - The files' digest, C(sha256:) and 64 hex digits, over their names and contents and nothing
+          else (not their times or modes); an empty string when the directory could not be read.
+        - It is the SHA-256 of the lines C(name:base64 content), one per file, sorted, joined by
+          newlines. Neither a file name that can be a ConfigMap key nor base64 holds a colon, so no
+          two directories give the same lines.
+      type: str
 """
 
 
 # After the documentation, as ansible-test's validate-modules wants it.
 import base64  # noqa: E402
+import hashlib  # noqa: E402
 import os  # noqa: E402
 
 from ansible.errors import AnsibleLookupError  # noqa: E402
@@ -70,11 +84,12 @@ class LookupModule(LookupBase):
     @staticmethod
     def _directory(path: str) -> dict:
         if not os.path.isdir(path):
-            return {"path": path, "error": f"{path} is not a directory", "entries": []}
+            return {"path": path, "error": f"{path} is not a directory", "entries": [], "files": {}, "digest": ""}
         try:
             names = sorted(os.listdir(path))
         except OSError as err:
-            return {"path": path, "error": f"{path} cannot be listed: {err.strerror or err}", "entries": []}
+            error = f"{path} cannot be listed: {err.strerror or err}"
+            return {"path": path, "error": error, "entries": [], "files": {}, "digest": ""}
         entries = []
         for name in names:
             full = os.path.join(path, name)
@@ -88,4 +103,10 @@ class LookupModule(LookupBase):
             except OSError as err:
                 raise AnsibleLookupError(f"{full} cannot be read: {err.strerror or err}") from err
             entries.append({"name": name, "path": full, "isdir": isdir, "size": size, "content": content})
-        return {"path": path, "error": "", "entries": entries}
+        files = {entry["name"]: entry["content"] for entry in entries if not entry["isdir"]}
+        return {"path": path, "error": "", "entries": entries, "files": files, "digest": _digest(files)}
+
+
+def _digest(files: dict) -> str:
+    lines = sorted(f"{name}:{content}" for name, content in files.items())
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()

@@ -7,6 +7,7 @@ the test process changes where module warnings go, and the module tests read tho
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -53,7 +54,29 @@ def test_entries_with_contents_hidden_files_links_and_directories(tmp_path):
 
 def test_a_missing_directory_is_reported_not_raised(tmp_path):
     (result,) = lookup(tmp_path / "nope")
-    assert result == {"path": str(tmp_path / "nope"), "error": f"{tmp_path / 'nope'} is not a directory", "entries": []}
+    assert result == {
+        "path": str(tmp_path / "nope"),
+        "error": f"{tmp_path / 'nope'} is not a directory",
+        "entries": [],
+        "files": {},
+        "digest": "",
+    }
+
+
+def test_the_digest_covers_the_files_names_and_contents_only(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "b").write_bytes(b"\xff")
+    (tmp_path / "sub").mkdir()
+    (result,) = lookup(tmp_path)
+    assert result["files"] == {"Dockerfile": "RlJPTSBzY3JhdGNoCg==", "b": "/w=="}
+    # The lines "name:base64", sorted, joined by newlines (what the build role has always hashed).
+    lines = "Dockerfile:RlJPTSBzY3JhdGNoCg==\nb:/w=="
+    assert result["digest"] == "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+    (tmp_path / "sub" / "x").write_text("directories do not count")
+    os.utime(tmp_path / "b", (0, 0))
+    assert lookup(tmp_path)[0]["digest"] == result["digest"]
+    (tmp_path / "b").write_bytes(b"\xfe")
+    assert lookup(tmp_path)[0]["digest"] != result["digest"]
 
 
 def test_an_unreadable_file_is_an_error(tmp_path):
