@@ -288,7 +288,7 @@ def test_the_filter_knows_what_vars_main_yml_defines() -> None:
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     assert tuple(role_vars["_knative_stack_ingress_classes"]) == filter_module.INGRESSES
     manifests = role_vars["_knative_stack_manifests"]
-    assert tuple(name for name, _ in filter_module.MANIFEST_FILES) == MANIFESTS
+    assert tuple(entry[0] for entry in filter_module.MANIFEST_FILES) == MANIFESTS
     for entry, name in zip(manifests.values(), MANIFESTS, strict=True):
         assert f"knative_stack_manifest_dir ~ '/{name}' if _knative_stack_local_manifests" in entry["file"]
 
