@@ -269,6 +269,24 @@ def test_missing_ca_file_fails_before_any_request(tmp_path):
         RegistryClient("https://hub.example", ca_path=str(tmp_path / "nope.pem"))
 
 
+def test_a_ca_file_without_a_certificate_fails_before_any_request(tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(RegistryError, match="holds no usable PEM CA certificate"):
+        RegistryClient("https://hub.example", ca_path=str(bad))
+
+
+def test_one_tls_context_serves_all_of_a_clients_requests(stocked, monkeypatch):
+    # Building one reads the system's CA certificates (about 25 ms): once per client, not per request.
+    from ansible_collections.knlab.serverless.plugins.module_utils import _registry
+
+    made = []
+    real = _registry.make_context
+    monkeypatch.setattr(_registry, "make_context", lambda **kwargs: made.append(kwargs) or real(**kwargs))
+    assert image_info(client_for(stocked.server), "demo/hello", "v1")["exists"] is True
+    assert made == [{"cafile": None, "validate_certs": True}]
+
+
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory) -> Iterator[tuple[RegistryServer, object]]:
     directory = tmp_path_factory.mktemp("tls-registry")
