@@ -60,7 +60,6 @@ __all__ = ["BIN", "CLI", "NODE_IP", "ROOT", "STATE", "Cluster"]
 NAMESPACE = f"knlab-faults-{os.getpid()}"
 HANG_MARGIN = 90.0
 WAIT_TIMEOUT = 240  # the modules' own timeout for every wait of the campaign
-HUB_PORT = 30503
 HUB_NAMESPACE = f"knlab-faults-hub-{os.getpid()}"
 PROXY_PORT = 16443
 
@@ -69,7 +68,7 @@ FAULT_WORDS = re.compile(
     r"\b50[0234]\b|unavailable|failed calling webhook|no endpoints|cannot reach|not deleted in time",
     re.IGNORECASE,
 )
-TRACEBACK = re.compile(r"Traceback \(most recent call last\)|MODULE FAILURE|module_stderr")
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|MODULE FAILURE")
 
 
 def lines_of(text: str) -> int:
@@ -156,8 +155,10 @@ def module_failure(run: ModuleRun) -> tuple[str | None, str]:
     if run.result is None:
         return WRONG, f"no result: {run.output[-300:]!r}"
     # The module's own output only: a failing step's log (in the result) may say anything.
-    own = " ".join(str(run.result.get(key) or "") for key in ("msg", "module_stdout", "module_stderr"))
-    if TRACEBACK.search(own) or run.result.get("exception") or "module_stderr" in run.result:
+    # ansible-core 2.19 puts "exception": "(traceback unavailable)" in every fail_json result: only
+    # a real one (the text of a Python traceback, or Ansible's MODULE FAILURE) counts.
+    own = " ".join(str(run.result.get(key) or "") for key in ("msg", "module_stdout", "module_stderr", "exception"))
+    if TRACEBACK.search(own):
         return WRONG, f"traceback: {str(run.result.get('msg'))[:300]!r}"
     return None, ""
 
@@ -381,16 +382,17 @@ def settle(cluster: Cluster, timeout: float = 300) -> None:
 
 # --- the TCP proxy (the "watch connection cut" fault) ----------------------------------------------
 PROXY_SOURCE = r"""
-import os, select, signal, socket, struct, sys, threading
+import os, signal, socket, sys, threading
 listen_port, target_port, pidfile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-pairs, lock = [], threading.Lock()
+pairs, lock = [], threading.RLock()
 def cut(*_):
+    # shutdown, not close: a close from this thread would neither wake the threads blocked in recv
+    # nor end the connections (they hold the sockets), and the client would see a silent connection.
     with lock:
-        for a, b in pairs:
-            for s in (a, b):
+        for pair in pairs:
+            for s in pair:
                 try:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    s.close()
+                    s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
         pairs.clear()
@@ -409,6 +411,7 @@ def pump(a, b):
             s.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+    a.close()
 server = socket.socket()
 server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind(("127.0.0.1", listen_port))
@@ -469,6 +472,11 @@ class Proxy:
 
 
 # --- the hub (the "hub's pod killed in the middle of a push" fault) --------------------------------
+def hub_url(cluster: Cluster) -> str:
+    port = cluster.json("get", "service", "hub-nodeport", "-n", HUB_NAMESPACE)["spec"]["ports"][0]["nodePort"]
+    return f"http://{NODE_IP}:{port}"
+
+
 def hub_manifests(image: str) -> list[dict]:
     """The hub as the demo runs it with registry_persistence (a Knative Service, one replica, its
     storage on a PersistentVolumeClaim) and a NodePort in front of its pods."""
@@ -511,7 +519,7 @@ def hub_manifests(image: str) -> list[dict]:
             "spec": {
                 "type": "NodePort",
                 "selector": {"serving.knative.dev/service": "hub"},
-                "ports": [{"port": 5000, "targetPort": 5000, "nodePort": HUB_PORT}],
+                "ports": [{"port": 5000, "targetPort": 5000}],  # the API server picks the NodePort
             },
         },
     ]

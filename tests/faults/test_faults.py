@@ -39,9 +39,7 @@ from faultlib import (
     CLEAR,
     CORRECT,
     HUB_NAMESPACE,
-    HUB_PORT,
     NAMESPACE,
-    NODE_IP,
     PUSHER_SOURCE,
     ROOT,
     STATE,
@@ -54,6 +52,7 @@ from faultlib import (
     apply,
     fault_named,
     hub_manifests,
+    hub_url,
     judge_wait,
     kill_controllers,
     module_failure,
@@ -95,8 +94,8 @@ def namespaces(cluster: Cluster):
     for namespace in (NAMESPACE, HUB_NAMESPACE):
         cluster.kubectl("create", "namespace", namespace, check=False)
     yield
-    for namespace in (NAMESPACE, HUB_NAMESPACE):  # the hub's NodePort is free for the next run
-        cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=300s", check=False, timeout=320)
+    for namespace in (NAMESPACE, HUB_NAMESPACE):
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def injector(cluster: Cluster, kind: str, proxy: Proxy | None):
@@ -172,14 +171,14 @@ def one_batch(cluster: Cluster, kind: str, number: int, rng: random.Random, prox
 def hub_ready(cluster: Cluster) -> None:
     cluster.kubectl("wait", "ksvc/hub", "-n", HUB_NAMESPACE, "--for=condition=Ready", "--timeout=300s", timeout=320)
     cluster.wait(
-        lambda: cluster.exec("curl", "-fsS", "--max-time", "5", f"http://{NODE_IP}:{HUB_PORT}/v2/", check=False),
+        lambda: cluster.exec("curl", "-fsS", "--max-time", "5", f"{hub_url(cluster)}/v2/", check=False),
         "the hub to answer through its NodePort",
         180,
     )
 
 
 def hub_batch(cluster: Cluster, number: int, rng: random.Random, script: Path) -> list[Outcome]:
-    base = f"http://{NODE_IP}:{HUB_PORT}"
+    base = hub_url(cluster)
     kill_after = rng.uniform(1, 4)
     pushes: list[tuple[str, str, dict, float, float]] = []
     lock = threading.Lock()
