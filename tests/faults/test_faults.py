@@ -117,11 +117,11 @@ def one_batch(cluster: Cluster, kind: str, number: int, rng: random.Random, prox
     for i in range(builds):
         failing = rng.random() < 1 / 3
         waits.append(
-            Wait("build", f"b-{tag}-{i}", rng.uniform(0, 2), exit_code=1 if failing else 0, sleep=rng.randint(12, 25))
+            Wait("build", f"b-{tag}-{i}", rng.uniform(0, 2), exit_code=1 if failing else 0, sleep=rng.randint(8, 16))
         )
     waits += [Wait("rollout", f"r-{tag}-{i}", rng.uniform(0, 3)) for i in range(rollouts)]
     waits += [Wait("delete", f"d-{tag}-{i}", -rng.uniform(0, 2)) for i in range(deletes)]
-    inject_after = rng.uniform(4, 10)
+    inject_after = rng.uniform(3, 8)
     apply(
         cluster,
         [taskrun_manifest(w.name, image, w.sleep, w.exit_code) for w in waits if w.kind == "build"]
