@@ -21,7 +21,8 @@ Available):
 For a push to the hub (the fault "hub's pod killed in the middle of a push"), the wait is the push
 and the check that follows it with registry_image_info once the hub is back: correct when an
 acknowledged push (201 for its manifest) is there with the acknowledged digest, clear error when the
-push was not acknowledged and its error names the connection or the server's answer, wrong when an
+push was not acknowledged and its error names the connection, or the registry answered it with an
+error code (404 BLOB_UPLOAD_UNKNOWN: the upload session died with the pod), wrong when an
 acknowledged image is missing or has another digest, or when registry_image_info fails or lies.
 """
 
@@ -571,6 +572,12 @@ try:
     expected = "sha256:" + hashlib.sha256(manifest).hexdigest()
     digest = headers.get("Docker-Content-Digest")
     print(json.dumps({"acknowledged": status == 201, "status": status, "digest": digest, "expected": expected}))
+except urllib.error.HTTPError as error:
+    # The registry answered: its error code says why (BLOB_UPLOAD_UNKNOWN: the upload session lived
+    # in the pod that was killed).
+    body = error.read().decode(errors="replace")
+    codes = ",".join(e.get("code", "?") for e in (json.loads(body or "{}").get("errors") or []) if isinstance(e, dict))
+    print(json.dumps({"acknowledged": False, "answered": error.code, "error": f"HTTP {error.code} {codes}"}))
 except Exception as error:
     print(json.dumps({"acknowledged": False, "error": f"{type(error).__name__}: {error}".replace("\n", " ")}))
 """
