@@ -7,6 +7,7 @@
   Running it again changes nothing; it cleans up after an earlier run that died.
 - down: stops every process it started, removes the namespace, the mounts and the cgroups, and
   restores the sysctls the kubelet changed. `--purge` also forgets the cluster's data.
+- restart NAME: stops one component and starts it again (the fault campaign's restarts).
 - status: exits 0 when the cluster runs, 3 when it does not.
 - exec -- CMD: runs CMD inside the namespace, with KUBECONFIG set to the cluster's.
 """
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-stack", action="store_true", help="start Kubernetes only, without Knative/Tekton")
     down = sub.add_parser("down", help="stop everything, remove the namespace and mounts, restore sysctls")
     down.add_argument("--purge", action="store_true", help="also delete the cluster's state (etcd, images, volumes)")
+    rs = sub.add_parser("restart", help="stop one component (as status names it) and start it again")
+    rs.add_argument("name", help="the component, for example kube-apiserver, etcd or kubelet")
     sub.add_parser("status", help="show the components' processes; exit 3 when the cluster is down")
     kc = sub.add_parser("kubeconfig", help="print the kubeconfig path (--print: its content)")
     kc.add_argument("--print", dest="show", action="store_true")
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.purge and paths.state.exists():
             shutil.rmtree(paths.state)
             log(f"removed {paths.state}")
+        return 0
+    if args.command == "restart":
+        pid = node.restart(args.name)
+        log(f"{args.name} started again, pid {pid}")
         return 0
     if args.command == "status":
         status = node.status()

@@ -447,6 +447,20 @@ class Node:
             _kill_all({pid})
         (self.paths.pids / f"{name}.pid").unlink(missing_ok=True)
 
+    # --- restart (the fault campaign) ---------------------------------------------------------
+    def restart(self, name: str) -> int:
+        """Stop one component (SIGTERM, then SIGKILL after STOP_TIMEOUT) and start it again with the
+        same command line; returns once its readiness check passes (for those that have one). The
+        fault campaign (tests/faults) restarts the API server, etcd and the kubelet this way."""
+        _require_root()
+        by_name = {c.name: c for c in self.components()}
+        if name not in by_name:
+            raise SystemExit(f"no component {name!r}; the components are: {', '.join(by_name)}")
+        if self.pid(HOLDER) is None:
+            raise SystemExit("the cluster is not running (knlab-cluster up starts it)")
+        self.stop(name)
+        return self.start(by_name[name])
+
     # --- status ----------------------------------------------------------------------------------
     def status(self) -> dict[str, int | None]:
         return {name: self.pid(name) for name in [HOLDER] + [c.name for c in self.components()]}

@@ -30,6 +30,12 @@ Verdict = namedtuple("Verdict", "done failed reason message")
 _WATCH_REFUSED = (403, 405)
 # Answers worth retrying while there is time left: no answer at all, throttling, server trouble.
 _TRANSIENT = (0, 429, 500, 502, 503, 504)
+# The longest one watch request may last. A watch connection can go silent without being closed
+# (a proxy or NAT that drops it, the API server's end gone): nothing arrives and nothing says so,
+# and the client notices only when its read timeout (the watch's length + 15 s) passes. Asking for
+# short watches bounds that blind spot: found by the fault campaign (tests/faults), where a wait of
+# 240 s on a silent connection missed a TaskRun that finished after 25 s and timed out.
+_WATCH_MAX_SECONDS = 30
 _BACKOFF_FIRST = 0.2
 _BACKOFF_MAX = 2.0
 
@@ -245,7 +251,11 @@ class _Wait:
         """
         # A pending failure is judged again when its window ends, and a probe runs when it is due,
         # even if no event comes.
-        limit = max(1, math.ceil(min(self.remaining(), self.settle_left() or math.inf, self.probe_left())))
+        # A silent connection is left after at most _WATCH_MAX_SECONDS (+ the read margin).
+        limit = max(
+            1,
+            math.ceil(min(self.remaining(), self.settle_left() or math.inf, self.probe_left(), _WATCH_MAX_SECONDS)),
+        )
         opened = self.clock()
         events = self.client.watch(
             self.api_version,

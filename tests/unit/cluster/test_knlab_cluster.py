@@ -172,3 +172,50 @@ def test_a_component_that_exits_before_it_is_ready_is_started_again(tmp_path: Pa
     with pytest.raises(ExitedEarly):
         node.start(Component("flaky", ["sh", "-c", script], ready=["test", "-e", str(ready)], on_host=True, retries=1))
     assert tries.read_text().count("x") == 2
+
+
+def test_restart_stops_one_component_and_starts_it_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`knlab-cluster restart NAME` (the fault campaign): a new process, the others untouched."""
+    import subprocess
+    import time
+
+    from knlab_cluster import node as node_mod
+    from knlab_cluster.node import HOLDER, Component, Node
+
+    marker = tmp_path / "starts"
+
+    class LocalNode(Node):
+        def components(self) -> list[Component]:
+            return [
+                Component(name, ["sh", "-c", f"echo {name} >> {marker}; exec sleep 60"], on_host=True)
+                for name in ("one", "two")
+            ]
+
+    monkeypatch.setattr(node_mod, "_require_root", lambda: None)
+    node = LocalNode(_paths(tmp_path))
+    node.paths.pids.mkdir(parents=True)
+    node.paths.logs.mkdir(parents=True)
+    holder = subprocess.Popen(["sleep", "60"])
+    started: list[int] = []
+    try:
+        node.record(HOLDER, holder.pid)
+        one, two = (node.start(c) for c in node.components())
+        started += [one, two]
+        new = node.restart("one")
+        started.append(new)
+        assert new != one
+        assert node.pid("one") == new
+        assert node.pid("two") == two  # the other component is not touched
+        assert not node_mod._alive(one)
+        deadline = time.monotonic() + 10  # no readiness check here: the shell writes when it runs
+        while marker.read_text().split() != ["one", "two", "one"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.read_text().split() == ["one", "two", "one"]
+        with pytest.raises(SystemExit, match="no component 'three'"):
+            node.restart("three")
+    finally:
+        for pid in started:
+            if node_mod._alive(pid):
+                os.kill(pid, 9)
+        holder.kill()
+        holder.wait()

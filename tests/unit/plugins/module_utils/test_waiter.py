@@ -88,7 +88,7 @@ def test_watch_starts_at_the_initial_version_and_ignores_a_stale_ready(clock):
     (only,) = watches(client)
     assert only["resource_version"] == "10"
     assert only["field_selector"] == "metadata.name=hello"
-    assert only["timeout_seconds"] == 60
+    assert only["timeout_seconds"] == 30  # the cap, not the whole 60 s of the wait
 
 
 def test_dropped_stream_resumes_from_last_version_seen(clock):
@@ -101,6 +101,20 @@ def test_dropped_stream_resumes_from_last_version_seen(clock):
     result = wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))
     assert result["metadata"]["resourceVersion"] == "16"
     assert [w["resource_version"] for w in watches(client)] == ["10", "11", "15"]
+
+
+def test_no_watch_is_longer_than_the_cap_so_a_silent_connection_is_left_in_time(clock):
+    """A watch connection that goes silent (cut by a proxy without a close) delivers nothing, and
+    the client notices only at its read timeout (the watch's length + 15 s): a long wait must ask
+    for short watches and resume, not for one watch as long as the wait (found by tests/faults)."""
+    client = FakeKubeClient()
+    client.watch_script = [
+        [],  # silent until the server's timeout (or the client's read timeout) ends it
+        [event("MODIFIED", ksvc("16", 2, 2, "True"))],
+    ]
+    result = wait(client, clock, timeout=600, initial=ksvc("10", 2, 1, "Unknown"))
+    assert result["metadata"]["resourceVersion"] == "16"
+    assert [w["timeout_seconds"] for w in watches(client)] == [30, 30]
 
 
 def test_gone_relists_then_watches_from_the_list_version(clock):
@@ -374,7 +388,7 @@ def test_a_false_that_lasts_the_window_on_a_silent_stream_fails_when_the_window_
         windowed(client, clock, timeout=300, initial=ksvc("10", 2, 1, "Unknown"))
     assert caught.value.reason == "RevisionFailed"
     assert streams == []  # the first stream was left when the failure began
-    assert timeouts == [300, 2]
+    assert timeouts == [30, 2]  # the first watch capped at 30 s, then the rest of the window
     assert clock.now - start <= 3
 
 
