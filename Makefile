@@ -17,7 +17,7 @@ SANITY_PYTHON ?= 3.11
 ANSIBLE_TEST_DIR = $(shell $(BIN)/python -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')
 # The doc fragment and module_utils our modules extend come from here (validate-modules needs them).
 KUBERNETES_CORE = $(shell $(BIN)/python -c 'import ansible_collections.kubernetes.core as c; print(list(c.__path__)[0])')
-SANITY_SKIP := ^(sandbox|cluster|benchmarks|tests/sandbox|tests/cluster|tests/badinput|tests/conformance|docs)/
+SANITY_SKIP := ^(sandbox|cluster|benchmarks|tests/sandbox|tests/cluster|tests/faults|tests/badinput|tests/conformance|docs)/
 
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS):$(abspath $(VENV))/lib/python3.11/site-packages
 export PATH := $(abspath $(BIN)):$(PATH)
