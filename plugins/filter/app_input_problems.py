@@ -41,19 +41,16 @@ _value:
 
 
 # After the documentation, as ansible-test's validate-modules wants it.
-import re  # noqa: E402
 
 from ansible_collections.knlab.serverless.plugins.plugin_utils._role_inputs import (  # noqa: E402
-    RE_DIGEST,
+    KEY_RULE,
     RE_DNS_LABEL,
     RE_DNS_SUBDOMAIN,
     RE_HOST,
-    RE_LABEL_VALUE,
     RE_QUALIFIED_KEY,
-    RE_REPOSITORY,
-    RE_TAG,
     bool_like,
     got,
+    image_reference,
     int_in,
     int_like,
     is_boolean,
@@ -61,14 +58,13 @@ from ansible_collections.knlab.serverless.plugins.plugin_utils._role_inputs impo
     is_number,
     is_sequence,
     is_string,
+    label_dict_problem,
     match,
     rejected,
     search,
     to_int,
 )
 
-_RE_IMAGE = rf"(?=.{{1,600}}\Z)(?:{RE_HOST}/)?{RE_REPOSITORY}(?::{RE_TAG})?(?:@{RE_DIGEST})?\Z"
-_RE_IMAGE_TAIL = rf":{RE_TAG}\Z"
 _RE_SERVICE_NAME = r"(?=.{1,63}\Z)[a-z](?:[-a-z0-9]*[a-z0-9])?\Z"
 _RE_LABEL_NAME = rf"(?=.{{1,63}}\Z){RE_DNS_LABEL}\Z"
 _RE_SUBDOMAIN_NAME = rf"(?=.{{1,253}}\Z){RE_DNS_SUBDOMAIN}\Z"
@@ -81,10 +77,6 @@ _RESERVED_ENV = ("PORT", "K_SERVICE", "K_CONFIGURATION", "K_REVISION")
 _RESERVED_PORTS = (8012, 8013, 8022, 9090, 9091, 8008)
 _MIN_SCALE_KEYS = ("autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/minScale")
 _MAX_SCALE_KEYS = ("autoscaling.knative.dev/max-scale", "autoscaling.knative.dev/maxScale")
-_KEY_RULE = (
-    "(an optional DNS subdomain prefix of at most 253 characters and /, then at most 63"
-    " letters, digits, hyphens, underscores and dots, starting and ending with a letter or digit)"
-)
 
 
 def _name(v: dict) -> str:
@@ -117,7 +109,7 @@ def _image(v: dict) -> str:
         return f"app_image must be a string, got {got(value)}"
     if not value:
         return "app_image is empty. Run the knlab.serverless.build role first (it sets build_image) or set app_image"
-    if not match(value, _RE_IMAGE) or len(re.sub(_RE_IMAGE_TAIL, "", re.sub("@.*", "", value))) > 255:
+    if not image_reference(value):
         return (
             "app_image must be an image reference ([host[:port]/]repository[:tag][@sha256:digest], name at most"
             f" 255 characters), got {got(value)}"
@@ -189,7 +181,7 @@ def _annotations(v: dict) -> list[str]:
             f"app_annotations must be a dict of annotation keys to string or number values, got {got(value)}"
         )
     elif bad := rejected(value.keys(), lambda key: match(key, RE_QUALIFIED_KEY)):
-        problems.append(f"app_annotations has invalid keys {_KEY_RULE}: {got(bad, 200)}")
+        problems.append(f"app_annotations has invalid keys {KEY_RULE}: {got(bad, 200)}")
     elif len("".join(value.keys())) + len("".join(str(item) for item in value.values())) > 262144:
         problems.append("app_annotations add up to more than the 256 KiB Kubernetes allows")
     keys = [key for key in value if is_string(key)] if is_mapping(value) else []
@@ -202,20 +194,10 @@ def _annotations(v: dict) -> list[str]:
 
 def _labels(v: dict) -> str:
     value = v["app_labels"]
-    if not is_mapping(value) or rejected(value.keys(), is_string) or rejected(value.values(), is_string):
-        return f"app_labels must be a dict of label keys to string label values, got {got(value)}"
-    bad = rejected(value.keys(), lambda key: match(key, RE_QUALIFIED_KEY))
-    if bad:
-        return f"app_labels has invalid keys {_KEY_RULE}: {got(bad, 200)}"
-    bad = [key for key, item in value.items() if not match(item, RE_LABEL_VALUE)]
-    if bad:
-        return (
-            "app_labels has invalid values (at most 63 letters, digits, hyphens, underscores and dots, starting"
-            f" and ending with a letter or digit) for {got(bad, 200)}"
-        )
-    if "networking.knative.dev/visibility" in value:
-        return "app_labels must not set networking.knative.dev/visibility: use app_cluster_local"
-    return ""
+    problem = label_dict_problem("app_labels", value)
+    if not problem and "networking.knative.dev/visibility" in value:
+        problem = "app_labels must not set networking.knative.dev/visibility: use app_cluster_local"
+    return problem
 
 
 def _service_account(v: dict) -> str:

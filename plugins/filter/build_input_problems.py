@@ -47,20 +47,19 @@ import re  # noqa: E402
 
 from ansible_collections.knlab.serverless.plugins.plugin_utils._role_inputs import (  # noqa: E402
     RE_CONFIGMAP_KEY,
-    RE_DIGEST,
     RE_DNS_LABEL,
     RE_DNS_SUBDOMAIN,
     RE_HOST,
-    RE_LABEL_VALUE,
-    RE_QUALIFIED_KEY,
     RE_REPOSITORY,
     RE_TAG,
     bool_like,
     got,
+    image_reference,
     int_in,
     is_mapping,
     is_sequence,
     is_string,
+    label_dict_problem,
     match,
     rejected,
     search,
@@ -74,8 +73,6 @@ _RE_REGISTRY_URL = rf"https?://{RE_HOST}/?\Z"
 _RE_REGISTRY = rf"(?=.{{1,259}}\Z){RE_HOST}\Z"
 _RE_REPOSITORY_NAME = rf"(?=.{{1,255}}\Z){RE_REPOSITORY}\Z"
 _RE_TAG_NAME = rf"{RE_TAG}\Z"
-_RE_IMAGE_NAME = rf"(?=.{{1,600}}\Z)(?:{RE_HOST}/)?{RE_REPOSITORY}(?::{RE_TAG})?(?:@{RE_DIGEST})?\Z"
-_RE_IMAGE_TAIL = rf":{RE_TAG}\Z"
 _RE_CONTROL = r"[\x00-\x1f\x7f]"
 # A Go duration (15m, 1h30m, 90s) and its units in seconds: the same as _build_re_duration_part and
 # _build_duration_units in roles/build/vars/main.yml, which make _build_wait_seconds from it (a unit
@@ -94,10 +91,6 @@ DURATION_UNITS = {
 _RE_DURATION = rf"[+]?(?:{DURATION_PART})+\Z"
 _RESERVED_LABEL = "serverless.knlab.io/idempotency-key"
 _OWNED_LABELS = ("app.kubernetes.io/managed-by", "serverless.knlab.io/build", "serverless.knlab.io/source")
-_KEY_RULE = (
-    "(an optional DNS subdomain prefix of at most 253 characters and /, then at most 63"
-    " letters, digits, hyphens, underscores and dots, starting and ending with a letter or digit)"
-)
 _SUBDOMAIN_RULE = "(a DNS-1123 subdomain: at most 253 lowercase letters, digits, hyphens and dots)"
 
 
@@ -272,7 +265,7 @@ def _builder_image(v: dict) -> str:
     value = v["build_builder_image"]
     if not is_string(value):
         return _not_string("build_builder_image", value)
-    if not match(value, _RE_IMAGE_NAME) or len(re.sub(_RE_IMAGE_TAIL, "", re.sub("@.*", "", value))) > 255:
+    if not image_reference(value):
         return (
             "build_builder_image must be an image reference ([host[:port]/]repository[:tag][@sha256:digest], name at"
             f" most 255 characters), got {got(value)}"
@@ -325,17 +318,9 @@ def _integer(v: dict, name: str, low: int, high: int, rule: str = "") -> str:
 
 def _labels(v: dict) -> str:
     value = v["build_labels"]
-    if not is_mapping(value) or rejected(value.keys(), is_string) or rejected(value.values(), is_string):
-        return f"build_labels must be a dict of label keys to string label values, got {got(value)}"
-    bad = rejected(value.keys(), lambda key: match(key, RE_QUALIFIED_KEY))
-    if bad:
-        return f"build_labels has invalid keys {_KEY_RULE}: {got(bad, 200)}"
-    bad = [key for key, item in value.items() if not match(item, RE_LABEL_VALUE)]
-    if bad:
-        return (
-            "build_labels has invalid values (at most 63 letters, digits, hyphens, underscores and dots, starting"
-            f" and ending with a letter or digit) for {got(bad, 200)}"
-        )
+    problem = label_dict_problem("build_labels", value)
+    if problem:
+        return problem
     if _RESERVED_LABEL in value:
         return f"build_labels must not set {_RESERVED_LABEL}: the role keys its TaskRuns with it"
     # The role's own labels would win silently over the user's, and it finds its objects by them.

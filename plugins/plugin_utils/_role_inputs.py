@@ -47,6 +47,14 @@ RE_QUALIFIED_KEY = (
     rf"(?:(?=[^/]{{1,253}}/){RE_DNS_SUBDOMAIN}/)?(?=[^/]{{1,63}}\Z)[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?\Z"
 )
 RE_LABEL_VALUE = r"(?=.{0,63}\Z)(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z"
+# A whole image reference ([host[:port]/]repository[:tag][@digest], at most 600 characters), and its
+# tag at the end: the name before tag and digest may hold at most 255 (image_name_too_long).
+RE_IMAGE = rf"(?=.{{1,600}}\Z)(?:{RE_HOST}/)?{RE_REPOSITORY}(?::{RE_TAG})?(?:@{RE_DIGEST})?\Z"
+RE_IMAGE_TAIL = rf":{RE_TAG}\Z"
+KEY_RULE = (
+    "(an optional DNS subdomain prefix of at most 253 characters and /, then at most 63"
+    " letters, digits, hyphens, underscores and dots, starting and ending with a letter or digit)"
+)
 BOOL_WORDS = ("true", "false", "yes", "no")
 
 
@@ -200,3 +208,24 @@ RE_CONFIGMAP_KEY = r"(?![.][.])(?![.]\Z)[-._a-zA-Z0-9]{1,253}\Z"
 def jinja_sorted(items: Iterable[Any]) -> list[Any]:
     """``items | sort``: Jinja's sort ignores the case of text by default (and is stable)."""
     return sorted(items, key=lambda item: item.lower() if isinstance(item, str) else item)
+
+
+def image_reference(value: str) -> bool:
+    """A valid image reference whose name (without tag and digest) is at most 255 characters."""
+    return match(value, RE_IMAGE) and len(re.sub(RE_IMAGE_TAIL, "", re.sub("@.*", "", value))) <= 255
+
+
+def label_dict_problem(name: str, value: Any) -> str:
+    """What is wrong with a dict of Kubernetes labels (keys and values), as one sentence, or ''."""
+    if not is_mapping(value) or rejected(value.keys(), is_string) or rejected(value.values(), is_string):
+        return f"{name} must be a dict of label keys to string label values, got {got(value)}"
+    bad = rejected(value.keys(), lambda key: match(key, RE_QUALIFIED_KEY))
+    if bad:
+        return f"{name} has invalid keys {KEY_RULE}: {got(bad, 200)}"
+    bad = [key for key, item in value.items() if not match(item, RE_LABEL_VALUE)]
+    if bad:
+        return (
+            f"{name} has invalid values (at most 63 letters, digits, hyphens, underscores and dots, starting"
+            f" and ending with a letter or digit) for {got(bad, 200)}"
+        )
+    return ""
