@@ -37,6 +37,33 @@ class Run:
     output: str
 
 
+def module_argv(module: str, args: dict, kubeconfig: str | None = None) -> list[str]:
+    """The command that runs one collection module with `ansible` inside the cluster's namespace
+    (the JSON callback prints its result)."""
+    variables = {
+        "K8S_AUTH_KUBECONFIG": kubeconfig or str(Paths.from_env().inner_kubeconfig),
+        "ANSIBLE_COLLECTIONS_PATH": f"{ROOT / '.build' / 'collections'}",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+    }
+    return [
+        CLI,
+        "exec",
+        "--",
+        "env",
+        *(f"{k}={v}" for k, v in variables.items()),
+        str(BIN / "ansible"),
+        "localhost",
+        "-m",
+        f"knlab.serverless.{module}",
+        "-a",
+        json.dumps(args),
+    ]
+
+
 class Cluster:
     def __init__(self) -> None:
         self.env = json.loads((STATE / "demo.json").read_text())
@@ -103,27 +130,9 @@ class Cluster:
 
     def module(self, module: str, **args) -> dict:
         """One collection module run by `ansible` inside the namespace; its result (failed or not)."""
-        variables = {
-            "K8S_AUTH_KUBECONFIG": str(Paths.from_env().inner_kubeconfig),
-            "ANSIBLE_COLLECTIONS_PATH": f"{ROOT / '.build' / 'collections'}",
-            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_LOCALHOST_WARNING": "false",
-            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        }
-        argv = [
-            "env",
-            *(f"{k}={v}" for k, v in variables.items()),
-            str(BIN / "ansible"),
-            "localhost",
-            "-m",
-            f"knlab.serverless.{module}",
-            "-a",
-            json.dumps(args),
-        ]
+        argv = module_argv(module, args)
         done = subprocess.run(
-            [CLI, "exec", "--", *argv],
+            argv,
             capture_output=True,
             text=True,
             timeout=900,

@@ -89,28 +89,7 @@ class ModuleRun:
 def run_module(module: str, args: dict, kubeconfig: str | None = None, timeout: float = WAIT_TIMEOUT) -> ModuleRun:
     """One collection module run by `ansible` inside the namespace, as Cluster.module does, but
     keeping its raw output (for the secrets grep), its timing, and never raising."""
-    variables = {
-        "K8S_AUTH_KUBECONFIG": kubeconfig or str(Paths.from_env().inner_kubeconfig),
-        "ANSIBLE_COLLECTIONS_PATH": f"{ROOT / '.build' / 'collections'}",
-        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-    }
-    argv = [
-        CLI,
-        "exec",
-        "--",
-        "env",
-        *(f"{k}={v}" for k, v in variables.items()),
-        str(BIN / "ansible"),
-        "localhost",
-        "-m",
-        f"knlab.serverless.{module}",
-        "-a",
-        json.dumps(args),
-    ]
+    argv = cluster_helpers.module_argv(module, args, kubeconfig)
     started = time.monotonic()
     try:
         done = subprocess.run(
