@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,6 +89,15 @@ AUTH_ARG_SPEC: dict[str, dict[str, Any]] = copy.deepcopy(_K8S_AUTH_ARG_SPEC or _
 DRY_RUN_ALL = "All"
 # (connect, read) seconds for ordinary requests; a watch sets its own read timeout.
 REQUEST_TIMEOUT = (10, 60)
+# A request whose connection was never made (refused, or no answer to the connect) reached nothing,
+# so sending it again is safe whatever its method. It is tried again for this long, with a short
+# back-off, before the module gives up: long enough for an API server that restarts (a few seconds
+# here; a control plane upgrade takes longer), short enough that a wrong address fails soon.
+# Found by the fault campaign (tests/faults): a module whose first request met a restarting
+# kube-apiserver failed at once, where a wait already watching rode the restart out.
+CONNECT_RETRY_SECONDS = 30.0
+_CONNECT_BACKOFF_FIRST = 0.25
+_CONNECT_BACKOFF_MAX = 2.0
 
 _PATCH_CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
@@ -336,6 +346,7 @@ class KubeClient:
     def __init__(self, transport: Any, *, dry_run: bool = False) -> None:
         self._transport = transport
         self.dry_run = dry_run
+        self.connect_retry_seconds = CONNECT_RETRY_SECONDS
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovered: dict[str, list[dict]] = {}
 
@@ -550,10 +561,24 @@ class KubeClient:
 
     def _call(self, method: str, path: str, query: list[tuple[str, Any]] | None = None, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", REQUEST_TIMEOUT)
-        try:
-            return self._transport.request(method, path, query, **kwargs)
-        except Exception as err:
-            raise self._translate(err) from err
+        deadline = None
+        delay = _CONNECT_BACKOFF_FIRST
+        while True:
+            try:
+                return self._transport.request(method, path, query, **kwargs)
+            except Exception as err:
+                if not never_connected(err):
+                    raise self._translate(err) from err
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.connect_retry_seconds
+                if now + delay > deadline:
+                    waited = f" for {self.connect_retry_seconds:g} s" if self.connect_retry_seconds > 0 else ""
+                    raise ApiError(
+                        0, "ConnectionFailed", f"cannot reach the Kubernetes API server{waited}: {_one_line(err)}"
+                    ) from err
+                time.sleep(delay)
+                delay = min(delay * 2, _CONNECT_BACKOFF_MAX)
 
     @staticmethod
     def _translate(err: Exception) -> Exception:
@@ -565,6 +590,16 @@ class KubeClient:
         if isinstance(err, (urllib3.exceptions.HTTPError, OSError)):
             return ApiError(0, "ConnectionFailed", f"cannot reach the Kubernetes API server: {_one_line(err)}")
         return err
+
+
+def never_connected(err: BaseException) -> bool:
+    """True when a request failed before its connection was made: nothing reached the server."""
+    if isinstance(err, urllib3.exceptions.MaxRetryError):
+        err = err.reason or err
+    if isinstance(err, urllib3.exceptions.ProxyError):
+        return False  # the proxy was reached: the request may have gone on
+    # NewConnectionError (refused, no route to host) is a ConnectTimeoutError too.
+    return isinstance(err, (urllib3.exceptions.ConnectTimeoutError, ConnectionRefusedError))
 
 
 def _parse_event(line: bytes) -> dict | None:

@@ -391,4 +391,13 @@ def wait_for(  # noqa: PLR0917 - the positional order is the documented contract
         probe_interval=probe_interval,
         observe=observe,
     )
-    return wait.run(initial)
+    # The wait retries a request that found no server itself, until its own deadline (the client
+    # would otherwise spend up to CONNECT_RETRY_SECONDS on each request, past that deadline).
+    connect_retry = getattr(client, "connect_retry_seconds", None)
+    if connect_retry is not None:
+        client.connect_retry_seconds = 0
+    try:
+        return wait.run(initial)
+    finally:
+        if connect_retry is not None:
+            client.connect_retry_seconds = connect_retry

@@ -120,6 +120,86 @@ def test_connection_failure_is_status_zero():
     assert "cannot reach the Kubernetes API server" in caught.value.msg
 
 
+class ScriptedTransport(FakeTransport):
+    """Raises each of ``failures`` in turn for non-discovery requests, then answers ``answer``."""
+
+    def __init__(self, failures, answer):
+        super().__init__(answer)
+        self.failures = list(failures)
+
+    def request(self, method, path, query=None, **kwargs):
+        if not (method == "GET" and path in DISCOVERY) and self.failures:
+            self.calls.append((method, path, dict(query or []), kwargs))
+            raise self.failures.pop(0)
+        return super().request(method, path, query, **kwargs)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def refused():
+    message = "Failed to establish a new connection: [Errno 111] Connection refused"
+    reason = urllib3.exceptions.NewConnectionError(None, message)
+    return urllib3.exceptions.MaxRetryError(None, "/api/v1/namespaces/default/configmaps", reason)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(_client.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(_client.time, "sleep", fake.sleep)
+    return fake
+
+
+def test_a_refused_connection_is_tried_again_until_the_server_answers(clock):
+    # A write too: a connection that was never made carried nothing, so sending again is safe.
+    transport = ScriptedTransport([refused(), refused(), refused()], {"kind": "ConfigMap", "metadata": {"name": "x"}})
+    created = client_with(transport).create("v1", "ConfigMap", {"metadata": {"name": "x"}}, "default")
+    assert created["metadata"]["name"] == "x"
+    assert [call[0] for call in transport.calls] == ["POST"] * 4
+    assert clock.sleeps == [0.25, 0.5, 1.0]
+
+
+def test_a_server_that_stays_unreachable_fails_after_the_retry_time(clock):
+    transport = ScriptedTransport([refused()] * 100, {})
+    with pytest.raises(ApiError) as caught:
+        client_with(transport).get("v1", "ConfigMap", "x", "default")
+    assert caught.value.status == 0
+    assert "cannot reach the Kubernetes API server for 30 s: " in caught.value.msg
+    assert "Connection refused" in caught.value.msg
+    assert 28 <= sum(clock.sleeps) <= 30
+    assert max(clock.sleeps) == 2.0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib3.exceptions.ReadTimeoutError(None, "/api", "read timed out"),
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")),
+        urllib3.exceptions.MaxRetryError(None, "/api", urllib3.exceptions.ProxyError("proxy", OSError("down"))),
+        ConnectionResetError(104, "Connection reset by peer"),
+    ],
+    ids=["read-timeout", "reset-after-send", "proxy", "reset"],
+)
+def test_a_request_that_may_have_been_sent_is_not_sent_again(clock, error):
+    transport = ScriptedTransport([error], {})
+    with pytest.raises(ApiError) as caught:
+        client_with(transport).create("v1", "ConfigMap", {"metadata": {"name": "x"}}, "default")
+    assert caught.value.status == 0
+    assert len(transport.calls) == 1
+    assert clock.sleeps == []
+
+
 def test_unknown_kind_says_which_one():
     client = client_with(FakeTransport({}))
     with pytest.raises(ServerlessError, match=r"does not serve Task in v1: is the CRD installed\?"):

@@ -397,3 +397,25 @@ def test_a_false_pending_at_the_deadline_is_the_answer_not_a_timeout(clock):
     client.watch_script = [[event("MODIFIED", ksvc("11", 2, 2, "False", "RevisionFailed", "exit code 1"))]]
     with pytest.raises(WaitFailed):
         windowed(client, clock, settle=30, timeout=5, initial=ksvc("10", 2, 1, "Unknown"))
+
+
+def test_during_a_wait_the_client_does_not_retry_connects_itself(clock):
+    # The wait retries a refused connect until its own deadline; the client's 30 s of retries per
+    # request would carry a wait past it. The client's setting is back once the wait is over.
+    client = FakeKubeClient()
+    client.connect_retry_seconds = 30.0
+    seen = []
+    client.watch_script = [
+        api_error(0, "ConnectionFailed", "connection refused"),
+        [event("MODIFIED", ksvc("11", 2, 2, "True"))],
+    ]
+    real_watch = client.watch
+
+    def watch(*args, **kwargs):
+        seen.append(client.connect_retry_seconds)
+        return real_watch(*args, **kwargs)
+
+    client.watch = watch
+    assert wait(client, clock, initial=ksvc("10", 2, 1, "Unknown"))["metadata"]["resourceVersion"] == "11"
+    assert seen == [0, 0]
+    assert client.connect_retry_seconds == 30.0
