@@ -70,9 +70,11 @@ SEED = int(os.environ.get("FAULTS_SEED") or date.today().toordinal())
 PER_KIND = int(os.environ.get("FAULTS_WAITS", "50"))
 DEMOS = int(os.environ.get("FAULTS_DEMO", "1" if FULL else "0"))
 WRITE_DOCS = bool(os.environ.get("FAULTS_WRITE_DOCS"))
-WORKERS = 6  # concurrent module runs at most (a 2-core machine)
-# One injection: (builds, rollouts, deletes) waits; pushers x pushes for the hub.
-BATCH = (2, 2, 2) if FULL else (2, 1, 1)
+# One injection: (builds, rollouts, deletes) waits; pushers x pushes for the hub. The full run puts
+# 12 waits in each injection (5 injections per kind for 50 waits; about 2 minutes each, most of it
+# the cluster settling), all running at once so that each meets the fault at its own moment.
+BATCH = (4, 4, 4) if FULL else (2, 1, 1)
+WORKERS = sum(BATCH)  # concurrent module runs: every wait of a batch
 PUSHERS, PUSHES = (6, 3) if FULL else (2, 2)
 KINDS = ("kube-apiserver", "etcd", "controllers", "kubelet", "hub", "proxy")
 
