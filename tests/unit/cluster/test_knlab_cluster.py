@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -219,3 +221,18 @@ def test_restart_stops_one_component_and_starts_it_again(tmp_path: Path, monkeyp
                 os.kill(pid, 9)
         holder.kill()
         holder.wait()
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `knlab-cluster status | head -1`: the reader is gone before the output is flushed.
+    env = {**os.environ, "KNLAB_CLUSTER_STATE": str(tmp_path / "state"), "KNLAB_CLUSTER_CACHE": str(tmp_path / "cache")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from knlab_cluster.cli import main; sys.exit(main(['status']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    child.stdout.close()  # before the child (a new Python) has written anything
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
