@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import configs
+from . import configs, s3
 from .pki import ensure_pki, kubeconfig
 from .settings import (
     API_PORT,
@@ -154,6 +154,8 @@ class Node:
         for directory in (self.paths.pids, self.paths.logs, self.paths.config):
             directory.mkdir(parents=True, exist_ok=True)
         ensure_pki(self.paths.pki)
+        s3.ensure_credentials(self.paths)
+        s3.ensure_bucket(self.paths)
         self.record_sysctls()
         self.write_configs()
         self.create_netns()
@@ -192,6 +194,7 @@ class Node:
                 ready=[*curl_ready, f"http://{NODE_IP}:5000/v2/"],
                 env={"OTEL_TRACES_EXPORTER": "none"},
             ),
+            Component(s3.S3, s3.argv(self.paths, b), ready=s3.READY, env=s3.environment(self.paths)),
             Component(
                 "etcd",
                 [
