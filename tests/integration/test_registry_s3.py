@@ -42,10 +42,16 @@ PLAY = """
     - role: knlab.serverless.registry
 """
 
-pytestmark = pytest.mark.skipif(
-    not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
-    reason="the sandbox's hub needs docker-registry (apt-get install docker-registry)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
+        reason="the sandbox's hub needs docker-registry (apt-get install docker-registry)",
+    ),
+    pytest.mark.skipif(
+        not (os.environ.get("KNLAB_VERSITYGW") or shutil.which("go")),
+        reason="the S3 server is built from cluster/go/versitygw: it needs Go (or $KNLAB_VERSITYGW)",
+    ),
+]
 
 
 class Sandbox:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +17,17 @@ import pytest
 from image_push import Pusher, layer
 from knlab_sandbox import cli, s3_server
 from knlab_sandbox.registry_process import start_registry
+
+pytestmark = [
+    pytest.mark.skipif(
+        not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
+        reason="the hub process needs docker-registry (apt-get install docker-registry)",
+    ),
+    pytest.mark.skipif(
+        not (os.environ.get("KNLAB_VERSITYGW") or shutil.which("go")),
+        reason="the S3 server is built from cluster/go/versitygw: it needs Go (or $KNLAB_VERSITYGW)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
