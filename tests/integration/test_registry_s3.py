@@ -9,7 +9,9 @@ keys from a Secret. Then:
 2. a second run changes nothing (and keeps the HTTP secret);
 3. an image pushed through the gateway lands in the bucket's directory as files;
 4. a run with more replicas and an autoscaling target makes a new revision (a new hub process
-   with an empty filesystem), which serves the same image, byte for byte.
+   with an empty filesystem), which serves the same image, byte for byte;
+5. the `absent` entry point removes the hub and the HTTP secret's Secret, not the user's key
+   Secret, and the images stay in the bucket.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ PLAY = """
   gather_facts: false
   roles:
     - role: knlab.serverless.registry
+"""
+ABSENT_PLAY = """
+- name: No hub
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Remove the hub
+      ansible.builtin.include_role:
+        name: knlab.serverless.registry
+        tasks_from: absent
 """
 
 pytestmark = [
@@ -72,7 +85,7 @@ class Sandbox:
         argv = ["kubectl", "--kubeconfig", self.info["kubeconfig"], *args]
         return subprocess.run(argv, check=True, input=stdin, capture_output=True, text=True, timeout=60).stdout
 
-    def run(self, **extra: object) -> tuple[int, str]:
+    def run(self, playbook: Path | None = None, **extra: object) -> tuple[int, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
         env.update(
             ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
@@ -81,7 +94,7 @@ class Sandbox:
             ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
             K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
         )
-        argv = [str(BIN / "ansible-playbook"), str(self.playbook), "-e", json.dumps(extra)]
+        argv = [str(BIN / "ansible-playbook"), str(playbook or self.playbook), "-e", json.dumps(extra)]
         done = subprocess.run(
             argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240
         )
@@ -193,6 +206,18 @@ def test_the_hub_keeps_its_images_in_the_bucket_across_revisions(sandbox: Sandbo
     assert annotations["autoscaling.knative.dev/target"] == "10"
     assert annotations["autoscaling.knative.dev/metric"] == "concurrency"
     asyncio.run(pull(gateway, host, pushed))
+
+    # 5. Gone: the hub and the role's Secret; the user's Secret and the images stay.
+    absent = sandbox.playbook.with_name("absent.yml")
+    absent.write_text(ABSENT_PLAY)
+    code, output = sandbox.run(absent)
+    assert code == 0, output[-3000:]
+    assert recap_changed(output) >= 2
+    secrets = sandbox.kubectl("get", "secrets", "-o", "name").split()
+    assert "secret/hub-s3" in secrets and "secret/hub-http-secret" not in secrets
+    assert {digest.split(":", 1)[1] for digest in pushed.blob_digests} <= {
+        p.parent.name for p in blobs.glob("*/*/data")
+    }
 
 
 def test_bad_s3_settings_are_refused_before_any_request(sandbox: Sandbox) -> None:
