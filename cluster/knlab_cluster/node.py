@@ -145,6 +145,8 @@ class Node:
     def up(self) -> None:
         _require_root()
         _require_cgroup_v1()
+        if self.build and "versitygw" not in self.build.get("binaries", {}):
+            raise SystemExit("the last build has no versitygw (the S3 server, added since): run knlab-cluster build")
         if self.pid(HOLDER) is not None and all(self.pid(c.name) for c in self.components()):
             log("the node is already running")
             return

@@ -308,3 +308,17 @@ def test_a_tool_built_before_is_reused_without_go(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(build, "run", no_go)
     assert build.tool_binary("versitygw", cache=tmp_path) == out / "versitygw"
+
+
+def test_up_with_a_build_from_before_the_s3_server_says_to_build_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knlab_cluster import node as node_mod
+    from knlab_cluster.node import Node
+
+    monkeypatch.setattr(node_mod, "_require_root", lambda: None)
+    monkeypatch.setattr(node_mod, "_require_cgroup_v1", lambda: None)
+    node = Node(_paths(tmp_path), {"binaries": {"registry": "/bin/registry"}})
+    with pytest.raises(SystemExit, match=r"no versitygw .*run knlab-cluster build"):
+        node.up()
+    assert not (tmp_path / "state").exists()  # refused before anything was made
