@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .processes import free_port, log_tail, record_name, stop_recorded
+from .processes import _same_executable, free_port, log_tail, record_name, stop_recorded
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 17070
@@ -92,8 +92,12 @@ def info(state_dir: Path) -> dict | None:
         data = json.loads((s3_dir(state_dir) / "endpoint.json").read_text())
     except (OSError, ValueError):
         return None
-    record = s3_dir(state_dir) / "pids" / f"{record_name(KEY)}.json"
-    if not record.exists() or not _answers(int(data["port"])):
+    try:
+        record = json.loads((s3_dir(state_dir) / "pids" / f"{record_name(KEY)}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    # Ours only while /proc shows the recorded executable (a recycled pid is not) and it answers.
+    if not _same_executable(int(record["pid"]), record["executable"]) or not _answers(int(data["port"])):
         return None
     return data
 
