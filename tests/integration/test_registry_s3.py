@@ -235,3 +235,18 @@ def test_bad_s3_settings_are_refused_before_any_request(sandbox: Sandbox) -> Non
         assert message in " ".join(output.split())
         assert "Traceback" not in output
         assert (sandbox.state_dir / "requests.log").read_text().count("\n") == seen
+
+
+def test_a_default_hub_is_the_hub_it_always_was(sandbox: Sandbox) -> None:
+    """The new options unset: no Secret, one replica, the same env and annotations as before them,
+    so an existing hub gets no new revision."""
+    code, output = sandbox.run()
+    assert code == 0, output[-3000:]
+    template = sandbox.hub()["spec"]["template"]
+    assert template["metadata"]["annotations"] == {
+        "autoscaling.knative.dev/min-scale": "1",
+        "autoscaling.knative.dev/max-scale": "1",
+    }
+    assert template["spec"]["containers"][0]["env"] == [{"name": "REGISTRY_STORAGE_DELETE_ENABLED", "value": "true"}]
+    assert not template["spec"].get("volumes")
+    assert "hub-http-secret" not in sandbox.kubectl("get", "secrets", "-o", "name")
