@@ -91,9 +91,11 @@ def test_up_is_idempotent_keeps_its_keys_private_and_down_stops_it(tmp_path, cap
     assert "1 process it had left running" in capsys.readouterr().out
     assert cli.main(["s3", "info", "--state-dir", state]) == cli.EXIT_NOT_RUNNING
     # The data and the keys stay for the next up.
-    assert cli.main(["s3", "up", "--state-dir", state, "--port", "0", "--bucket", "images"]) == 0
-    again = json.loads(capsys.readouterr().out)
-    s3_server.stop(tmp_path)
+    try:
+        assert cli.main(["s3", "up", "--state-dir", state, "--port", "0", "--bucket", "images"]) == 0
+        again = json.loads(capsys.readouterr().out)
+    finally:
+        s3_server.stop(tmp_path)
     assert (again["access_key"], again["secret_key"]) == (first["access_key"], first["secret_key"])
 
 
