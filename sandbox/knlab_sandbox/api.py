@@ -21,6 +21,7 @@ import yaml
 from aiohttp import web
 
 from . import __version__, kinds, protobuf
+from .auth import ADMIN, TokenAuthority, UserInfo, service_account_user
 from .errors import ApiStatusError, bad_request, internal_error, method_not_allowed, unauthorized
 from .faults import Faults
 from .kinds import ResourceType
@@ -29,7 +30,6 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-ADMIN_USER = "kubernetes-admin"
 KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0+knlab.sandbox"}
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",
@@ -41,20 +41,39 @@ OPEN_PATHS = ("/healthz", "/readyz", "/livez")
 JSON = "application/json"
 
 
-def acting_user(request: web.Request) -> str:
-    """Who the request acts as: the token's user (the admin), or whom the admin impersonates.
+USER = web.RequestKey("user", UserInfo)
 
-    The admin may impersonate anyone (kubectl --as/--as-group send Impersonate-User/-Group); the
-    sandbox has no RBAC, so groups and extras change nothing beyond being accepted. As kube-apiserver's
-    impersonation filter, groups or extras without a user are refused.
+
+def requester(request: web.Request) -> UserInfo:
+    """The authenticated user (set by the auth middleware; the admin for requests made in-process)."""
+    return request.get(USER) or ADMIN
+
+
+def acting_user(request: web.Request) -> str:
+    """Who the request acts as: the token's user, or whom the admin impersonates.
+
+    The admin may impersonate anyone (kubectl --as/--as-group send Impersonate-User/-Group); groups
+    and extras change nothing beyond being accepted. Any other user may not impersonate (403). As
+    kube-apiserver's impersonation filter, groups or extras without a user are refused.
     """
-    user = request.headers.get("Impersonate-User", "")
-    if user:
-        return user
+    user = requester(request)
+    impersonated = request.headers.get("Impersonate-User", "")
     others = [h for h in request.headers if h.lower().startswith("impersonate-")]
+    if others and not user.is_admin:
+        target = impersonated or request.headers.get("Impersonate-Group", "")
+        resource = "users" if impersonated else "groups"
+        raise ApiStatusError(
+            403,
+            "Forbidden",
+            f'{resource} "{target}" is forbidden: User "{user.name}" cannot impersonate resource "{resource}" '
+            'in API group "" at the cluster scope',
+            {"name": target, "kind": resource},
+        )
+    if impersonated:
+        return impersonated
     if others:
         raise internal_error(f"requested {sorted(set(others))} without impersonating a user")
-    return ADMIN_USER
+    return user.name
 
 
 def status_response(error: ApiStatusError) -> web.Response:
@@ -330,10 +349,14 @@ async def _client_gone(request: web.Request) -> None:
 
 
 class ApiServer:
-    def __init__(self, api: ResourceAPI, settings: Settings, token: str, faults: Faults):
+    def __init__(
+        self, api: ResourceAPI, settings: Settings, token: str, faults: Faults, tokens: TokenAuthority | None = None
+    ):
         self.api = api
         self.settings = settings
         self.token = token
+        self.tokens = tokens
+        self._rt_service_account = kinds.lookup("v1", "ServiceAccount")
         self.faults = faults
         self._openapi_v3_cache: dict[str, bytes] = {}
         self._watches: set[asyncio.Task] = set()
@@ -366,11 +389,33 @@ class ApiServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
-            header = request.headers.get("Authorization", "")
-            scheme, _, presented = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip(), self.token):
+            user = self.authenticate(request.headers.get("Authorization", ""))
+            if user is None:
                 return status_response(unauthorized())
+            request[USER] = user
+            try:
+                acting_user(request)  # the impersonation filter runs on every request, not only on writes
+            except ApiStatusError as error:
+                return status_response(error)
         return await handler(request)
+
+    def authenticate(self, header: str) -> UserInfo | None:
+        """The admin for the kubeconfig's token; a ServiceAccount for a token issued to it while it exists."""
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            return None
+        if hmac.compare_digest(presented, self.token):
+            return ADMIN
+        verified = self.tokens.verify(presented) if self.tokens is not None else None
+        if verified is None:
+            return None
+        namespace, name, uid = verified
+        account = self.api.get_nowait(self._rt_service_account, name, namespace=namespace)
+        metadata = (account or {}).get("metadata") or {}
+        if account is None or metadata.get("uid") != uid or metadata.get("deletionTimestamp"):
+            return None  # deleted (or deleted and made again): the token went with it
+        return service_account_user(namespace, name, uid)
 
     @web.middleware
     async def _error_middleware(
