@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import __version__, kinds, protobuf
+from . import __version__, kinds, protobuf, rbac
 from .auth import ADMIN, TokenAuthority, UserInfo, service_account_user
 from .errors import ApiStatusError, bad_request, internal_error, method_not_allowed, unauthorized
 from .faults import Faults
@@ -50,30 +50,8 @@ def requester(request: web.Request) -> UserInfo:
 
 
 def acting_user(request: web.Request) -> str:
-    """Who the request acts as: the token's user, or whom the admin impersonates.
-
-    The admin may impersonate anyone (kubectl --as/--as-group send Impersonate-User/-Group); groups
-    and extras change nothing beyond being accepted. Any other user may not impersonate (403). As
-    kube-apiserver's impersonation filter, groups or extras without a user are refused.
-    """
-    user = requester(request)
-    impersonated = request.headers.get("Impersonate-User", "")
-    others = [h for h in request.headers if h.lower().startswith("impersonate-")]
-    if others and not user.is_admin:
-        target = impersonated or request.headers.get("Impersonate-Group", "")
-        resource = "users" if impersonated else "groups"
-        raise ApiStatusError(
-            403,
-            "Forbidden",
-            f'{resource} "{target}" is forbidden: User "{user.name}" cannot impersonate resource "{resource}" '
-            'in API group "" at the cluster scope',
-            {"name": target, "kind": resource},
-        )
-    if impersonated:
-        return impersonated
-    if others:
-        raise internal_error(f"requested {sorted(set(others))} without impersonating a user")
-    return user.name
+    """Who the request acts as: the token's user, or whom it impersonates (resolved by the auth middleware)."""
+    return requester(request).name
 
 
 def status_response(error: ApiStatusError) -> web.Response:
@@ -357,6 +335,7 @@ class ApiServer:
         self.token = token
         self.tokens = tokens
         self._rt_service_account = kinds.lookup("v1", "ServiceAccount")
+        self.authorizer = rbac.Authorizer(api.store)
         self.faults = faults
         self._openapi_v3_cache: dict[str, bytes] = {}
         self._watches: set[asyncio.Task] = set()
@@ -392,12 +371,80 @@ class ApiServer:
             user = self.authenticate(request.headers.get("Authorization", ""))
             if user is None:
                 return status_response(unauthorized())
-            request[USER] = user
             try:
-                acting_user(request)  # the impersonation filter runs on every request, not only on writes
+                request[USER] = self._impersonated(request, user)
+                self._authorize_path(request)
             except ApiStatusError as error:
                 return status_response(error)
         return await handler(request)
+
+    def _impersonated(self, request: web.Request, user: UserInfo) -> UserInfo:
+        """The user the request acts as: kube-apiserver's impersonation filter.
+
+        ``Impersonate-User`` (with any ``Impersonate-Group``) replaces the requester when it may
+        impersonate: the admin always, anyone else with RBAC's ``impersonate`` verb on ``users`` (or
+        on the ``serviceaccounts`` of a ServiceAccount's name) and on ``groups``. Groups or extras
+        without a user are refused (500, as that filter answers).
+        """
+        others = [h for h in request.headers if h.lower().startswith("impersonate-")]
+        if not others:
+            return user
+        name = request.headers.get("Impersonate-User", "")
+        if not name:
+            raise internal_error(f"requested {sorted(set(others))} without impersonating a user")
+        groups = request.headers.getall("Impersonate-Group", [])
+        account = UserInfo(name).service_account
+        if not user.is_admin:
+            checks = [
+                rbac.Attributes("impersonate", account[0], "", "serviceaccounts", name=account[1])
+                if account
+                else rbac.Attributes("impersonate", resource="users", name=name)
+            ]
+            checks += [rbac.Attributes("impersonate", resource="groups", name=group) for group in groups]
+            for attrs in checks:
+                allowed, reason = self.authorizer.authorize(user, attrs)
+                if not allowed:
+                    raise rbac.forbidden(user, attrs, reason)
+        if account:
+            groups = [*groups, "system:serviceaccounts", f"system:serviceaccounts:{account[0]}"]
+        if name != "system:anonymous":
+            groups = [*groups, "system:authenticated"]
+        return UserInfo(name, tuple(dict.fromkeys(groups)))
+
+    def _authorize_path(self, request: web.Request) -> None:
+        """RBAC for what is not a resource (discovery, /version, /openapi); resources: `_authorize`."""
+        user = requester(request)
+        parts = [p for p in request.path.split("/") if p]
+        is_resource = (parts[:1] == ["api"] and len(parts) >= 3) or (parts[:1] == ["apis"] and len(parts) >= 4)
+        if user.is_admin or is_resource:
+            return
+        attrs = rbac.Attributes(request.method.lower(), path=request.path)
+        allowed, reason = self.authorizer.authorize(user, attrs)
+        if not allowed:
+            raise rbac.forbidden(user, attrs, reason)
+
+    def _authorize(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, name: str | None, sub: str | None
+    ) -> None:
+        user = requester(request)
+        if user.is_admin:
+            return
+        method = request.method
+        if method == "GET":
+            verb = "get" if name else ("watch" if _truthy(request.query.get("watch")) else "list")
+        elif method == "DELETE":
+            verb = "delete" if name else "deletecollection"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+        if not name and verb in ("list", "watch"):
+            # As RequestInfo: a list or watch of one name (metadata.name=) is for that name.
+            selector = request.query.get("fieldSelector", "")
+            if selector.startswith("metadata.name=") and "," not in selector:
+                name = selector.removeprefix("metadata.name=")
+        attrs = rbac.Attributes(verb, namespace or "", rt.group, rt.plural, sub or "", name or "")
+        allowed, reason = self.authorizer.authorize(user, attrs)
+        if not allowed:
+            raise rbac.forbidden(user, attrs, reason)
 
     def authenticate(self, header: str) -> UserInfo | None:
         """The admin for the kubeconfig's token; a ServiceAccount for a token issued to it while it exists."""
@@ -533,6 +580,7 @@ class ApiServer:
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
         rt, namespace, name, sub = self._route(request)
+        self._authorize(request, rt, namespace, name, sub)
         method = request.method
         if name is None:
             if method == "GET":

@@ -46,7 +46,7 @@ from .store import Store
 log = logging.getLogger("knlab_sandbox")
 
 # Admission plug-ins: importing them registers their hooks; a module's SEED_OBJECTS are created at start.
-ADMISSION_MODULES = ("knative_admission", "tekton_admission")
+ADMISSION_MODULES = ("knative_admission", "tekton_admission", "rbac")
 # Controllers: (module, class), each built as cls(api, settings, runtime, gateway) and run as a task.
 CONTROLLERS = (("knative", "KnativeController"), ("tekton", "TektonController"))
 CONTROLLER_RESTART_DELAY = 1.0
