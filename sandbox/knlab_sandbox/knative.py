@@ -1093,19 +1093,27 @@ class KnativeController:
             self._enqueue_routes(namespace)
             return
         account_name = serviceaccounts.account_name(revision["spec"])
-        if await self._get(self.rt_service_account, account_name, namespace) is None:
+        delay = PULL_BACKOFF_INITIAL
+        while await self._get(self.rt_service_account, account_name, namespace) is None:
             # The ServiceAccount admission plug-in refuses the pod; the ReplicaSet reports FailedCreate
-            # and Knative copies it into ResourcesAvailable. No pod, no process.
-            prefix = run.pod_name.rsplit("-", 1)[0] + "-"
-            message = serviceaccounts.missing_account_message(prefix, namespace, account_name)
-            self._fail(run, "FailedCreate", message, "ResourcesAvailable")
-            if survivor is not None:
-                with contextlib.suppress(ApiStatusError):
-                    await self.api.delete(self.rt_pod, run.pod_name, namespace=namespace)
-            log.info("revision %s/%s failed: %s: %s", namespace, name, run.failure_reason, run.failure_message)
+            # (Knative copies it into ResourcesAvailable) and tries again with back-off. No pod meanwhile.
+            if not run.failed:
+                prefix = run.pod_name.rsplit("-", 1)[0] + "-"
+                message = serviceaccounts.missing_account_message(prefix, namespace, account_name)
+                self._fail(run, "FailedCreate", message, "ResourcesAvailable")
+                if survivor is not None:
+                    with contextlib.suppress(ApiStatusError):
+                        await self.api.delete(self.rt_pod, run.pod_name, namespace=namespace)
+                    survivor = None
+                log.info("revision %s/%s waits: %s: %s", namespace, name, run.failure_reason, run.failure_message)
+                self.queue.add(("Revision", namespace, name))
+                self._enqueue_routes(namespace)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, PULL_BACKOFF_MAX)
+        if run.failed:  # the account exists now: the ReplicaSet's next try makes the pod
+            run.failure_reason = run.failure_message = ""
+            run.failure_condition = "ContainerHealthy"
             self.queue.add(("Revision", namespace, name))
-            self._enqueue_routes(namespace)
-            return
         if survivor is not None:
             run.token_volume = serviceaccounts.token_volume_name(survivor.get("spec") or {}) or ""
         pod = await self._restart_pod(survivor, run) if survivor else await self._create_pod(revision, run)

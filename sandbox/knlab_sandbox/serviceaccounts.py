@@ -3,7 +3,7 @@
 - The pod's ServiceAccount (``serviceAccountName``, default ``default``) must exist, or the pod is
   not created: ``pods "<generateName>" is forbidden: error looking up service account <ns>/<name>:
   serviceaccount "<name>" not found`` (the ReplicaSet's ``FailedCreate``; Knative copies it into the
-  Revision's ``ResourcesAvailable``).
+  Revision's ``ResourcesAvailable``) until the account exists; the ReplicaSet keeps trying.
 - Unless ``automountServiceAccountToken`` is false (the pod's setting wins over the ServiceAccount's),
   the pod gets a projected volume ``kube-api-access-<5 chars>`` mounted read-only at
   ``/var/run/secrets/kubernetes.io/serviceaccount`` in every container, holding ``token``,

@@ -100,7 +100,7 @@ async def test_automount_false_mounts_no_token_but_keeps_the_service_variables(c
     assert files["token"] is False
 
 
-async def test_a_missing_service_account_fails_the_revision_as_the_replicaset_reports_it(cluster):
+async def test_a_missing_service_account_fails_the_revision_until_it_exists_as_the_replicaset_reports_it(cluster):
     await cluster.create(SERVICES, probe_service("orphan", serviceAccountName="nobody"))
     await cluster.wait_ready("orphan", status="False")
     _, revision = await cluster.api("GET", "/apis/serving.knative.dev/v1/namespaces/default/revisions/orphan-00001")
@@ -115,3 +115,9 @@ async def test_a_missing_service_account_fails_the_revision_as_the_replicaset_re
         "GET", "/api/v1/namespaces/default/pods?labelSelector=serving.knative.dev/revision=orphan-00001"
     )
     assert pods["items"] == []
+
+    # As the ReplicaSet keeps trying, the Revision comes up once the account exists.
+    await cluster.create(ACCOUNTS, {"metadata": {"name": "nobody"}})
+    await cluster.wait_ready("orphan")
+    _, files = await cluster.through_gateway("orphan.default.svc.cluster.local", "/files")
+    assert files["token"] is True
