@@ -356,6 +356,7 @@ class ApiServer:
         r.add_get("/apis", self._api_groups)
         r.add_get("/apis/{group}", self._api_group)
         r.add_get("/apis/{group}/{version}", self._group_resources)
+        r.add_route("*", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._access_review)
         r.add_route("*", "/apis/{group}/{version}/{tail:.+}", self._resource)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/openapi/v3", self._openapi_v3_root)
@@ -610,6 +611,13 @@ class ApiServer:
         if method == "DELETE" and sub is None:
             return await self._delete(request, rt, namespace, name)
         raise method_not_allowed()
+
+    async def _access_review(self, request: web.Request) -> web.Response:
+        """``kubectl auth can-i``: what RBAC answers for the requester (the admin too); nothing is stored."""
+        if request.method != "POST":
+            raise method_not_allowed()
+        review = rbac.access_review(self.authorizer, requester(request), await self._body(request))
+        return _json(review, 201)
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()

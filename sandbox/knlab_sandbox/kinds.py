@@ -583,7 +583,7 @@ _BINDING_COLUMNS = (
     Column("Groups", "string", priority=1, value=_subjects("Group")),
     Column("ServiceAccounts", "string", priority=1, value=_subjects("ServiceAccount")),
 )
-BUILTIN_GROUPS = frozenset({"", "rbac.authorization.k8s.io"})
+BUILTIN_GROUPS = frozenset({"", "rbac.authorization.k8s.io", "authorization.k8s.io"})
 
 # --- the table ----------------------------------------------------------------------------------
 
@@ -921,6 +921,17 @@ ALL: tuple[ResourceType, ...] = (
             Column("CompletionTime", "date", ".status.completionTime"),
         ),
         schema=_resource("TaskRun", TASKRUN_SPEC),
+    ),
+    # Answered by api.py (rbac.access_review), never stored: `kubectl auth can-i`.
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        False,
+        verbs=("create",),
+        schema=_resource("SelfSubjectAccessReview", ANY),
     ),
     *(
         ResourceType(

@@ -93,6 +93,16 @@ POLICY_RULE = {
 }
 SUBJECT = {1: ("kind", "str"), 2: ("apiGroup", "str"), 3: ("name", "str"), 4: ("namespace", "str")}
 ROLE_REF = {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")}
+RESOURCE_ATTRIBUTES = {
+    1: ("namespace", "str"),
+    2: ("verb", "str"),
+    3: ("group", "str"),
+    4: ("version", "str"),
+    5: ("resource", "str"),
+    6: ("subresource", "str"),
+    7: ("name", "str"),
+}
+NON_RESOURCE = {1: ("path", "str"), 2: ("verb", "str")}
 KINDS: dict[str, dict] = {
     "ConfigMap": {
         1: ("metadata", OBJECT_META),
@@ -124,10 +134,20 @@ KINDS: dict[str, dict] = {
     "ClusterRole": {1: ("metadata", OBJECT_META), 2: ("rules", [POLICY_RULE])},
     "RoleBinding": {1: ("metadata", OBJECT_META), 2: ("subjects", [SUBJECT]), 3: ("roleRef", ROLE_REF)},
     "ClusterRoleBinding": {1: ("metadata", OBJECT_META), 2: ("subjects", [SUBJECT]), 3: ("roleRef", ROLE_REF)},
+    # k8s.io/api/authorization/v1 (kubectl auth can-i)
+    "SelfSubjectAccessReview": {
+        1: ("metadata", OBJECT_META),
+        2: ("spec", {1: ("resourceAttributes", RESOURCE_ATTRIBUTES), 2: ("nonResourceAttributes", NON_RESOURCE)}),
+    },
 }
 
 API_VERSIONS = {
-    kind: "rbac.authorization.k8s.io/v1" if kind.endswith(("Role", "RoleBinding")) else "v1" for kind in KINDS
+    kind: "rbac.authorization.k8s.io/v1"
+    if kind.endswith(("Role", "RoleBinding"))
+    else "authorization.k8s.io/v1"
+    if kind.endswith("AccessReview")
+    else "v1"
+    for kind in KINDS
 }
 
 

@@ -21,8 +21,9 @@ The authorizer follows kube-apiserver's RBAC authorizer:
   ``: RBAC: role.rbac.authorization.k8s.io "x" not found``.
 
 Seeded, as kube-apiserver reconciles them at start: ClusterRoles ``cluster-admin``, ``system:discovery``
-and ``system:public-info-viewer``, and their ClusterRoleBindings (``system:masters``;
-``system:authenticated``). Not done: the aggregation controller (``aggregationRule`` is stored, its
+and ``system:public-info-viewer``, and their ClusterRoleBindings (``system:masters`` and, as kubeadm
+adds it, ``kubeadm:cluster-admins``; ``system:authenticated``). `access_review` answers a
+SelfSubjectAccessReview (``kubectl auth can-i``) with the same authorizer, and the reason RBAC gives. Not done: the aggregation controller (``aggregationRule`` is stored, its
 ``rules`` are not filled), and the escalation check on writes of roles and bindings.
 """
 
@@ -142,20 +143,70 @@ class Authorizer:
                 yield binding, namespace
 
     def authorize(self, user: UserInfo, attrs: Attributes) -> tuple[bool, str]:
-        """(allowed, reason): the reason lists the roles that bindings of this user name but that are missing."""
+        """(allowed, reason): which binding allowed it, or the missing roles that bindings of this user name."""
         errors: list[str] = []
         for binding, namespace in self._bindings(attrs.namespace):
-            if not any(_subject_matches(s, user, namespace) for s in binding.get("subjects") or []):
+            subject = next((s for s in binding.get("subjects") or [] if _subject_matches(s, user, namespace)), None)
+            if subject is None:
                 continue
             rules, error = self._rules(binding.get("roleRef") or {}, namespace)
             if error:
                 errors.append(error)
                 continue
             if any(rule_allows(rule, attrs) for rule in rules):
-                return True, ""
+                return True, f"RBAC: allowed by {_describe(binding, subject, namespace)}"
         if not errors:
             return False, ""
         return False, "RBAC: " + (errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]")
+
+
+def _describe(binding: dict, subject: dict, namespace: str) -> str:
+    """As kube-apiserver's RBAC describes the binding that allowed a request (SubjectAccessReview reason)."""
+    ref = binding.get("roleRef") or {}
+    kind, name = subject.get("kind"), subject.get("name")
+    if kind == "ServiceAccount":
+        who = f'ServiceAccount "{name}/{subject.get("namespace") or namespace}"'
+    else:
+        who = f'{kind} "{name}"'
+    if namespace:
+        where = f'RoleBinding "{binding["metadata"]["name"]}/{namespace}"'
+    else:
+        where = f'ClusterRoleBinding "{binding["metadata"]["name"]}"'
+    return f'{where} of {ref.get("kind")} "{ref.get("name")}" to {who}'
+
+
+def access_review(authorizer: Authorizer, user: UserInfo, review: Any) -> dict:
+    """A SelfSubjectAccessReview answered for ``user`` (``kubectl auth can-i``); not stored."""
+    if not isinstance(review, dict) or not isinstance(review.get("spec"), dict):
+        raise ApiStatusError(400, "BadRequest", "the body of the request must be a SelfSubjectAccessReview")
+    spec = review["spec"]
+    resource, path = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+    if bool(resource) == bool(path):
+        kind = kinds.lookup("authorization.k8s.io/v1", "SelfSubjectAccessReview")
+        message = "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        raise invalid(kind, "", [("spec.resourceAttributes", message, "FieldValueRequired")])
+    if resource:
+        attrs = Attributes(
+            str(resource.get("verb", "")),
+            str(resource.get("namespace", "")),
+            str(resource.get("group", "")),
+            str(resource.get("resource", "")),
+            str(resource.get("subresource", "")),
+            str(resource.get("name", "")),
+        )
+    else:
+        attrs = Attributes(str(path.get("verb", "")), path=str(path.get("path", "")))
+    allowed, reason = authorizer.authorize(user, attrs)
+    status: dict[str, Any] = {"allowed": allowed}
+    if reason:
+        status["reason"] = reason
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }
 
 
 def forbidden(user: UserInfo, attrs: Attributes, reason: str = "") -> ApiStatusError:
@@ -342,6 +393,8 @@ SEED_OBJECTS = [
     _cluster_role("system:discovery", [{"nonResourceURLs": DISCOVERY_URLS, "verbs": ["get"]}]),
     _cluster_role("system:public-info-viewer", [{"nonResourceURLs": PUBLIC_INFO_URLS, "verbs": ["get"]}]),
     _cluster_binding("cluster-admin", ["system:masters"]),
+    {**_cluster_binding("kubeadm:cluster-admins", ["kubeadm:cluster-admins"]),
+     "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "cluster-admin"}},
     _cluster_binding("system:discovery", ["system:authenticated"]),
     _cluster_binding("system:public-info-viewer", ["system:authenticated", "system:unauthenticated"]),
 ]  # fmt: skip

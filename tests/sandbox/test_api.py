@@ -39,7 +39,12 @@ def test_discovery(sandbox: Sandbox) -> None:
     assert by_name["pods/log"]["verbs"] == ["get"]
     assert set(by_name["services/status"]["verbs"]) == {"get", "patch", "update"}
     _, _, groups = sandbox.request("GET", "/apis")
-    assert {g["name"] for g in groups["groups"]} == {"rbac.authorization.k8s.io", "serving.knative.dev", "tekton.dev"}
+    assert {g["name"] for g in groups["groups"]} == {
+        "authorization.k8s.io",
+        "rbac.authorization.k8s.io",
+        "serving.knative.dev",
+        "tekton.dev",
+    }
     _, _, serving = sandbox.request("GET", "/apis/serving.knative.dev/v1")
     ksvc = next(r for r in serving["resources"] if r["name"] == "services")
     assert ksvc["kind"] == "Service" and ksvc["singularName"] == "service"

@@ -236,6 +236,38 @@ async def test_kubectl_creates_and_shows_roles_and_bindings_and_impersonates_a_s
         cluster, as_account, "patch", "ksvc", "app", "--type=merge", "-p", '{"metadata":{"labels":{"x":"y"}}}'
     )
     assert code == 0, output
+    # kubectl auth can-i asks a SelfSubjectAccessReview, answered by the same authorizer.
+    code, output = await kubectl(cluster, as_account, "auth", "can-i", "patch", "ksvc/app")
+    assert (code, output.strip()) == (0, "yes"), output
+    code, output = await kubectl(cluster, as_account, "auth", "can-i", "patch", "ksvc/other")
+    assert (code, output.strip()) == (1, "no"), output
+    code, output = await kubectl(cluster, "auth", "can-i", "delete", "ksvc/app")
+    assert (code, output.strip()) == (0, "yes"), output
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {
+                "namespace": "default",
+                "verb": "patch",
+                "group": "serving.knative.dev",
+                "resource": "services",
+                "name": "app",
+            }
+        },
+    }
+    token = TokenAuthority(cluster.server.settings.pki_dir / SIGNING_KEY).issue(
+        "default", "deployer", (await cluster.api("GET", f"{ACCOUNTS}/deployer"))[1]["metadata"]["uid"]
+    )
+    status, answered = await cluster.api(
+        "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review, token=token
+    )
+    assert status == 201
+    assert answered["status"] == {
+        "allowed": True,
+        "reason": 'RBAC: allowed by RoleBinding "deployer/default" of Role "deployer" '
+        'to ServiceAccount "deployer/default"',
+    }
     code, output = await kubectl(cluster, as_account, "delete", "ksvc", "app")
     assert code != 0
     assert (
