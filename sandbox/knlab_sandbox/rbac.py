@@ -23,8 +23,9 @@ The authorizer follows kube-apiserver's RBAC authorizer:
 Seeded, as kube-apiserver reconciles them at start: ClusterRoles ``cluster-admin``, ``system:discovery``
 and ``system:public-info-viewer``, and their ClusterRoleBindings (``system:masters`` and, as kubeadm
 adds it, ``kubeadm:cluster-admins``; ``system:authenticated``). `access_review` answers a
-SelfSubjectAccessReview (``kubectl auth can-i``) with the same authorizer, and the reason RBAC gives. Not done: the aggregation controller (``aggregationRule`` is stored, its
-``rules`` are not filled), and the escalation check on writes of roles and bindings.
+SelfSubjectAccessReview (``kubectl auth can-i``) with the same authorizer, and the reason RBAC gives.
+Not done: the aggregation controller (``aggregationRule`` is stored, its ``rules`` are not filled),
+and the escalation check on writes of roles and bindings.
 """
 
 from __future__ import annotations
