@@ -20,7 +20,8 @@ description:
 options:
   _input:
     description:
-      - The role's variables, C(registry_name) to C(registry_pull_host_override), by name, and
+      - The role's variables, C(registry_name) to C(registry_pull_host_override) and
+        C(registry_notifications_secret), by name, and
         C(_registry_owned_labels) (the labels the role sets itself, from its C(vars/main.yml)).
     type: dict
     required: true
@@ -110,6 +111,8 @@ _SCALE_ANNOTATIONS = (
     "autoscaling.knative.dev/maxScale",
 )
 _ANNOTATIONS_MAX = 262144
+# The variable the hub reads its notification endpoints from (a YAML list, distribution 2.8 and 3).
+_NOTIFICATIONS_ENV = "REGISTRY_NOTIFICATIONS_ENDPOINTS"
 
 _DNS1035_LABEL = (
     'a DNS-1035 label (at most 63 lowercase letters, digits and "-", starting with a letter and ending with a'
@@ -206,6 +209,20 @@ def _env(v: dict) -> str:
         return (
             f'registry_env must not set REGISTRY_HTTP_ADDR to anything but "{address}", got'
             f" {got(value['REGISTRY_HTTP_ADDR'])}: set registry_port instead, the port Knative sends requests to"
+        )
+    return ""
+
+
+def _notifications(v: dict) -> str:
+    """registry_notifications_secret: a Secret name or empty; the env variable it sets is then the role's."""
+    problem = _text(v, "registry_notifications_secret", _RE_DNS1123_SUBDOMAIN, _DNS1123_SUBDOMAIN, empty=True)
+    if problem or not v.get("registry_notifications_secret"):
+        return problem
+    env = v.get("registry_env")
+    if is_mapping(env) and any(str(key).upper() == _NOTIFICATIONS_ENV for key in env):
+        return (
+            f"registry_env must not set {_NOTIFICATIONS_ENV} together with registry_notifications_secret:"
+            " the role sets it from that Secret"
         )
     return ""
 
@@ -312,6 +329,8 @@ def registry_input_problems(variables: dict) -> list[str]:
         _text(v, "registry_auth_realm", _RE_REALM, _REALM, longest=256),
         _text(v, "registry_push_host_override", _RE_HOST_PORT, _HOST_PORT, empty=True),
         _text(v, "registry_pull_host_override", _RE_HOST_PORT, _HOST_PORT, empty=True),
+        # Not passed by callers older than the option: absent means "".
+        _notifications({**v, "registry_notifications_secret": v.get("registry_notifications_secret", "")}),
     ]
     return [problem for problem in problems if problem]
 
