@@ -480,13 +480,15 @@ def start_registry(
     host: str = "127.0.0.1",
     tls: TlsFiles | None = None,
     notifications: Sequence[Mapping] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RegistryServer]:
     """Run ``docker-registry`` with config, storage and log under ``directory``; stop it on exit.
 
     ``auth=(user, password)`` turns on htpasswd basic auth; :meth:`RegistryServer.request` then
     sends those credentials unless told not to. ``tls`` (see :func:`make_tls_files`) makes it serve HTTPS;
     the helper's own requests then trust ``tls.ca``. ``notifications`` is the config's
-    ``notifications.endpoints`` list (the registry then POSTs its events there).
+    ``notifications.endpoints`` list (the registry then POSTs its events there); ``env`` adds
+    variables (``REGISTRY_*`` overrides of the config among them) after the caller's are dropped.
     """
     directory = Path(directory)
     storage = directory / "storage"
@@ -516,7 +518,10 @@ def start_registry(
             stderr=subprocess.STDOUT,
             cwd=directory,
             # REGISTRY_* variables override the config file; the caller's must not leak in.
-            env={name: value for name, value in os.environ.items() if not name.upper().startswith("REGISTRY_")},
+            env={
+                **{name: value for name, value in os.environ.items() if not name.upper().startswith("REGISTRY_")},
+                **(env or {}),
+            },
         )
     server = RegistryServer(host, port, directory, process, log_path, auth, realm, ssl_context)
     try:

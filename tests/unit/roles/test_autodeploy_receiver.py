@@ -13,6 +13,7 @@ import http.client
 import importlib.util
 import json
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -36,7 +37,12 @@ def _load_receiver() -> Any:
     spec = importlib.util.spec_from_file_location("autodeploy_receiver", RECEIVER_PATH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # No __pycache__ beside it: the build role refuses a source directory with a subdirectory.
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = saved
     return module
 
 
