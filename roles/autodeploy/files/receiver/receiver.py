@@ -21,6 +21,7 @@ Environment: ``PORT`` (8080), ``AUTODEPLOY_TOKEN`` (required), ``AUTODEPLOY_BIND
 list of ``{"repository", "tag", "service"}``), ``AUTODEPLOY_HUB_URL`` (e.g.
 ``http://hub.default.svc.cluster.local``), ``AUTODEPLOY_PULL_HOST``, ``AUTODEPLOY_RESYNC_SECONDS``
 (60), ``AUTODEPLOY_HUB_USERNAME`` / ``AUTODEPLOY_HUB_PASSWORD`` (basic auth, optional),
+``AUTODEPLOY_HUB_HOST_HEADER`` (the Host to send when the hub URL is an ingress address),
 ``KUBERNETES_SERVICE_HOST`` / ``KUBERNETES_SERVICE_PORT``, ``AUTODEPLOY_LISTEN_ADDRESS`` (all
 addresses when empty; tests bind 127.0.0.1). Argument ``--service-account-dir``
 (default ``/var/run/secrets/kubernetes.io/serviceaccount``): ``token``, ``ca.crt``, ``namespace``.
@@ -171,6 +172,7 @@ class Receiver:
         api_port: str,
         hub_username: str = "",
         hub_password: str = "",
+        hub_host_header: str = "",
         request_timeout: float = 10.0,
         event_settle_delays: tuple[float, ...] = (0.2, 0.4, 0.8, 1.6, 2.0),
     ) -> None:
@@ -196,6 +198,7 @@ class Receiver:
         self.hub_auth = (
             "Basic " + base64.b64encode(f"{hub_username}:{hub_password}".encode()).decode() if hub_username else ""
         )
+        self.hub_host_header = hub_host_header
         self.request_timeout = request_timeout
         self.event_settle_delays = event_settle_delays
         try:
@@ -239,6 +242,8 @@ class Receiver:
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         if self.hub_auth:
             headers["Authorization"] = self.hub_auth
+        if self.hub_host_header:
+            headers["Host"] = self.hub_host_header
         port = self.hub.port
         if self.hub.scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -490,6 +495,7 @@ def from_environment(sa_dir: str, env: dict[str, str] | None = None) -> Receiver
         api_port=env.get("KUBERNETES_SERVICE_PORT", ""),
         hub_username=env.get("AUTODEPLOY_HUB_USERNAME", ""),
         hub_password=env.get("AUTODEPLOY_HUB_PASSWORD", ""),
+        hub_host_header=env.get("AUTODEPLOY_HUB_HOST_HEADER", ""),
     )
 
 
