@@ -387,3 +387,48 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
         assert TOKEN not in receiver.log_text()
     finally:
         receiver.stop()
+
+
+ROLE_PLAY = """
+- name: The receiver's role
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.autodeploy
+      vars:
+        autodeploy_bindings: [{repository: hello, service: hello}]
+"""
+HUB_WITHOUT_OPTION = """
+- name: The hub without notifications
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.registry
+"""
+
+
+def test_the_role_names_the_registry_option_when_the_hub_does_not_read_its_secret(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Before the first write: no hub, then a hub without registry_notifications_secret, then bad input."""
+    code, output = sandbox.play(ROLE_PLAY, tmp_path)
+    assert code != 0
+    message = " ".join(output.split())
+    assert "autodeploy: the hub default/hub does not exist" in message
+    assert "registry_notifications_secret: hub-notifications" in message
+
+    code, output = sandbox.play(HUB_WITHOUT_OPTION, tmp_path)
+    assert code == 0, output[-3000:]
+    code, output = sandbox.play(ROLE_PLAY, tmp_path)
+    assert code != 0
+    message = " ".join(output.split())
+    assert "does not read REGISTRY_NOTIFICATIONS_ENDPOINTS from the Secret hub-notifications" in message
+    assert "run the registry role first with registry_notifications_secret: hub-notifications" in message
+
+    code, output = sandbox.play(ROLE_PLAY, tmp_path, autodeploy_bindings=[{"repository": "Hello", "service": "hello"}])
+    assert code != 0
+    assert "autodeploy_bindings[0].repository must be a repository name" in output
+    # Nothing was written: no Secret, no ServiceAccount of the role's.
+    assert "autodeploy" not in sandbox.kubectl("get", "secrets,serviceaccounts", "-n", "default", "-o", "name")
