@@ -196,9 +196,9 @@ def test_the_real_registry_reads_the_endpoint_from_the_environment(tmp_path: Pat
     finally:
         sink.shutdown()
         sink.server_close()
-    events = [event for _, _, body in received for event in body["events"]]
-    assert {auth for auth, _, _ in received} == {"Bearer t0ken"}
-    assert {ctype for _, ctype, _ in received} == {"application/vnd.docker.distribution.events.v1+json"}
+    events = [event for delivery in received for event in delivery[2]["events"]]
+    assert {delivery[0] for delivery in received} == {"Bearer t0ken"}
+    assert {delivery[1] for delivery in received} == {"application/vnd.docker.distribution.events.v1+json"}
     # Only the manifest push: no layer pushes (ignoredmediatypes), no pulls (ignore.actions).
     assert [
         (e["action"], e["target"]["repository"], e["target"].get("tag"), e["target"]["digest"]) for e in events
