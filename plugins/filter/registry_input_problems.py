@@ -21,7 +21,8 @@ description:
 options:
   _input:
     description:
-      - The role's variables, C(registry_name) to C(registry_autoscaling_metric), by name, and
+      - The role's variables, C(registry_name) to C(registry_autoscaling_metric) and
+        C(registry_notifications_secret), by name, and
         C(_registry_owned_labels) (the labels the role sets itself, from its C(vars/main.yml)).
     type: dict
     required: true
@@ -132,6 +133,8 @@ _RE_S3_ENDPOINT = r"https?://[^/?#]+/?\Z"
 # A key prefix in the bucket: "/" and path parts of letters, digits and -_.~ (no "." or ".." part).
 _RE_ROOT_DIRECTORY = r"(/(?!\.{1,2}(/|\Z))[-_.~A-Za-z0-9]+)+/?\Z"
 _SCALE_MAX = 1000
+# The variable the hub reads its notification endpoints from (a YAML list, distribution 2.8 and 3).
+_NOTIFICATIONS_ENV = "REGISTRY_NOTIFICATIONS_ENDPOINTS"
 
 _DNS1035_LABEL = (
     'a DNS-1035 label (at most 63 lowercase letters, digits and "-", starting with a letter and ending with a'
@@ -241,6 +244,20 @@ def _env(v: dict) -> str:
         return (
             f'registry_env must not set REGISTRY_HTTP_ADDR to anything but "{address}", got'
             f" {got(value['REGISTRY_HTTP_ADDR'])}: set registry_port instead, the port Knative sends requests to"
+        )
+    return ""
+
+
+def _notifications(v: dict) -> str:
+    """registry_notifications_secret: a Secret name or empty; the env variable it sets is then the role's."""
+    problem = _text(v, "registry_notifications_secret", _RE_DNS1123_SUBDOMAIN, _DNS1123_SUBDOMAIN, empty=True)
+    if problem or not v.get("registry_notifications_secret"):
+        return problem
+    env = v.get("registry_env")
+    if is_mapping(env) and any(str(key).upper() == _NOTIFICATIONS_ENV for key in env):
+        return (
+            f"registry_env must not set {_NOTIFICATIONS_ENV} together with registry_notifications_secret:"
+            " the role sets it from that Secret"
         )
     return ""
 
@@ -434,6 +451,8 @@ def registry_input_problems(variables: dict) -> list[str]:
         *_scale(v),
         _integer(v, "registry_autoscaling_target", 0, 100000),
         _metric(v),
+        # Not passed by callers older than the option: absent means "".
+        _notifications({**v, "registry_notifications_secret": v.get("registry_notifications_secret", "")}),
     ]
     return [problem for problem in problems if problem]
 

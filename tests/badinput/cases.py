@@ -350,6 +350,7 @@ ROLES: dict[str, dict[str, Any]] = {
             "registry_min_scale": "scale",
             "registry_max_scale": "scale",
             "registry_autoscaling_target": "count",
+            "registry_notifications_secret": "optional_subdomain",
         },
         "extra": [
             ("registry_pvc_access_modes", {"registry_persistence": True, "registry_pvc_access_modes": ["Sometimes"]}),
@@ -410,6 +411,48 @@ ROLES: dict[str, dict[str, Any]] = {
     "registry:absent": {
         "base": {},
         "kinds": {"registry_name": "dns1035", "registry_namespace": "dns1123", "registry_wait_timeout": "positive_int"},
+    },
+    "autodeploy": {
+        "base": {"autodeploy_bindings": [{"repository": "hello", "service": "hello"}]},
+        "kinds": {
+            "autodeploy_name": "dns1035",
+            "autodeploy_namespace": "dns1123",
+            "autodeploy_hub_name": "dns1035",
+            "autodeploy_hub_namespace": "dns1123",
+            "autodeploy_bindings[0].repository": "repository",
+            "autodeploy_bindings[0].tag": "tag",
+            "autodeploy_bindings[0].service": "dns1035",
+            "autodeploy_token_secret": "subdomain",
+            "autodeploy_endpoints_secret": "subdomain",
+            "autodeploy_hub_auth_secret": "optional_subdomain",
+            "autodeploy_resync_seconds": "positive_int",
+            "autodeploy_endpoint_timeout": "duration",
+            "autodeploy_endpoint_threshold": "positive_int",
+            "autodeploy_endpoint_backoff": "duration",
+            "autodeploy_pull_host": "host_port",
+            "autodeploy_hub_url": "url",
+            "autodeploy_wait_timeout": "positive_int",
+        },
+        "suboption_bases": {"autodeploy_bindings": [{"repository": "hello", "tag": "latest", "service": "hello"}]},
+        "extra": [
+            (
+                "autodeploy_bindings",
+                {"autodeploy_bindings": [{"repository": "a", "service": "s"}, {"repository": "b", "service": "s"}]},
+            ),
+            ("autodeploy_endpoints_secret", {"autodeploy_endpoints_secret": "autodeploy-token"}),
+        ],
+    },
+    "autodeploy:secrets": {
+        "base": {"autodeploy_bindings": [{"repository": "hello", "service": "hello"}]},
+        "kinds": {"autodeploy_name": "dns1035", "autodeploy_endpoint_timeout": "duration"},
+    },
+    "autodeploy:absent": {
+        "base": {},
+        "kinds": {
+            "autodeploy_name": "dns1035",
+            "autodeploy_namespace": "dns1123",
+            "autodeploy_wait_timeout": "positive_int",
+        },
     },
     "knative_stack:configure": {
         "base": {},
