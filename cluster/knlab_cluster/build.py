@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .components import GO_COMPONENTS, GoComponent, Image, component, images, module_dir
 from .manifests import generate_manifests
-from .settings import CLUSTER_DIR, Paths
+from .settings import CLUSTER_DIR, Paths, default_cache
 
 DEBIAN_SUITE = "bookworm"
 # The Debian archive debootstrap installs from (KNLAB_CLUSTER_DEBIAN_MIRROR for a local mirror).
@@ -397,14 +397,29 @@ def base_layers(paths: Paths) -> dict[str, tuple[str, str]]:
 
 
 # --- all of it -----------------------------------------------------------------------------------
-def build(paths: Paths, only: list[str] | None = None) -> dict:
+@contextmanager
+def _cache_lock(paths: Paths):
+    """One build at a time per cache (two checkouts on one machine share it)."""
     if shutil.which("go") is None:
         raise SystemExit("knlab-cluster build needs Go (go1.26.4 or later) on PATH")
     paths.cache.mkdir(parents=True, exist_ok=True)
-    # One build at a time per cache (two checkouts on one machine share it).
     with open(paths.cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def build(paths: Paths, only: list[str] | None = None) -> dict:
+    with _cache_lock(paths):
         return _build(paths, only)
+
+
+def tool_binary(name: str, binary: str | None = None, cache: Path | None = None) -> Path:
+    """One Go component's binary, built from its pinned module into the cache unless it is there:
+    what the sandbox runs (versitygw, as a non-root user too) without a whole `knlab-cluster build`."""
+    paths = Paths(cache=cache or default_cache(), state=Path("/nonexistent"))  # a build needs no state
+    c = component(name)
+    with _cache_lock(paths):
+        return Path(build_component(c, paths, go_version())[binary or name])
 
 
 def _build(paths: Paths, only: list[str] | None) -> dict:

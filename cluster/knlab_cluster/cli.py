@@ -10,17 +10,22 @@
 - restart NAME: stops one component and starts it again (the fault campaign's restarts).
 - status: exits 0 when the cluster runs, 3 when it does not.
 - exec -- CMD: runs CMD inside the namespace, with KUBECONFIG set to the cluster's.
+- s3: prints the S3 server's endpoint, region, bucket, keys and bucket directory as JSON (the
+  server is versitygw, started by up on the node's address; see s3.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
 from . import build as build_mod
+from . import s3
 from .node import HOLDER, Node, log
 from .settings import Paths
 from .stack import install
@@ -42,12 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show the components' processes; exit 3 when the cluster is down")
     kc = sub.add_parser("kubeconfig", help="print the kubeconfig path (--print: its content)")
     kc.add_argument("--print", dest="show", action="store_true")
+    sub.add_parser("s3", help="print the S3 server's endpoint, bucket and keys as JSON (for hubs on S3)")
     ex = sub.add_parser("exec", help="run a command inside the cluster's namespace: exec -- CMD ...")
     ex.add_argument("argv", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`knlab-cluster status | head -3`): nothing of ours failed. Python
+        # would print a traceback when it flushes stdout at exit, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     paths = Paths.from_env()
     if args.command == "build":
@@ -63,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             f"ready. kubectl --kubeconfig {paths.kubeconfig} ... (from the host, through 127.0.0.1), "
             "or knlab-cluster exec -- kubectl ... (inside the namespace)"
         )
+        return 0
+    if args.command == "s3":
+        print(json.dumps(s3.endpoint(paths), indent=2))
         return 0
     node = Node(paths, build_mod.load(paths) if paths.build_manifest.exists() else None)
     if args.command == "down":

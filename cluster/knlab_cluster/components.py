@@ -111,6 +111,9 @@ GO_COMPONENTS: tuple[GoComponent, ...] = (
         "kaniko", "github.com/chainguard-dev/kaniko", {"executor": "github.com/chainguard-dev/kaniko/cmd/executor"}
     ),
     GoComponent(
+        "versitygw", "github.com/versity/versitygw", {"versitygw": "github.com/versity/versitygw/cmd/versitygw"}
+    ),
+    GoComponent(
         "local-path",
         "github.com/rancher/local-path-provisioner",
         {"local-path-provisioner": "github.com/rancher/local-path-provisioner"},

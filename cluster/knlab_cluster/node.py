@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import configs
+from . import configs, s3
 from .pki import ensure_pki, kubeconfig
 from .settings import (
     API_PORT,
@@ -145,6 +145,8 @@ class Node:
     def up(self) -> None:
         _require_root()
         _require_cgroup_v1()
+        if self.build and "versitygw" not in self.build.get("binaries", {}):
+            raise SystemExit("the last build has no versitygw (the S3 server, added since): run knlab-cluster build")
         if self.pid(HOLDER) is not None and all(self.pid(c.name) for c in self.components()):
             log("the node is already running")
             return
@@ -154,6 +156,8 @@ class Node:
         for directory in (self.paths.pids, self.paths.logs, self.paths.config):
             directory.mkdir(parents=True, exist_ok=True)
         ensure_pki(self.paths.pki)
+        s3.ensure_credentials(self.paths)
+        s3.ensure_bucket(self.paths)
         self.record_sysctls()
         self.write_configs()
         self.create_netns()
@@ -192,6 +196,7 @@ class Node:
                 ready=[*curl_ready, f"http://{NODE_IP}:5000/v2/"],
                 env={"OTEL_TRACES_EXPORTER": "none"},
             ),
+            Component(s3.S3, s3.argv(self.paths, b), ready=s3.READY, env=s3.environment(self.paths)),
             Component(
                 "etcd",
                 [

@@ -1,7 +1,8 @@
 """Where things live and the cluster's fixed addresses.
 
-Builds are cached outside the checkout (``KNLAB_CLUSTER_CACHE``, default /var/cache/knlab-cluster),
-keyed by what was pinned, so every clone on the machine shares them. The running cluster keeps its
+Builds are cached outside the checkout (``KNLAB_CLUSTER_CACHE``, default /var/cache/knlab-cluster for
+root and ~/.cache/knlab-cluster for anyone else), keyed by what was pinned, so every clone on the
+machine shares them. The running cluster keeps its
 state in ``KNLAB_CLUSTER_STATE`` (default /srv/knlab-cluster). Inside the cluster's mount namespace
 /run, /var/lib and /var/log are bind mounts of directories under the state directory, so the state
 directory itself must not live under any of them.
@@ -49,6 +50,12 @@ KNATIVE_DOMAIN = f"{NODE_IP}.sslip.io"
 # Not the sandbox's defaults (16443, 18080): `make demo` must work while the cluster runs.
 HOST_API_PORT = 26443
 HOST_INGRESS_PORT = 28080
+# The S3 server (versitygw) for hubs that keep their images in object storage: on the node's
+# address, one bucket made at start.
+S3_PORT = 7070
+S3_BUCKET = "hub"
+S3_REGION = "us-east-1"
+S3_ENDPOINT = f"http://{NODE_IP}:{S3_PORT}"
 # Global sysctls the kubelet changes (pkg/kubelet/cm: setupKernelTunables); restored on down.
 KUBELET_SYSCTLS = (
     "vm.overcommit_memory",
@@ -68,6 +75,16 @@ CGROUP_ROOT = "knlab-cluster"
 BIND_MOUNTED = ("/run", "/var/lib", "/var/log")
 
 
+def default_cache() -> Path:
+    """``KNLAB_CLUSTER_CACHE``; else the system cache for root and the user's own for anyone else
+    (the sandbox builds versitygw there without root)."""
+    if os.environ.get("KNLAB_CLUSTER_CACHE"):
+        return Path(os.environ["KNLAB_CLUSTER_CACHE"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/knlab-cluster")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "knlab-cluster"
+
+
 @dataclass(frozen=True)
 class Paths:
     cache: Path
@@ -75,7 +92,7 @@ class Paths:
 
     @classmethod
     def from_env(cls) -> Paths:
-        cache = Path(os.environ.get("KNLAB_CLUSTER_CACHE", "/var/cache/knlab-cluster"))
+        cache = default_cache()
         state = Path(os.environ.get("KNLAB_CLUSTER_STATE", "/srv/knlab-cluster"))
         # Inside the namespace these directories are other directories: whatever the cluster's
         # processes (and `knlab-cluster exec`) need must live elsewhere.
@@ -135,6 +152,16 @@ class Paths:
     def inner_kubeconfig(self) -> Path:
         """For commands inside the namespace (knlab-cluster exec)."""
         return self.config / "admin.kubeconfig"
+
+    @property
+    def s3_data(self) -> Path:
+        """The S3 server's root: each top-level directory is a bucket."""
+        return self.state / "s3"
+
+    @property
+    def s3_credentials(self) -> Path:
+        """The S3 server's root access and secret keys (JSON, mode 0600), made by the first up."""
+        return self.state / "s3-credentials.json"
 
     @property
     def sysctls(self) -> Path:

@@ -13,14 +13,16 @@ description:
   - Checks every variable of the main entry point of the M(knlab.serverless.registry) role the way
     the cluster and the role would judge it (Knative Service and Kubernetes names, the image
     reference, the port, env names, label and annotation keys and values, the claim's size and
-    access modes, host overrides) and returns one sentence per variable that is wrong.
+    access modes, host overrides, the S3 storage settings and the scale bounds) and returns one
+    sentence per variable that is wrong.
   - The role's first task fails with these sentences before any request. Types are checked again
     here because the role's argument spec converts loosely (a list passes as a str option).
   - Integers and booleans may come as text, as C(-e name=value) gives them.
 options:
   _input:
     description:
-      - The role's variables, C(registry_name) to C(registry_pull_host_override), by name, and
+      - The role's variables, C(registry_name) to C(registry_autoscaling_metric) and
+        C(registry_notifications_secret), by name, and
         C(_registry_owned_labels) (the labels the role sets itself, from its C(vars/main.yml)).
     type: dict
     required: true
@@ -109,7 +111,30 @@ _SCALE_ANNOTATIONS = (
     "autoscaling.knative.dev/minScale",
     "autoscaling.knative.dev/maxScale",
 )
+_AUTOSCALING_ANNOTATIONS = {
+    "registry_autoscaling_target": "autoscaling.knative.dev/target",
+    "registry_autoscaling_metric": "autoscaling.knative.dev/metric",
+}
 _ANNOTATIONS_MAX = 262144
+_STORAGES = ("filesystem", "s3")
+_METRICS = ("concurrency", "rps")
+# What registry_storage=s3 sets itself (the keys and the HTTP secret from Secrets): registry_env
+# may add other REGISTRY_STORAGE_S3_* settings (chunksize, storageclass, ...), not these.
+_S3_OWNED_ENV = (
+    "REGISTRY_STORAGE",
+    "REGISTRY_STORAGE_S3_ACCESSKEY",
+    "REGISTRY_STORAGE_S3_SECRETKEY",
+    "REGISTRY_HTTP_SECRET",
+)
+# S3's bucket naming rules: 3-63 lowercase letters, digits, "." and "-", a letter or digit at each end.
+_RE_BUCKET = r"(?=.{3,63}\Z)(?!.*\.\.)[a-z0-9][a-z0-9.-]*[a-z0-9]\Z"
+_RE_REGION = r"[A-Za-z0-9][-A-Za-z0-9_.]{0,62}\Z"
+_RE_S3_ENDPOINT = r"https?://[^/?#]+/?\Z"
+# A key prefix in the bucket: "/" and path parts of letters, digits and -_.~ (no "." or ".." part).
+_RE_ROOT_DIRECTORY = r"(/(?!\.{1,2}(/|\Z))[-_.~A-Za-z0-9]+)+/?\Z"
+_SCALE_MAX = 1000
+# The variable the hub reads its notification endpoints from (a YAML list, distribution 2.8 and 3).
+_NOTIFICATIONS_ENV = "REGISTRY_NOTIFICATIONS_ENDPOINTS"
 
 _DNS1035_LABEL = (
     'a DNS-1035 label (at most 63 lowercase letters, digits and "-", starting with a letter and ending with a'
@@ -129,6 +154,13 @@ _SECRET_KEY = (
     'a Secret key (letters, digits, "-", "_" and ".", not "." and without ".."; it is a file name under /auth)'
 )
 _REALM = "text without double quotes or backslashes"
+_BUCKET = 'an S3 bucket name (3 to 63 lowercase letters, digits, "." and "-", a letter or digit at each end)'
+_REGION = 'a region name (at most 63 letters, digits, "-", "_" and ".")'
+_S3_ENDPOINT = "an http:// or https:// URL of the S3 server with a host and an optional :port and no path"
+_ROOT_DIRECTORY = (
+    'a key prefix starting with "/" (path parts of letters, digits, "-", "_", "." and "~"; no "." or "..")'
+)
+_SECRET_ITEM = 'a Secret key (letters, digits, "-", "_" and ".", not "." and without "..")'
 
 
 def _text(v: dict, name: str, pattern: str, rule: str, *, empty: bool = False, longest: int = 253) -> str:
@@ -201,11 +233,31 @@ def _env(v: dict) -> str:
     reserved = [key for key in value if key in _KNATIVE_ENV]
     if reserved:
         return f"registry_env must not set {', '.join(reserved)}: Knative sets these itself"
+    owned = [key for key in value if key.upper() in _S3_OWNED_ENV]
+    if v.get("registry_storage") == "s3" and owned:
+        return (
+            f"registry_env must not set {', '.join(owned)} with registry_storage=s3: the role sets these (the keys"
+            " from registry_s3_credentials_secret, the HTTP secret from registry_http_secret)"
+        )
     address = f":{v['registry_port']}"
     if "REGISTRY_HTTP_ADDR" in value and value["REGISTRY_HTTP_ADDR"] != address:
         return (
             f'registry_env must not set REGISTRY_HTTP_ADDR to anything but "{address}", got'
             f" {got(value['REGISTRY_HTTP_ADDR'])}: set registry_port instead, the port Knative sends requests to"
+        )
+    return ""
+
+
+def _notifications(v: dict) -> str:
+    """registry_notifications_secret: a Secret name or empty; the env variable it sets is then the role's."""
+    problem = _text(v, "registry_notifications_secret", _RE_DNS1123_SUBDOMAIN, _DNS1123_SUBDOMAIN, empty=True)
+    if problem or not v.get("registry_notifications_secret"):
+        return problem
+    env = v.get("registry_env")
+    if is_mapping(env) and any(str(key).upper() == _NOTIFICATIONS_ENV for key in env):
+        return (
+            f"registry_env must not set {_NOTIFICATIONS_ENV} together with registry_notifications_secret:"
+            " the role sets it from that Secret"
         )
     return ""
 
@@ -226,8 +278,15 @@ def _annotations(v: dict) -> str:
     if scaling:
         return (
             f"registry_annotations must not set {', '.join(scaling)}: the role runs exactly one replica"
-            " (min-scale = max-scale = 1)"
+            " (min-scale = max-scale = 1) unless registry_min_scale and registry_max_scale say otherwise"
         )
+    both = [
+        f"{key} (registry_{option.removeprefix('registry_')} sets it)"
+        for option, key in _AUTOSCALING_ANNOTATIONS.items()
+        if key in value and v.get(option) not in (None, "", 0, "0")
+    ]
+    if both:
+        return f"registry_annotations must not set {', '.join(both)}"
     # Kubernetes adds up the bytes of the keys and the values (apimachinery's ValidateAnnotationsSize).
     size = sum(len(str(key).encode("utf-8", "surrogateescape")) for key in value) + sum(
         len(_annotation_text(item).encode("utf-8", "surrogateescape")) for item in value.values()
@@ -285,6 +344,71 @@ def _access_modes(v: dict) -> str:
     return ""
 
 
+def _storage(v: dict) -> str:
+    value = v["registry_storage"]
+    if value not in _STORAGES:
+        return f"registry_storage must be one of {', '.join(_STORAGES)}, got {got(value)}"
+    if value == "s3" and _is_true(v["registry_persistence"]):
+        return (
+            "registry_storage=s3 and registry_persistence=true cannot be combined: with s3 the hub keeps its images"
+            " in the bucket and would never use the claim (set one of them)"
+        )
+    return ""
+
+
+def _s3_required(v: dict, name: str, problem: str) -> str:
+    """With s3 storage, ``name`` must not be empty (its own rule was checked by ``problem``)."""
+    if problem or v["registry_storage"] != "s3" or v[name] != "":
+        return problem
+    return f"{name} must be set with registry_storage=s3"
+
+
+def _s3_endpoint(v: dict) -> str:
+    name = "registry_s3_endpoint"
+    problem = _text(v, name, _RE_S3_ENDPOINT, _S3_ENDPOINT, empty=True, longest=512)
+    if problem or v[name] == "":
+        return problem
+    host = v[name].split("://", 1)[1].rstrip("/")
+    if not match(host, _RE_HOST_PORT):
+        return f"{name} must be {_S3_ENDPOINT}, got {got(v[name])}"
+    return ""
+
+
+def _scale(v: dict) -> list[str]:
+    """min-scale 0 or max-scale other than 1 only where the images outlive a pod, or are shared."""
+    low = _integer(v, "registry_min_scale", 0, _SCALE_MAX)
+    high = _integer(v, "registry_max_scale", 0, _SCALE_MAX)
+    if low or high:
+        return [low, high]
+    s3 = v["registry_storage"] == "s3"
+    minimum, maximum = to_int(v["registry_min_scale"]), to_int(v["registry_max_scale"])
+    if maximum != 1 and not s3:
+        return [
+            "",
+            f"registry_max_scale must be 1 unless registry_storage=s3, got {maximum}: each replica would keep"
+            " images of its own, and a pull could reach one that never got the push",
+        ]
+    if minimum == 0 and not (s3 or _is_true(v["registry_persistence"])):
+        return [
+            "registry_min_scale 0 needs registry_storage=s3 or registry_persistence=true: a hub that scales to zero"
+            " loses the images kept in its pod",
+            "",
+        ]
+    if maximum and minimum > maximum:
+        return [f"registry_min_scale ({minimum}) must not be more than registry_max_scale ({maximum})", ""]
+    return ["", ""]
+
+
+def _metric(v: dict) -> str:
+    value = v["registry_autoscaling_metric"]
+    if value == "" or value in _METRICS:
+        return ""
+    return (
+        f"registry_autoscaling_metric must be empty (Knative's default) or one of {', '.join(_METRICS)},"
+        f" got {got(value)}"
+    )
+
+
 def registry_input_problems(variables: dict) -> list[str]:
     """One message per wrong variable of the registry role's main entry point, in the order they always had."""
     v = variables
@@ -312,6 +436,23 @@ def registry_input_problems(variables: dict) -> list[str]:
         _text(v, "registry_auth_realm", _RE_REALM, _REALM, longest=256),
         _text(v, "registry_push_host_override", _RE_HOST_PORT, _HOST_PORT, empty=True),
         _text(v, "registry_pull_host_override", _RE_HOST_PORT, _HOST_PORT, empty=True),
+        _storage(v),
+        _s3_endpoint(v),
+        _s3_required(v, "registry_s3_bucket", _text(v, "registry_s3_bucket", _RE_BUCKET, _BUCKET, empty=True)),
+        _text(v, "registry_s3_region", _RE_REGION, _REGION),
+        _text(v, "registry_s3_credentials_secret", _RE_DNS1123_SUBDOMAIN, _DNS1123_SUBDOMAIN, empty=True),
+        _text(v, "registry_s3_access_key_item", _RE_SECRET_KEY, _SECRET_ITEM),
+        _text(v, "registry_s3_secret_key_item", _RE_SECRET_KEY, _SECRET_ITEM),
+        _boolean(v, "registry_s3_force_path_style"),
+        _boolean(v, "registry_s3_skip_verify"),
+        _boolean(v, "registry_s3_redirect"),
+        _text(v, "registry_s3_root_directory", _RE_ROOT_DIRECTORY, _ROOT_DIRECTORY, empty=True),
+        _text(v, "registry_http_secret", _RE_DNS1123_SUBDOMAIN, _DNS1123_SUBDOMAIN),
+        *_scale(v),
+        _integer(v, "registry_autoscaling_target", 0, 100000),
+        _metric(v),
+        # Not passed by callers older than the option: absent means "".
+        _notifications({**v, "registry_notifications_secret": v.get("registry_notifications_secret", "")}),
     ]
     return [problem for problem in problems if problem]
 

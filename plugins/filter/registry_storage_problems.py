@@ -58,7 +58,14 @@ from typing import Any  # noqa: E402
 
 from ansible_collections.knlab.serverless.plugins.plugin_utils._role_inputs import to_bool  # noqa: E402
 
-_STORAGE_ENV_NAMES = ("REGISTRY_STORAGE", "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY")
+# The driver, and where each driver keeps the images (another bucket or prefix is other storage).
+_STORAGE_ENV_NAMES = (
+    "REGISTRY_STORAGE",
+    "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+    "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+    "REGISTRY_STORAGE_S3_BUCKET",
+    "REGISTRY_STORAGE_S3_ROOTDIRECTORY",
+)
 _STORAGE_PATH = "/var/lib/registry"
 _NO_CLAIM = "into its pod only (no claim, registry_persistence is false)"
 
@@ -124,11 +131,12 @@ def registry_storage_problems(variables: dict) -> list[str]:
     env = storage_env(v["_registry_env"])
     if (was_claim == "" and len(was_env) == 0) or (was_claim == claim and was_env == env):
         return []
-    keep = (
-        f"registry_persistence=true and registry_pvc_name={was_claim}"
-        if was_claim
-        else "the storage settings in registry_env"
-    )
+    if was_claim:
+        keep = f"registry_persistence=true and registry_pvc_name={was_claim}"
+    elif was_env.get("REGISTRY_STORAGE") == "s3":
+        keep = "registry_storage=s3 with the same endpoint, bucket and root directory"
+    else:
+        keep = "the storage settings in registry_env"
     return [
         f"the hub {v['registry_namespace']}/{v['registry_name']} keeps its images"
         f" {_where(was_claim, was_env, 'on PersistentVolumeClaim', 'in its pod')}; this run would move it"

@@ -90,6 +90,14 @@ async def admit(rt: ResourceType, obj: dict, old: dict | None, ctx: AdmissionCon
 
 
 def _name_causes(rt: ResourceType, name: str) -> list[tuple[str, str]]:
+    if rt.group == "rbac.authorization.k8s.io":
+        # RBAC names are path segments (ValidateRBACName): "system:discovery" is fine.
+        if name in (".", ".."):
+            return [("metadata.name", f"Invalid value: \"{name}\": may not be '{name}'")]
+        for bad in ("/", "%"):
+            if bad in name:
+                return [("metadata.name", f"Invalid value: \"{name}\": may not contain '{bad}'")]
+        return []
     if rt.kind_key in LABEL_NAMED_KINDS:
         if len(name) > 63 or not DNS1123_LABEL.match(name):
             return [

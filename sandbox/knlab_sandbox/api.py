@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import __version__, kinds, protobuf
+from . import __version__, kinds, protobuf, rbac
+from .auth import ADMIN, TokenAuthority, UserInfo, service_account_user
 from .errors import ApiStatusError, bad_request, internal_error, method_not_allowed, unauthorized
 from .faults import Faults
 from .kinds import ResourceType
@@ -29,7 +30,6 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-ADMIN_USER = "kubernetes-admin"
 KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0+knlab.sandbox"}
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",
@@ -41,20 +41,17 @@ OPEN_PATHS = ("/healthz", "/readyz", "/livez")
 JSON = "application/json"
 
 
-def acting_user(request: web.Request) -> str:
-    """Who the request acts as: the token's user (the admin), or whom the admin impersonates.
+USER = web.RequestKey("user", UserInfo)
 
-    The admin may impersonate anyone (kubectl --as/--as-group send Impersonate-User/-Group); the
-    sandbox has no RBAC, so groups and extras change nothing beyond being accepted. As kube-apiserver's
-    impersonation filter, groups or extras without a user are refused.
-    """
-    user = request.headers.get("Impersonate-User", "")
-    if user:
-        return user
-    others = [h for h in request.headers if h.lower().startswith("impersonate-")]
-    if others:
-        raise internal_error(f"requested {sorted(set(others))} without impersonating a user")
-    return ADMIN_USER
+
+def requester(request: web.Request) -> UserInfo:
+    """The authenticated user (set by the auth middleware; the admin for requests made in-process)."""
+    return request.get(USER) or ADMIN
+
+
+def acting_user(request: web.Request) -> str:
+    """Who the request acts as: the token's user, or whom it impersonates (resolved by the auth middleware)."""
+    return requester(request).name
 
 
 def status_response(error: ApiStatusError) -> web.Response:
@@ -330,10 +327,15 @@ async def _client_gone(request: web.Request) -> None:
 
 
 class ApiServer:
-    def __init__(self, api: ResourceAPI, settings: Settings, token: str, faults: Faults):
+    def __init__(
+        self, api: ResourceAPI, settings: Settings, token: str, faults: Faults, tokens: TokenAuthority | None = None
+    ):
         self.api = api
         self.settings = settings
         self.token = token
+        self.tokens = tokens
+        self._rt_service_account = kinds.lookup("v1", "ServiceAccount")
+        self.authorizer = rbac.Authorizer(api.store)
         self.faults = faults
         self._openapi_v3_cache: dict[str, bytes] = {}
         self._watches: set[asyncio.Task] = set()
@@ -354,6 +356,7 @@ class ApiServer:
         r.add_get("/apis", self._api_groups)
         r.add_get("/apis/{group}", self._api_group)
         r.add_get("/apis/{group}/{version}", self._group_resources)
+        r.add_route("*", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._access_review)
         r.add_route("*", "/apis/{group}/{version}/{tail:.+}", self._resource)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/openapi/v3", self._openapi_v3_root)
@@ -366,11 +369,101 @@ class ApiServer:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.path not in OPEN_PATHS:
-            header = request.headers.get("Authorization", "")
-            scheme, _, presented = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip(), self.token):
+            user = self.authenticate(request.headers.get("Authorization", ""))
+            if user is None:
                 return status_response(unauthorized())
+            try:
+                request[USER] = self._impersonated(request, user)
+                self._authorize_path(request)
+            except ApiStatusError as error:
+                return status_response(error)
         return await handler(request)
+
+    def _impersonated(self, request: web.Request, user: UserInfo) -> UserInfo:
+        """The user the request acts as: kube-apiserver's impersonation filter.
+
+        ``Impersonate-User`` (with any ``Impersonate-Group``) replaces the requester when it may
+        impersonate: the admin always, anyone else with RBAC's ``impersonate`` verb on ``users`` (or
+        on the ``serviceaccounts`` of a ServiceAccount's name) and on ``groups``. Groups or extras
+        without a user are refused (500, as that filter answers).
+        """
+        others = [h for h in request.headers if h.lower().startswith("impersonate-")]
+        if not others:
+            return user
+        name = request.headers.get("Impersonate-User", "")
+        if not name:
+            raise internal_error(f"requested {sorted(set(others))} without impersonating a user")
+        groups = request.headers.getall("Impersonate-Group", [])
+        account = UserInfo(name).service_account
+        if not user.is_admin:
+            checks = [
+                rbac.Attributes("impersonate", account[0], "", "serviceaccounts", name=account[1])
+                if account
+                else rbac.Attributes("impersonate", resource="users", name=name)
+            ]
+            checks += [rbac.Attributes("impersonate", resource="groups", name=group) for group in groups]
+            for attrs in checks:
+                allowed, reason = self.authorizer.authorize(user, attrs)
+                if not allowed:
+                    raise rbac.forbidden(user, attrs, reason)
+        if account:
+            groups = [*groups, "system:serviceaccounts", f"system:serviceaccounts:{account[0]}"]
+        if name != "system:anonymous":
+            groups = [*groups, "system:authenticated"]
+        return UserInfo(name, tuple(dict.fromkeys(groups)))
+
+    def _authorize_path(self, request: web.Request) -> None:
+        """RBAC for what is not a resource (discovery, /version, /openapi); resources: `_authorize`."""
+        user = requester(request)
+        parts = [p for p in request.path.split("/") if p]
+        is_resource = (parts[:1] == ["api"] and len(parts) >= 3) or (parts[:1] == ["apis"] and len(parts) >= 4)
+        if user.is_admin or is_resource:
+            return
+        attrs = rbac.Attributes(request.method.lower(), path=request.path)
+        allowed, reason = self.authorizer.authorize(user, attrs)
+        if not allowed:
+            raise rbac.forbidden(user, attrs, reason)
+
+    def _authorize(
+        self, request: web.Request, rt: ResourceType, namespace: str | None, name: str | None, sub: str | None
+    ) -> None:
+        user = requester(request)
+        if user.is_admin:
+            return
+        method = request.method
+        if method == "GET":
+            verb = "get" if name else ("watch" if _truthy(request.query.get("watch")) else "list")
+        elif method == "DELETE":
+            verb = "delete" if name else "deletecollection"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+        if not name and verb in ("list", "watch"):
+            # As RequestInfo: a list or watch of one name (metadata.name=) is for that name.
+            selector = request.query.get("fieldSelector", "")
+            if selector.startswith("metadata.name=") and "," not in selector:
+                name = selector.removeprefix("metadata.name=")
+        attrs = rbac.Attributes(verb, namespace or "", rt.group, rt.plural, sub or "", name or "")
+        allowed, reason = self.authorizer.authorize(user, attrs)
+        if not allowed:
+            raise rbac.forbidden(user, attrs, reason)
+
+    def authenticate(self, header: str) -> UserInfo | None:
+        """The admin for the kubeconfig's token; a ServiceAccount for a token issued to it while it exists."""
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            return None
+        if hmac.compare_digest(presented, self.token):
+            return ADMIN
+        verified = self.tokens.verify(presented) if self.tokens is not None else None
+        if verified is None:
+            return None
+        namespace, name, uid = verified
+        account = self.api.get_nowait(self._rt_service_account, name, namespace=namespace)
+        metadata = (account or {}).get("metadata") or {}
+        if account is None or metadata.get("uid") != uid or metadata.get("deletionTimestamp"):
+            return None  # deleted (or deleted and made again): the token went with it
+        return service_account_user(namespace, name, uid)
 
     @web.middleware
     async def _error_middleware(
@@ -488,6 +581,7 @@ class ApiServer:
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
         rt, namespace, name, sub = self._route(request)
+        self._authorize(request, rt, namespace, name, sub)
         method = request.method
         if name is None:
             if method == "GET":
@@ -517,6 +611,13 @@ class ApiServer:
         if method == "DELETE" and sub is None:
             return await self._delete(request, rt, namespace, name)
         raise method_not_allowed()
+
+    async def _access_review(self, request: web.Request) -> web.Response:
+        """``kubectl auth can-i``: what RBAC answers for the requester (the admin too); nothing is stored."""
+        if request.method != "POST":
+            raise method_not_allowed()
+        review = rbac.access_review(self.authorizer, requester(request), await self._body(request))
+        return _json(review, 201)
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()

@@ -1,9 +1,11 @@
-"""`knlab-sandbox up|down|status|kubeconfig`.
+"""`knlab-sandbox up|down|status|kubeconfig|s3`.
 
 `up` starts the server in the background (its own session, output in `<state-dir>/server.log`),
 returns once the API answers and says where the kubeconfig is. Running `up` again while it runs
 changes nothing. `down` stops the server and every process it started. `status` exits 0 when the
-sandbox runs and 3 when it does not (as LSB init scripts do).
+sandbox runs and 3 when it does not (as LSB init scripts do). `s3 up|down|info` starts, stops or
+describes (JSON) a real S3 server on 127.0.0.1 for hubs on object storage (s3_server.py); `down`
+stops it too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import s3_server
 from .processes import stop_recorded
 from .settings import (
     DEFAULT_API_PORT,
@@ -76,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[parent], help="show whether it runs and its API and gateway addresses")
     kc = sub.add_parser("kubeconfig", parents=[parent], help="print the kubeconfig path (--print: its content)")
     kc.add_argument("--print", dest="show", action="store_true", help="print the kubeconfig itself")
+    s3 = sub.add_parser("s3", parents=[parent], help="a real S3 server (versitygw) on 127.0.0.1: up, down, info")
+    s3.add_argument("action", choices=["up", "down", "info"], help="up prints the endpoint and keys as info does")
+    s3.add_argument(
+        "--port", type=int, default=s3_server.DEFAULT_PORT, help=f"0 = random (default {s3_server.DEFAULT_PORT})"
+    )
+    s3.add_argument("--bucket", default=s3_server.BUCKET, help=f"made at up (default {s3_server.BUCKET})")
     return parser
 
 
@@ -300,8 +309,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 
 def _stop_recorded(state_dir: Path) -> list[int]:
-    """Processes the runtime started in their own sessions, recorded under run/pids."""
-    return stop_recorded(state_dir / "run" / "pids")
+    """Processes the runtime started in their own sessions, recorded under run/pids, and the S3 server."""
+    return stop_recorded(state_dir / "run" / "pids") + s3_server.stop(state_dir)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -336,7 +345,31 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "kubeconfig": cmd_kubeconfig}
+def cmd_s3(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    if args.action == "down":
+        print("S3 server stopped" if s3_server.stop(state_dir) else "the S3 server was not running")
+        return 0
+    if args.action == "info":
+        data = s3_server.info(state_dir)
+        if data is None:
+            print("the S3 server is not running: knlab-sandbox s3 up", file=sys.stderr)
+            return EXIT_NOT_RUNNING
+    else:
+        if not 0 <= args.port <= 65535:
+            raise ValueError(f"--port must be 0-65535, not {args.port}")
+        try:
+            # The build's progress (first run) goes to stderr: stdout is the JSON alone.
+            with contextlib.redirect_stdout(sys.stderr):
+                data = s3_server.start(state_dir, args.port, args.bucket)
+        except s3_server.S3StartError as error:
+            print(f"knlab-sandbox: {error}", file=sys.stderr)
+            return 1
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+COMMANDS = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "kubeconfig": cmd_kubeconfig, "s3": cmd_s3}
 
 
 def main(argv: list[str] | None = None) -> int:

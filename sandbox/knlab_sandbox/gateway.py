@@ -10,6 +10,11 @@ buffered, and keeps the client's ``Host`` so a registry builds its ``Location`` 
 the client used. A ``Location`` that still points at the backend's loopback address is rewritten to
 that name, so the next request of an upload comes back through the gateway.
 
+Pod processes reach Services by their cluster-local names through the same listener: the runtime
+gives each one ``http_proxy`` pointing here, so their HTTP clients send absolute-form requests
+(``POST http://name.ns.svc.cluster.local/events HTTP/1.1``), routed by the target's host exactly
+as by a Host header (port 80, or the gateway's own, only). CONNECT (an HTTPS tunnel) is refused.
+
 Inside the sandbox, builds and the runtime reach a hub the way a pod reaches a Knative Service:
 `Gateway.resolve` turns its host into the endpoint of the process behind it.
 
@@ -112,7 +117,7 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[_refuse_connect])
         app.router.add_route("*", "/{tail:.*}", self._proxy)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -139,8 +144,15 @@ class Gateway:
     # -- proxy ----------------------------------------------------------------------------------
 
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
-        client_host = request.headers.get("Host", "")
-        endpoint = self._routes.get(normalise_host(client_host))
+        proxied = absolute_target_host(request.raw_path)
+        if proxied is not None:
+            # A pod process asking through its HTTP_PROXY: the target names the host (RFC 9112
+            # §3.2.2, Host is then ignored), and only ports a Knative Service serves are routed.
+            client_host = proxied
+            endpoint = self.resolve(proxied)
+        else:
+            client_host = request.headers.get("Host", "")
+            endpoint = self._routes.get(normalise_host(client_host))
         if endpoint is None:
             return web.Response(
                 status=404,
@@ -148,6 +160,8 @@ class Gateway:
             )
         assert self._session is not None
         headers = self._upstream_headers(request)
+        if proxied is not None:
+            headers["Host"] = proxied
         body = None
         if request.body_exists:
             body = request.content.iter_chunked(CHUNK_SIZE)
@@ -203,6 +217,29 @@ class Gateway:
                 return response
         await response.write_eof()
         return response
+
+
+@web.middleware
+async def _refuse_connect(request: web.Request, handler) -> web.StreamResponse:
+    # Before routing matters: a CONNECT target (``host:443``) is no path any route matches.
+    if request.method == "CONNECT":
+        return web.Response(
+            status=405, text="the sandbox gateway proxies plain HTTP only: CONNECT tunnels are not supported\n"
+        )
+    return await handler(request)
+
+
+def absolute_target_host(target: str) -> str | None:
+    """The ``host[:port]`` of an absolute-form request target (``http://name/path``), else None.
+
+    Clients send that form to a proxy; ``http_proxy`` in every pod process points at the gateway.
+    """
+    if target.startswith("/") or "://" not in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme.lower() != "http" or not parts.netloc:
+        return None
+    return parts.netloc.rsplit("@", 1)[-1]
 
 
 def rewrite_location(location: str, endpoint: Endpoint, client_host: str) -> str:

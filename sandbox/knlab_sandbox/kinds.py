@@ -70,7 +70,7 @@ class ResourceType:
     @property
     def is_custom(self) -> bool:
         """True for the CRD-backed kinds: no strategic merge patch, CRD-style tables."""
-        return bool(self.group)
+        return self.group not in BUILTIN_GROUPS
 
     @property
     def list_kind(self) -> str:
@@ -167,7 +167,7 @@ OBJECT_META = obj(
         "labels": str_map(),
         "annotations": str_map(),
         "ownerReferences": arr(OWNER_REFERENCE, "uid"),
-        "finalizers": arr(STR, set_of_scalars=True),
+        "finalizers": arr(STR),
         "managedFields": arr(ANY),
     }
 )
@@ -540,6 +540,51 @@ def ready_columns() -> tuple[Column, ...]:
     )
 
 
+# RBAC (rbac.authorization.k8s.io/v1): built in, so not custom (strategic merge patch, server tables).
+_RULES = arr(
+    obj(
+        {
+            "verbs": zero_kept(arr(STR)),
+            "apiGroups": arr(STR),
+            "resources": arr(STR),
+            "resourceNames": arr(STR),
+            "nonResourceURLs": arr(STR),
+        },
+        ("verbs",),
+    )
+)
+_BINDING_FIELDS = {
+    "subjects": arr(obj({"kind": STR, "apiGroup": STR, "name": STR, "namespace": STR}, ("kind", "name"))),
+    "roleRef": obj({"apiGroup": STR, "kind": STR, "name": STR}, ("apiGroup", "kind", "name")),
+}
+_CREATED_AT = Column("Created At", "date", ".metadata.creationTimestamp")
+
+
+def _subjects(kind: str) -> Callable[[dict], str]:
+    def names(o: dict) -> str:
+        found = [
+            (f"{s.get('namespace', '')}/{s.get('name', '')}" if kind == "ServiceAccount" else str(s.get("name", "")))
+            for s in o.get("subjects") or []
+            if s.get("kind") == kind
+        ]
+        return ", ".join(found)
+
+    return names
+
+
+_BINDING_COLUMNS = (
+    Column(
+        "Role",
+        "string",
+        value=lambda o: f"{(o.get('roleRef') or {}).get('kind')}/{(o.get('roleRef') or {}).get('name')}",
+    ),
+    AGE,
+    Column("Users", "string", priority=1, value=_subjects("User")),
+    Column("Groups", "string", priority=1, value=_subjects("Group")),
+    Column("ServiceAccounts", "string", priority=1, value=_subjects("ServiceAccount")),
+)
+BUILTIN_GROUPS = frozenset({"", "rbac.authorization.k8s.io", "authorization.k8s.io"})
+
 # --- the table ----------------------------------------------------------------------------------
 
 _KNATIVE_CATEGORIES = ("all", "knative", "serving")
@@ -876,6 +921,38 @@ ALL: tuple[ResourceType, ...] = (
             Column("CompletionTime", "date", ".status.completionTime"),
         ),
         schema=_resource("TaskRun", TASKRUN_SPEC),
+    ),
+    # Answered by api.py (rbac.access_review), never stored: `kubectl auth can-i`.
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        False,
+        verbs=("create",),
+        schema=_resource("SelfSubjectAccessReview", ANY),
+    ),
+    *(
+        ResourceType(
+            "rbac.authorization.k8s.io",
+            "v1",
+            plural,
+            plural[:-1],
+            kind,
+            namespaced,
+            (),
+            (),
+            (),
+            columns,
+            schema=_resource(kind, status=False, extra=extra),
+        )
+        for plural, kind, namespaced, columns, extra in (
+            ("roles", "Role", True, (_CREATED_AT,), {"rules": _RULES}),
+            ("clusterroles", "ClusterRole", False, (_CREATED_AT,), {"rules": _RULES, "aggregationRule": ANY}),
+            ("rolebindings", "RoleBinding", True, _BINDING_COLUMNS, _BINDING_FIELDS),
+            ("clusterrolebindings", "ClusterRoleBinding", False, _BINDING_COLUMNS, _BINDING_FIELDS),
+        )
     ),
 )
 

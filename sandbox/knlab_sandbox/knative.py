@@ -49,7 +49,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from . import kinds
+from . import kinds, serviceaccounts
+from .auth import TokenAuthority
 from .errors import ApiStatusError
 from .images import ImagePullError, ImageReference
 from .knative_admission import (
@@ -447,6 +448,7 @@ class RevisionRun:
     pod_deleted: bool = False  # its pod was deleted from outside: the run is replaced
     deadline_exceeded: bool = False  # the progress deadline passed (ResourcesAvailable=False)
     resolving: bool = False  # Knative's controller is resolving the image's tag to a digest
+    token_volume: str = ""  # the pod's kube-api-access-* volume, when its ServiceAccount token is mounted
     resolved_digest: str = ""  # host/repository@sha256:… that the tag resolved to
 
     @property
@@ -492,11 +494,18 @@ class _WorkQueue:
 
 
 class KnativeController:
-    def __init__(self, api: ResourceAPI, settings: Settings, runtime: Any, gateway: Gateway):
+    def __init__(
+        self, api: ResourceAPI, settings: Settings, runtime: Any, gateway: Gateway, tokens: TokenAuthority | None = None
+    ):
         self.api = api
         self.settings = settings
         self.runtime = runtime
         self.gateway = gateway
+        # ServiceAccount tokens for pods, and the API's address for their KUBERNETES_SERVICE_* (server.py
+        # sets it once the API listens). Without them pods get neither, as before.
+        self.tokens = tokens
+        self.api_endpoint: tuple[str, int] | None = None
+        self.rt_service_account = kinds.lookup("v1", "ServiceAccount")
         self.rt = {kind: kinds.lookup(API_VERSION, kind) for kind in ("Service", "Configuration", "Revision", "Route")}
         self.rt_pod = kinds.lookup("v1", "Pod")
         self.rt_configmap = kinds.lookup("v1", "ConfigMap")
@@ -1083,6 +1092,30 @@ class KnativeController:
             self.queue.add(("Revision", namespace, name))
             self._enqueue_routes(namespace)
             return
+        account_name = serviceaccounts.account_name(revision["spec"])
+        delay = PULL_BACKOFF_INITIAL
+        while await self._get(self.rt_service_account, account_name, namespace) is None:
+            # The ServiceAccount admission plug-in refuses the pod; the ReplicaSet reports FailedCreate
+            # (Knative copies it into ResourcesAvailable) and tries again with back-off. No pod meanwhile.
+            if not run.failed:
+                prefix = run.pod_name.rsplit("-", 1)[0] + "-"
+                message = serviceaccounts.missing_account_message(prefix, namespace, account_name)
+                self._fail(run, "FailedCreate", message, "ResourcesAvailable")
+                if survivor is not None:
+                    with contextlib.suppress(ApiStatusError):
+                        await self.api.delete(self.rt_pod, run.pod_name, namespace=namespace)
+                    survivor = None
+                log.info("revision %s/%s waits: %s: %s", namespace, name, run.failure_reason, run.failure_message)
+                self.queue.add(("Revision", namespace, name))
+                self._enqueue_routes(namespace)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, PULL_BACKOFF_MAX)
+        if run.failed:  # the account exists now: the ReplicaSet's next try makes the pod
+            run.failure_reason = run.failure_message = ""
+            run.failure_condition = "ContainerHealthy"
+            self.queue.add(("Revision", namespace, name))
+        if survivor is not None:
+            run.token_volume = serviceaccounts.token_volume_name(survivor.get("spec") or {}) or ""
         pod = await self._restart_pod(survivor, run) if survivor else await self._create_pod(revision, run)
         log_path = self.settings.log_path(namespace, run.pod_name, USER_CONTAINER)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -1178,6 +1211,7 @@ class KnativeController:
         caller's progress deadline. The Revision stays Deploying meanwhile."""
         spec = runtime_pod_spec(revision)
         namespace = run.key.split("/", 1)[0]
+        account = await self._mount_token(spec, namespace, run)
         delay = PULL_BACKOFF_INITIAL
         pull_failures = 0
 
@@ -1190,6 +1224,7 @@ class KnativeController:
         while True:
             try:
                 inputs = await self._pod_inputs(revision)
+                await self._account_inputs(inputs, spec, run, pod=pod, account=account)
                 return await self.runtime.start(
                     run.key,
                     namespace,
@@ -1309,9 +1344,38 @@ class KnativeController:
             SERVICE_UID_LABEL: labels.get(SERVICE_UID_LABEL, ""),
         }
 
+    async def _mount_token(self, spec: dict, namespace: str, run: RevisionRun) -> dict | None:
+        """Add the ServiceAccount token volume to ``spec`` when the pod gets one; the account, or None."""
+        account = await self._get(self.rt_service_account, serviceaccounts.account_name(spec), namespace)
+        if account is None or self.tokens is None or not serviceaccounts.automount(spec, account):
+            return None
+        run.token_volume = run.token_volume or serviceaccounts.new_volume_name()
+        serviceaccounts.add_token_volume(spec, run.token_volume)
+        return account
+
+    async def _account_inputs(
+        self, inputs: PodInputs, spec: dict, run: RevisionRun, *, pod: dict | None, account: dict | None
+    ) -> None:
+        """kubelet's part: the ``kubernetes`` Service's variables, and the token volume's files."""
+        if self.api_endpoint is not None:
+            literal = {e.get("name") for e in serving_container(spec).get("env") or []}
+            for key, value in serviceaccounts.kubernetes_service_env(*self.api_endpoint).items():
+                if key not in literal and key not in inputs.env:
+                    inputs.env[key] = value
+        if account is None or self.tokens is None or not run.token_volume:
+            return
+        namespace, meta = run.key.split("/", 1)[0], account["metadata"]
+        pod_uid = ((pod or {}).get("metadata") or {}).get("uid", "")
+        token = self.tokens.issue(namespace, meta["name"], meta["uid"], pod=(run.pod_name, pod_uid))
+        directory = self.settings.run_dir / "volumes" / namespace / run.key.split("/", 1)[1] / run.token_volume
+        ca_pem = (self.settings.pki_dir / "ca.crt").read_bytes()
+        await asyncio.to_thread(serviceaccounts.write_token_files, directory, token, ca_pem, namespace)
+        inputs.volume_sources[run.token_volume] = directory
+
     async def _create_pod(self, revision: dict, run: RevisionRun) -> dict | None:
         namespace = revision["metadata"]["namespace"]
         spec = runtime_pod_spec(revision)
+        await self._mount_token(spec, namespace, run)
         container = serving_container(spec)
         container["name"] = USER_CONTAINER if not container.get("name") else container["name"]
         pod = {

@@ -1,9 +1,10 @@
 """Decoding of Kubernetes protobuf request bodies for the built-in kinds kubectl creates.
 
-kubectl's typed clients (`kubectl create configmap|secret|namespace|serviceaccount|service`) send
+kubectl's typed clients (`kubectl create configmap|secret|namespace|serviceaccount|service|role|
+rolebinding|clusterrole|clusterrolebinding`) send
 `application/vnd.kubernetes.protobuf`: the magic `k8s\\0` and a `runtime.Unknown` envelope around
 the object's protobuf encoding. Responses are always JSON (every client also accepts it). The
-tables below carry the field numbers of k8s.io/api/core/v1 and apimachinery's ObjectMeta for the
+tables below carry the field numbers of k8s.io/api/core/v1, rbac/v1 and apimachinery's ObjectMeta for the
 fields those commands send; other kinds get a clear 415.
 """
 
@@ -83,6 +84,25 @@ SERVICE_SPEC = {
     21: ("loadBalancerClass", "str"),
     22: ("internalTrafficPolicy", "str"),
 }
+POLICY_RULE = {
+    1: ("verbs", "strs"),
+    2: ("apiGroups", "strs"),
+    3: ("resources", "strs"),
+    4: ("resourceNames", "strs"),
+    5: ("nonResourceURLs", "strs"),
+}
+SUBJECT = {1: ("kind", "str"), 2: ("apiGroup", "str"), 3: ("name", "str"), 4: ("namespace", "str")}
+ROLE_REF = {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")}
+RESOURCE_ATTRIBUTES = {
+    1: ("namespace", "str"),
+    2: ("verb", "str"),
+    3: ("group", "str"),
+    4: ("version", "str"),
+    5: ("resource", "str"),
+    6: ("subresource", "str"),
+    7: ("name", "str"),
+}
+NON_RESOURCE = {1: ("path", "str"), 2: ("verb", "str")}
 KINDS: dict[str, dict] = {
     "ConfigMap": {
         1: ("metadata", OBJECT_META),
@@ -109,6 +129,25 @@ KINDS: dict[str, dict] = {
         4: ("automountServiceAccountToken", "ptrbool"),
     },
     "Service": {1: ("metadata", OBJECT_META), 2: ("spec", SERVICE_SPEC), 3: ("status", {})},
+    # k8s.io/api/rbac/v1 (kubectl create role|clusterrole|rolebinding|clusterrolebinding)
+    "Role": {1: ("metadata", OBJECT_META), 2: ("rules", [POLICY_RULE])},
+    "ClusterRole": {1: ("metadata", OBJECT_META), 2: ("rules", [POLICY_RULE])},
+    "RoleBinding": {1: ("metadata", OBJECT_META), 2: ("subjects", [SUBJECT]), 3: ("roleRef", ROLE_REF)},
+    "ClusterRoleBinding": {1: ("metadata", OBJECT_META), 2: ("subjects", [SUBJECT]), 3: ("roleRef", ROLE_REF)},
+    # k8s.io/api/authorization/v1 (kubectl auth can-i)
+    "SelfSubjectAccessReview": {
+        1: ("metadata", OBJECT_META),
+        2: ("spec", {1: ("resourceAttributes", RESOURCE_ATTRIBUTES), 2: ("nonResourceAttributes", NON_RESOURCE)}),
+    },
+}
+
+API_VERSIONS = {
+    kind: "rbac.authorization.k8s.io/v1"
+    if kind.endswith(("Role", "RoleBinding"))
+    else "authorization.k8s.io/v1"
+    if kind.endswith("AccessReview")
+    else "v1"
+    for kind in KINDS
 }
 
 
@@ -234,9 +273,10 @@ def decode(body: bytes) -> dict:
                     kind = text.decode()
         elif number == 2 and isinstance(value, bytes):
             raw = value
-    table = KINDS.get(kind) if api_version == "v1" else None
+    table = KINDS.get(kind) if API_VERSIONS.get(kind) == api_version else None
     if table is None:
         raise _unsupported(
-            f"the knlab sandbox reads protobuf only for v1 {', '.join(KINDS)}, not {api_version} {kind}; send JSON"
+            f"the knlab sandbox reads protobuf only for {', '.join(f'{API_VERSIONS[k]} {k}' for k in KINDS)}, "
+            f"not {api_version} {kind}; send JSON"
         )
     return {"apiVersion": api_version, "kind": kind, **decode_message(raw, table)}

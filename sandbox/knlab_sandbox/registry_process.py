@@ -13,6 +13,9 @@ What the `registry` image does in a pod, done with the same software on the host
   file), any other absolute path into the container's scratch filesystem.
 - ``REGISTRY_HTTP_ADDR`` is always ours, ``127.0.0.1:<free port>``: in a pod the port belongs to
   the pod's own network namespace, here every process shares the loopback.
+- ``REGISTRY_STORAGE=s3`` (with ``REGISTRY_STORAGE_S3_*``) replaces our config's whole storage
+  map, as in the image (FACTS §4.2), so the hub keeps its images in that bucket; its
+  ``ROOTDIRECTORY`` is a key prefix in the bucket and is passed unchanged.
 - Ready means ``GET /v2/`` answers 200 or 401 (the API is up and maybe wants credentials).
 
 Built by the runtime (`Runtime.start` for the hub image), never by server.py directly::
@@ -113,9 +116,18 @@ PATH_SETTING_SUFFIXES = ("_PATH", "_ROOTDIRECTORY", "_ROOTCERTBUNDLE", "_CERTIFI
 ROOTDIRECTORY_SETTING = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
 
 
+# Object storage settings are keys in a bucket, never files (REGISTRY_STORAGE_S3_ROOTDIRECTORY).
+OBJECT_STORAGE_PREFIXES = ("REGISTRY_STORAGE_S3_", "REGISTRY_STORAGE_S3AWS_")
+
+
 def _is_path_setting(name: str, value: str) -> bool:
     upper = name.upper()
-    return value.startswith("/") and upper.startswith("REGISTRY_") and upper.endswith(PATH_SETTING_SUFFIXES)
+    return (
+        value.startswith("/")
+        and upper.startswith("REGISTRY_")
+        and upper.endswith(PATH_SETTING_SUFFIXES)
+        and not upper.startswith(OBJECT_STORAGE_PREFIXES)
+    )
 
 
 def check_container(env: Mapping[str, str], mounts: Mapping[str, Path]) -> None:

@@ -16,7 +16,9 @@ into the container filesystem, or into a volume when a volume is mounted there. 
 and why: the process sees the host's filesystem around those mapped paths (no mount namespace),
 runs as the sandbox's user (the image's ``User`` is ignored), and listens on a free loopback port
 that the runtime puts in ``PORT`` (pods have a network namespace each, processes share loopback);
-``HOST`` is set to ``127.0.0.1`` so that a server which reads it binds loopback only.
+``HOST`` is set to ``127.0.0.1`` so that a server which reads it binds loopback only. Cluster-local
+names do not resolve on the machine, so every process (the hub too) gets ``http_proxy``/``HTTP_PROXY``
+at the gateway and ``no_proxy``/``NO_PROXY`` for loopback (`proxy_environment`).
 
 Failures are `RuntimeFailure` with the reason Knative would put on the Revision: an image the
 registry lacks is ``ContainerMissing`` (``Unable to fetch image "<image>": failed to resolve
@@ -108,6 +110,24 @@ class _PodPlan:
     log_path: Path
     pull_secrets: Sequence[Mapping[str, Any]]
     on_started: Callable[[], Awaitable[None]] | None = None
+
+
+# What the proxy must not carry: loopback (the sandbox API, a process's own port).
+NO_PROXY = "127.0.0.1,localhost,::1"
+
+
+def proxy_environment(gateway_address: tuple[str, int]) -> dict[str, str]:
+    """``http_proxy`` (both spellings) at the gateway, so a process reaches Services by cluster-local name.
+
+    Pods resolve ``name.ns.svc.cluster.local`` through the cluster's DNS; processes here share the
+    machine's resolver, which knows no such name. Python's urllib and Go's net/http send an
+    absolute-form request to the proxy, and the gateway routes it by that host.
+    """
+    host, port = gateway_address[0], gateway_address[1]
+    if host in ("0.0.0.0", "", "::"):
+        host = HOST
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return {"http_proxy": url, "HTTP_PROXY": url, "no_proxy": NO_PROXY, "NO_PROXY": NO_PROXY}
 
 
 def machine_python() -> str:
@@ -307,7 +327,7 @@ class Runtime:
         try:
             hub = await start_registry(
                 plan.key,
-                env=plan.env,
+                env={**proxy_environment(self.gateway.address), **plan.env},
                 mounts=plan.mounts,
                 scratch=plan.scratch / "rootfs",
                 log_path=plan.log_path,
@@ -341,6 +361,7 @@ class Runtime:
         cwd.mkdir(parents=True, exist_ok=True)  # as container runtimes create a missing WorkingDir
         port = free_port(HOST)
         process_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(paths.host_path("/root"))}
+        process_env.update(proxy_environment(self.gateway.address))  # the image's or container's own win
         # Image Env first, then the container's and the caller's (plan.env holds both).
         for name, value in {**pulled.config.env_dict(), **plan.env}.items():
             process_env[name] = value if name == "PATH" else _map_env_value(value, paths)

@@ -37,6 +37,7 @@ from aiohttp import web
 
 from . import certs
 from .api import ApiServer
+from .auth import SIGNING_KEY, TokenAuthority
 from .faults import Faults
 from .resources import ResourceAPI
 from .settings import CONTEXT_NAME, Settings
@@ -45,7 +46,7 @@ from .store import Store
 log = logging.getLogger("knlab_sandbox")
 
 # Admission plug-ins: importing them registers their hooks; a module's SEED_OBJECTS are created at start.
-ADMISSION_MODULES = ("knative_admission", "tekton_admission")
+ADMISSION_MODULES = ("knative_admission", "tekton_admission", "rbac")
 # Controllers: (module, class), each built as cls(api, settings, runtime, gateway) and run as a task.
 CONTROLLERS = (("knative", "KnativeController"), ("tekton", "TektonController"))
 CONTROLLER_RESTART_DELAY = 1.0
@@ -67,10 +68,13 @@ def _import_optional(name: str) -> ModuleType | None:
         raise StartupError(f"module {qualified} failed to import: {type(exc).__name__}: {exc}") from exc
 
 
-def _build_controller(cls: type, api: ResourceAPI, settings: Settings, runtime: Any, gateway: Any) -> Any:
-    """cls(api, settings, runtime=…, gateway=…), passing runtime/gateway only to controllers that take them."""
+def _build_controller(
+    cls: type, api: ResourceAPI, settings: Settings, runtime: Any, gateway: Any, *, tokens: Any = None
+) -> Any:
+    """cls(api, settings, runtime=…, gateway=…, tokens=…), passing each only to controllers that take it."""
     parameters = inspect.signature(cls).parameters
-    extra = {name: value for name, value in (("runtime", runtime), ("gateway", gateway)) if name in parameters}
+    offered = (("runtime", runtime), ("gateway", gateway), ("tokens", tokens))
+    extra = {name: value for name, value in offered if name in parameters}
     return cls(api, settings, **extra)
 
 
@@ -148,14 +152,18 @@ class Server:
         for module in modules:
             await api.seed(list(getattr(module, "SEED_OBJECTS", [])))
 
+        tokens = TokenAuthority(settings.pki_dir / SIGNING_KEY)
         self.gateway, self.runtime = await self._start_runtime()
-        controllers = [_build_controller(cls, api, settings, self.runtime, self.gateway) for cls in controller_classes]
+        controllers = [
+            _build_controller(cls, api, settings, self.runtime, self.gateway, tokens=tokens)
+            for cls in controller_classes
+        ]
         for controller in controllers:
             if self.runtime is not None and hasattr(controller, "on_runtime_exit"):
                 self.runtime.on_exit = controller.on_runtime_exit
 
         self.faults = Faults(settings.faults, settings.request_log_path)
-        app = ApiServer(api, settings, token, self.faults).app()
+        app = ApiServer(api, settings, token, self.faults, tokens).app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -168,6 +176,8 @@ class Server:
         api_port = self.runner.addresses[0][1]
 
         for controller in controllers:
+            if hasattr(controller, "api_endpoint"):  # what pods get in KUBERNETES_SERVICE_HOST/_PORT
+                controller.api_endpoint = (settings.api_host, api_port)
             self.tasks.append(asyncio.create_task(self._supervise(controller), name=type(controller).__name__))
 
         gateway_address = tuple(self.gateway.address) if self.gateway is not None else None

@@ -82,6 +82,10 @@ INVALID_BY_KIND: dict[str, list[Any]] = {
     "optional_host_port": ["bad host!", "h:99999", "a" * 300, *CONTROL],
     "domain": ["bad domain!", "-x.example", "a" * 254, *CONTROL],  # "" keeps Knative's default
     "secret_key": ["../etc/passwd", "", "a/b", "..", *CONTROL],
+    # An S3 bucket name; "" is "no bucket", refused only with registry_storage s3 (an extra case).
+    "bucket": ["Bad_Name", "-lead", "ab", "a" * 64, "with space", "dot..dot", "trail.", HUGE, *CONTROL],
+    # A key prefix in a bucket ("" is the bucket's root).
+    "key_prefix": ["no-slash", "/a/../b", "/x\n", "/nul\x00", "/with space", HUGE],
     "version": ["", "v1 2", "latest\n", HUGE],
     "labels": [{"bad key!": "v"}, {"k": "bad value!"}, {"k": ["x"]}, {"k": "v" * 64}],
     "annotations": [{"bad key!": "v"}, {"k": {"x": 1}}, {"": "v"}],
@@ -335,10 +339,47 @@ ROLES: dict[str, dict[str, Any]] = {
             "registry_auth_realm": "text",
             "registry_push_host_override": "optional_host_port",
             "registry_pull_host_override": "optional_host_port",
+            "registry_s3_endpoint": "optional_url",
+            "registry_s3_bucket": "bucket",
+            "registry_s3_region": "text",
+            "registry_s3_credentials_secret": "optional_subdomain",
+            "registry_s3_access_key_item": "secret_key",
+            "registry_s3_secret_key_item": "secret_key",
+            "registry_s3_root_directory": "key_prefix",
+            "registry_http_secret": "subdomain",
+            "registry_min_scale": "scale",
+            "registry_max_scale": "scale",
+            "registry_autoscaling_target": "count",
+            "registry_notifications_secret": "optional_subdomain",
         },
         "extra": [
             ("registry_pvc_access_modes", {"registry_persistence": True, "registry_pvc_access_modes": ["Sometimes"]}),
             ("registry_pvc_size", {"registry_persistence": True, "registry_pvc_size": "12XYZ"}),
+            ("registry_s3_bucket", {"registry_storage": "s3"}),
+            (
+                "registry_persistence",
+                {"registry_storage": "s3", "registry_s3_bucket": "hub", "registry_persistence": True},
+            ),
+            ("registry_max_scale", {"registry_max_scale": 2}),
+            ("registry_max_scale", {"registry_persistence": True, "registry_max_scale": 0}),
+            ("registry_min_scale", {"registry_min_scale": 0}),
+            (
+                "registry_min_scale",
+                {
+                    "registry_storage": "s3",
+                    "registry_s3_bucket": "hub",
+                    "registry_min_scale": 5,
+                    "registry_max_scale": 4,
+                },
+            ),
+            (
+                "registry_env",
+                {"registry_storage": "s3", "registry_s3_bucket": "hub", "registry_env": {"REGISTRY_HTTP_SECRET": "x"}},
+            ),
+            (
+                "registry_annotations",
+                {"registry_autoscaling_target": 5, "registry_annotations": {"autoscaling.knative.dev/target": "9"}},
+            ),
         ],
     },
     "knative_stack": {
@@ -370,6 +411,48 @@ ROLES: dict[str, dict[str, Any]] = {
     "registry:absent": {
         "base": {},
         "kinds": {"registry_name": "dns1035", "registry_namespace": "dns1123", "registry_wait_timeout": "positive_int"},
+    },
+    "autodeploy": {
+        "base": {"autodeploy_bindings": [{"repository": "hello", "service": "hello"}]},
+        "kinds": {
+            "autodeploy_name": "dns1035",
+            "autodeploy_namespace": "dns1123",
+            "autodeploy_hub_name": "dns1035",
+            "autodeploy_hub_namespace": "dns1123",
+            "autodeploy_bindings[0].repository": "repository",
+            "autodeploy_bindings[0].tag": "tag",
+            "autodeploy_bindings[0].service": "dns1035",
+            "autodeploy_token_secret": "subdomain",
+            "autodeploy_endpoints_secret": "subdomain",
+            "autodeploy_hub_auth_secret": "optional_subdomain",
+            "autodeploy_resync_seconds": "positive_int",
+            "autodeploy_endpoint_timeout": "duration",
+            "autodeploy_endpoint_threshold": "positive_int",
+            "autodeploy_endpoint_backoff": "duration",
+            "autodeploy_pull_host": "host_port",
+            "autodeploy_hub_url": "url",
+            "autodeploy_wait_timeout": "positive_int",
+        },
+        "suboption_bases": {"autodeploy_bindings": [{"repository": "hello", "tag": "latest", "service": "hello"}]},
+        "extra": [
+            (
+                "autodeploy_bindings",
+                {"autodeploy_bindings": [{"repository": "a", "service": "s"}, {"repository": "b", "service": "s"}]},
+            ),
+            ("autodeploy_endpoints_secret", {"autodeploy_endpoints_secret": "autodeploy-token"}),
+        ],
+    },
+    "autodeploy:secrets": {
+        "base": {"autodeploy_bindings": [{"repository": "hello", "service": "hello"}]},
+        "kinds": {"autodeploy_name": "dns1035", "autodeploy_endpoint_timeout": "duration"},
+    },
+    "autodeploy:absent": {
+        "base": {},
+        "kinds": {
+            "autodeploy_name": "dns1035",
+            "autodeploy_namespace": "dns1123",
+            "autodeploy_wait_timeout": "positive_int",
+        },
     },
     "knative_stack:configure": {
         "base": {},

@@ -6,6 +6,7 @@ playbooks, curl. The cluster is started if it is not running (`make cluster-test
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from knlab_cluster.settings import Paths
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +64,23 @@ def module_argv(module: str, args: dict, kubeconfig: str | None = None) -> list[
         "-a",
         json.dumps(args),
     ]
+
+
+def kubeconfig_secrets() -> set[str]:
+    """What must never show in any output: the cluster kubeconfig's client key (base64, and each
+    line of its PEM body) and any token in it."""
+    config = yaml.safe_load(Paths.from_env().inner_kubeconfig.read_text())
+    needles: set[str] = set()
+    for user in config.get("users", []):
+        data = user.get("user", {})
+        if data.get("client-key-data"):
+            needles.add(data["client-key-data"])
+            pem = base64.b64decode(data["client-key-data"]).decode()
+            needles.update(line for line in pem.splitlines() if len(line) >= 40 and "-----" not in line)
+        if data.get("token"):
+            needles.add(data["token"])
+    assert needles, "no client key or token in the kubeconfig: a grep for them would prove nothing"
+    return needles
 
 
 class Cluster:

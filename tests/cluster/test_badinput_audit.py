@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, CLI, ROOT, STATE, Cluster
+from conftest import BIN, CLI, ROOT, STATE, Cluster, kubeconfig_secrets
 from knlab_cluster.settings import Paths
 
 sys.path.insert(0, str(ROOT / "tests" / "badinput"))
@@ -128,8 +128,16 @@ def test_bad_input_makes_no_request_to_the_real_cluster(cluster: Cluster, tmp_pa
     assert checked.requests, "the valid control call is not in the audit log: its absence would prove nothing"
     assert not checked.writes, checked.requests  # absent, and nothing to delete
 
-    line = summary(verdicts) + f"; control call: {len(checked.requests)} request(s) in the audit log"
+    # The cases' whole output (every result, every message, ansible's stderr) against the
+    # kubeconfig's client key: the totals line of `make faults` counts it with the fault runs'.
+    output = json.dumps(report) + stderr
+    shown = sum(1 for needle in kubeconfig_secrets() if needle in output)
+    line = (
+        summary(verdicts) + f"; control call: {len(checked.requests)} request(s) in the audit log"
+        f"; secrets shown: {shown}"
+    )
     print(f"\nseed {SEED}, {len(verdicts)} cases on the real cluster, audit log of {USER}")
     print(line)
     bad = [describe(verdict) for verdict in verdicts if verdict.problems]
     assert not bad, line + "\n" + "\n".join(bad)
+    assert not shown, line

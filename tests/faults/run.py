@@ -59,9 +59,13 @@ def main() -> int:
         faults,
     )
     a = last(r"^bad inputs: (\d+) tried, (\d+) refused cleanly, (\d+) accepted, (\d+) tracebacks, (\d+) writes", audit)
+    audit_secrets = last(r"; secrets shown: (\d+)$", audit)
     waits = f"waits={f[2]} wrong={f[3]} tracebacks={f[4]}" if f else "waits=? (no totals line)"
     demo = f"demo runs={f[5]} duplicated={f[6]}" if f else "demo runs=?"
-    secrets = f"secrets shown={f[7]}" if f else "secrets shown=?"
+    # The fault runs' output and the cluster's logs, plus the bad-input cases' output.
+    secrets = (
+        f"secrets shown={int(f[7]) + int(audit_secrets[1])}" if f and audit_secrets else "secrets shown=? (no count)"
+    )
     bad = f"bad inputs={a[1]} accepted={a[3]} tracebacks={a[4]} writes={a[5]}" if a else "bad inputs=? (no totals line)"
     minutes = (time.monotonic() - began) / 60
     seed = f"seed {f[1]}" if f else "seed ?"
@@ -69,7 +73,7 @@ def main() -> int:
         f"faults ({'full' if full else 'sample'}, {seed}, {minutes:.1f} min): {waits} | {bad} | {secrets} | {demo} "
         f"| pytest rc: faults {faults_rc}, audit {audit_rc}, down {down_rc}"
     )
-    return 1 if faults_rc or audit_rc or down_rc or not f or not a else 0
+    return 1 if faults_rc or audit_rc or down_rc or not f or not a or not audit_secrets else 0
 
 
 if __name__ == "__main__":

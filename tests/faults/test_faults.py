@@ -51,6 +51,7 @@ from faultlib import (
     Proxy,
     Wait,
     apply,
+    cluster_helpers,
     fault_named,
     hub_manifests,
     hub_url,
@@ -382,23 +383,8 @@ def test_the_demo_with_a_fault_then_without(cluster: Cluster) -> None:
 # --- the totals ----------------------------------------------------------------------------------------
 def secrets_shown() -> tuple[int, list[str]]:
     """How often the kubeconfig's client key (or a token) appears in the modules' output and the
-    cluster's logs: its base64 form and every line of the PEM body."""
-    import base64
-
-    import yaml
-    from knlab_cluster.settings import Paths
-
-    config = yaml.safe_load(Paths.from_env().inner_kubeconfig.read_text())
-    needles: set[str] = set()
-    for user in config.get("users", []):
-        data = user.get("user", {})
-        if data.get("client-key-data"):
-            needles.add(data["client-key-data"])
-            pem = base64.b64decode(data["client-key-data"]).decode()
-            needles.update(line for line in pem.splitlines() if len(line) >= 40 and "-----" not in line)
-        if data.get("token"):
-            needles.add(data["token"])
-    assert needles, "no client key or token in the kubeconfig: the grep would prove nothing"
+    cluster's logs."""
+    needles = cluster_helpers.kubeconfig_secrets()
     found = [f"module output #{i}" for i, text in enumerate(OUTPUTS) if any(n in text for n in needles)]
     patterns = STATE / "faults-needles"
     patterns.write_text("\n".join(sorted(needles)) + "\n")

@@ -39,7 +39,12 @@ def test_discovery(sandbox: Sandbox) -> None:
     assert by_name["pods/log"]["verbs"] == ["get"]
     assert set(by_name["services/status"]["verbs"]) == {"get", "patch", "update"}
     _, _, groups = sandbox.request("GET", "/apis")
-    assert {g["name"] for g in groups["groups"]} == {"serving.knative.dev", "tekton.dev"}
+    assert {g["name"] for g in groups["groups"]} == {
+        "authorization.k8s.io",
+        "rbac.authorization.k8s.io",
+        "serving.knative.dev",
+        "tekton.dev",
+    }
     _, _, serving = sandbox.request("GET", "/apis/serving.knative.dev/v1")
     ksvc = next(r for r in serving["resources"] if r["name"] == "services")
     assert ksvc["kind"] == "Service" and ksvc["singularName"] == "service"
@@ -221,6 +226,22 @@ def test_the_admin_may_impersonate_and_admission_sees_the_impersonated_user(sand
         "spec": {"template": {"spec": {"containers": [{"image": "127.0.0.1:5000/hello:v1"}]}}},
     }
     as_bob = {"Impersonate-User": "bob", "Impersonate-Group": "devs"}
+    # The impersonated user is authorised as kube-apiserver does it: by RBAC, here through the group.
+    status, _, body = sandbox.request("POST", f"{base}?dryRun=All", ksvc, headers=as_bob)
+    assert (status, body["reason"]) == (403, "Forbidden")
+    assert body["message"] == (
+        f'services.serving.knative.dev is forbidden: User "bob" cannot create resource "services" in API group '
+        f'"serving.knative.dev" in the namespace "{namespace}"'
+    )
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "devs-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "Group", "name": "devs"}],
+    }
+    bindings = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"
+    assert sandbox.request("POST", bindings, binding)[0] == 201
     status, _, created = sandbox.request("POST", f"{base}?dryRun=All", ksvc, headers=as_bob)
     assert status == 201
     annotations = created["metadata"]["annotations"]

@@ -119,7 +119,13 @@ def bcrypt_htpasswd_line(username: str, password: str) -> str:
 
 
 def registry_config(
-    *, port: int, storage_dir: Path, htpasswd: Path | None, realm: str, tls: TlsFiles | None = None
+    *,
+    port: int,
+    storage_dir: Path,
+    htpasswd: Path | None,
+    realm: str,
+    tls: TlsFiles | None = None,
+    notifications: Sequence[Mapping] | None = None,
 ) -> dict:
     config: dict = {
         "version": "0.1",
@@ -139,6 +145,8 @@ def registry_config(
         config["http"]["tls"] = {"certificate": str(tls.certificate), "key": str(tls.key)}
     if htpasswd is not None:
         config["auth"] = {"htpasswd": {"realm": realm, "path": str(htpasswd)}}
+    if notifications:
+        config["notifications"] = {"endpoints": [dict(endpoint) for endpoint in notifications]}
     return config
 
 
@@ -471,12 +479,16 @@ def start_registry(
     realm: str = "knlab-test",
     host: str = "127.0.0.1",
     tls: TlsFiles | None = None,
+    notifications: Sequence[Mapping] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RegistryServer]:
     """Run ``docker-registry`` with config, storage and log under ``directory``; stop it on exit.
 
     ``auth=(user, password)`` turns on htpasswd basic auth; :meth:`RegistryServer.request` then
     sends those credentials unless told not to. ``tls`` (see :func:`make_tls_files`) makes it serve HTTPS;
-    the helper's own requests then trust ``tls.ca``.
+    the helper's own requests then trust ``tls.ca``. ``notifications`` is the config's
+    ``notifications.endpoints`` list (the registry then POSTs its events there); ``env`` adds
+    variables (``REGISTRY_*`` overrides of the config among them) after the caller's are dropped.
     """
     directory = Path(directory)
     storage = directory / "storage"
@@ -489,7 +501,12 @@ def start_registry(
     config_path = directory / "config.yml"
     # JSON is YAML, and writing it needs nothing outside the standard library.
     config_path.write_text(
-        json.dumps(registry_config(port=port, storage_dir=storage, htpasswd=htpasswd, realm=realm, tls=tls), indent=2)
+        json.dumps(
+            registry_config(
+                port=port, storage_dir=storage, htpasswd=htpasswd, realm=realm, tls=tls, notifications=notifications
+            ),
+            indent=2,
+        )
     )
     ssl_context = ssl.create_default_context(cafile=str(tls.ca)) if tls is not None else None
     log_path = directory / "registry.log"
@@ -501,7 +518,10 @@ def start_registry(
             stderr=subprocess.STDOUT,
             cwd=directory,
             # REGISTRY_* variables override the config file; the caller's must not leak in.
-            env={name: value for name, value in os.environ.items() if not name.upper().startswith("REGISTRY_")},
+            env={
+                **{name: value for name, value in os.environ.items() if not name.upper().startswith("REGISTRY_")},
+                **(env or {}),
+            },
         )
     server = RegistryServer(host, port, directory, process, log_path, auth, realm, ssl_context)
     try:

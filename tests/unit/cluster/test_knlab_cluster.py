@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -219,3 +221,121 @@ def test_restart_stops_one_component_and_starts_it_again(tmp_path: Path, monkeyp
                 os.kill(pid, 9)
         holder.kill()
         holder.wait()
+
+
+def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `knlab-cluster status | head -1`: the reader is gone before the output is flushed.
+    env = {**os.environ, "KNLAB_CLUSTER_STATE": str(tmp_path / "state"), "KNLAB_CLUSTER_CACHE": str(tmp_path / "cache")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from knlab_cluster.cli import main; sys.exit(main(['status']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    child.stdout.close()  # before the child (a new Python) has written anything
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_the_s3_server_keys_are_made_once_private_and_kept(tmp_path: Path) -> None:
+    from knlab_cluster import s3
+
+    paths = _paths(tmp_path)
+    assert s3.environment(paths) == {}
+    keys = s3.ensure_credentials(paths)
+    assert paths.s3_credentials.stat().st_mode & 0o777 == 0o600
+    assert len(keys["secret_key"]) >= 30 and keys["access_key"] != keys["secret_key"]
+    assert s3.ensure_credentials(paths) == keys  # a second up keeps them: the buckets' clients still work
+    assert s3.environment(paths) == {"ROOT_ACCESS_KEY": keys["access_key"], "ROOT_SECRET_KEY": keys["secret_key"]}
+    s3.ensure_bucket(paths)
+    assert (paths.state / "s3" / "hub").is_dir()
+    shown = s3.endpoint(paths)
+    assert shown["endpoint"] == f"http://{NODE_IP}:7070"
+    assert (shown["bucket"], shown["access_key"]) == ("hub", keys["access_key"])
+    assert shown["secret_key"] == keys["secret_key"]
+    assert shown["bucket_dir"] == str(paths.state / "s3" / "hub")
+
+
+def test_the_s3_server_listens_on_the_node_with_its_keys_only_in_the_environment(tmp_path: Path) -> None:
+    from knlab_cluster.node import Node
+
+    node = Node(_paths(tmp_path), {"binaries": {"versitygw": "/cache/bin/versitygw"}})
+    from knlab_cluster import s3
+
+    keys = s3.ensure_credentials(node.paths)
+    (server,) = [c for c in node.components() if c.name == "s3"]
+    assert server.argv[0] == "/cache/bin/versitygw"
+    assert server.argv[server.argv.index("--port") + 1] == f"{NODE_IP}:7070"
+    assert server.argv[-2:] == ["posix", str(node.paths.state / "s3")]
+    assert keys["secret_key"] not in " ".join(server.argv)
+    assert server.env == {"ROOT_ACCESS_KEY": keys["access_key"], "ROOT_SECRET_KEY": keys["secret_key"]}
+    assert server.ready and server.ready[-1] == f"http://{NODE_IP}:7070/"
+
+
+def test_knlab_cluster_s3_prints_the_endpoint_or_says_up_makes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from knlab_cluster import cli, s3
+
+    monkeypatch.setenv("KNLAB_CLUSTER_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("KNLAB_CLUSTER_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit, match="knlab-cluster up starts it"):
+        cli.main(["s3"])
+    keys = s3.ensure_credentials(Paths.from_env())
+    assert cli.main(["s3"]) == 0
+    assert json.loads(capsys.readouterr().out)["secret_key"] == keys["secret_key"]
+
+
+@pytest.mark.parametrize(
+    ("euid", "env", "expected"),
+    [
+        (0, {}, "/var/cache/knlab-cluster"),
+        (1000, {"HOME": "/home/u"}, "/home/u/.cache/knlab-cluster"),
+        (1000, {"HOME": "/home/u", "XDG_CACHE_HOME": "/xdg"}, "/xdg/knlab-cluster"),
+        (1000, {"KNLAB_CLUSTER_CACHE": "/c"}, "/c"),
+    ],
+)
+def test_the_build_cache_is_the_system_one_for_root_and_the_users_own_otherwise(
+    monkeypatch: pytest.MonkeyPatch, euid: int, env: dict[str, str], expected: str
+) -> None:
+    from knlab_cluster import settings
+
+    for name in ("KNLAB_CLUSTER_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(settings.os, "geteuid", lambda: euid)
+    assert settings.default_cache() == Path(expected)
+
+
+def test_a_tool_built_before_is_reused_without_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tool_binary` (the sandbox's versitygw) reuses the build keyed by the pinned version."""
+    from knlab_cluster import build
+
+    versitygw = components.component("versitygw")
+    assert versitygw.version == "v1.8.0"
+    monkeypatch.setattr(build, "go_version", lambda: "go1.26.8")
+    out = tmp_path / "bin" / f"versitygw-v1.8.0-{build.component_key(versitygw, 'go1.26.8')}"
+    out.mkdir(parents=True)
+    (out / ".done").write_text("{}")
+
+    def no_go(cmd: list[str], **kwargs: object) -> None:
+        raise AssertionError(f"ran {cmd}")
+
+    monkeypatch.setattr(build, "run", no_go)
+    assert build.tool_binary("versitygw", cache=tmp_path) == out / "versitygw"
+
+
+def test_up_with_a_build_from_before_the_s3_server_says_to_build_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knlab_cluster import node as node_mod
+    from knlab_cluster.node import Node
+
+    monkeypatch.setattr(node_mod, "_require_root", lambda: None)
+    monkeypatch.setattr(node_mod, "_require_cgroup_v1", lambda: None)
+    node = Node(_paths(tmp_path), {"binaries": {"registry": "/bin/registry"}})
+    with pytest.raises(SystemExit, match=r"no versitygw .*run knlab-cluster build"):
+        node.up()
+    assert not (tmp_path / "state").exists()  # refused before anything was made

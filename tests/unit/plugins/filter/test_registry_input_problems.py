@@ -37,6 +37,22 @@ VALID = {
     "registry_auth_realm": "Registry Realm",
     "registry_push_host_override": "",
     "registry_pull_host_override": "",
+    "registry_storage": "filesystem",
+    "registry_s3_endpoint": "",
+    "registry_s3_bucket": "",
+    "registry_s3_region": "us-east-1",
+    "registry_s3_credentials_secret": "",
+    "registry_s3_access_key_item": "access_key",
+    "registry_s3_secret_key_item": "secret_key",
+    "registry_s3_force_path_style": True,
+    "registry_s3_skip_verify": False,
+    "registry_s3_redirect": False,
+    "registry_s3_root_directory": "",
+    "registry_http_secret": "hub-http-secret",
+    "registry_min_scale": 1,
+    "registry_max_scale": 1,
+    "registry_autoscaling_target": 0,
+    "registry_autoscaling_metric": "",
     "_registry_owned_labels": {
         "app.kubernetes.io/managed-by": "knlab.serverless",
         "serverless.knlab.io/registry": "hub",
@@ -229,3 +245,81 @@ def test_annotations_are_measured_as_kubernetes_does_in_bytes_of_keys_and_values
     assert problems(registry_annotations={"k": "\u00e9" * 131072}) == [
         "registry_annotations hold 262145 bytes; Kubernetes allows at most 262144"
     ]
+
+
+S3 = {
+    "registry_storage": "s3",
+    "registry_s3_endpoint": "http://10.250.0.10:7070",
+    "registry_s3_bucket": "hub",
+    "registry_s3_credentials_secret": "hub-s3",
+}
+
+
+def test_s3_storage_with_its_settings_has_no_problem() -> None:
+    assert problems(**S3) == []
+    https = {**S3, "registry_s3_endpoint": "https://s3.example.com/", "registry_s3_root_directory": "/hubs/one"}
+    assert problems(**https) == []
+    assert problems(**{**S3, "registry_s3_endpoint": "", "registry_s3_credentials_secret": ""}) == []
+    assert problems(**S3, registry_min_scale=0, registry_max_scale=5, registry_autoscaling_target=20) == []
+    assert problems(**S3, registry_max_scale=0, registry_autoscaling_metric="rps") == []
+    assert problems(**S3, registry_env={"REGISTRY_STORAGE_S3_CHUNKSIZE": "10485760"}) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"registry_storage": "gcs"}, "registry_storage must be one of filesystem, s3, got"),
+        ({**S3, "registry_persistence": True}, "registry_storage=s3 and registry_persistence=true cannot be combined"),
+        ({**S3, "registry_s3_bucket": ""}, "registry_s3_bucket must be set with registry_storage=s3"),
+        ({**S3, "registry_s3_bucket": "Hub_Images"}, "registry_s3_bucket must be an S3 bucket name"),
+        ({**S3, "registry_s3_bucket": "a..b"}, "registry_s3_bucket must be an S3 bucket name"),
+        ({**S3, "registry_s3_endpoint": "10.250.0.10:7070"}, "registry_s3_endpoint must be an http:// or https:// URL"),
+        ({**S3, "registry_s3_endpoint": "http://host/path"}, "registry_s3_endpoint must be an http:// or https:// URL"),
+        (
+            {**S3, "registry_s3_endpoint": "http://host:99999"},
+            "registry_s3_endpoint must be an http:// or https:// URL",
+        ),
+        ({**S3, "registry_s3_endpoint": ["http://h"]}, "registry_s3_endpoint must be a string, got"),
+        ({**S3, "registry_s3_region": ""}, "registry_s3_region must not be empty"),
+        ({**S3, "registry_s3_credentials_secret": "Hub S3"}, "registry_s3_credentials_secret must be a DNS-1123"),
+        ({**S3, "registry_s3_access_key_item": "../key"}, "registry_s3_access_key_item must be a Secret key"),
+        ({**S3, "registry_s3_secret_key_item": ""}, "registry_s3_secret_key_item must not be empty"),
+        ({**S3, "registry_s3_force_path_style": "maybe"}, "registry_s3_force_path_style must be a boolean"),
+        ({**S3, "registry_s3_skip_verify": 2}, "registry_s3_skip_verify must be a boolean"),
+        ({**S3, "registry_s3_redirect": None}, "registry_s3_redirect must be a boolean"),
+        (
+            {**S3, "registry_s3_root_directory": "hubs"},
+            'registry_s3_root_directory must be a key prefix starting with "/"',
+        ),
+        ({**S3, "registry_s3_root_directory": "/a/../b"}, "registry_s3_root_directory must be a key prefix"),
+        ({**S3, "registry_http_secret": ""}, "registry_http_secret must not be empty"),
+        ({**S3, "registry_env": {"REGISTRY_STORAGE": "filesystem"}}, "registry_env must not set REGISTRY_STORAGE with"),
+        ({**S3, "registry_env": {"REGISTRY_HTTP_SECRET": "x"}}, "registry_env must not set REGISTRY_HTTP_SECRET with"),
+        ({"registry_max_scale": 3}, "registry_max_scale must be 1 unless registry_storage=s3, got 3"),
+        ({"registry_max_scale": 0, "registry_persistence": True}, "registry_max_scale must be 1 unless"),
+        ({"registry_min_scale": 0}, "registry_min_scale 0 needs registry_storage=s3 or registry_persistence=true"),
+        ({**S3, "registry_min_scale": 4, "registry_max_scale": 3}, "registry_min_scale (4) must not be more than"),
+        ({**S3, "registry_max_scale": -1}, "registry_max_scale must be an integer from 0 to 1000, got -1"),
+        ({"registry_min_scale": "one"}, "registry_min_scale must be an integer from 0 to 1000"),
+        ({"registry_autoscaling_target": -5}, "registry_autoscaling_target must be an integer from 0 to 100000"),
+        (
+            {"registry_autoscaling_metric": "cpu"},
+            "registry_autoscaling_metric must be empty (Knative's default) or one",
+        ),
+        (
+            {"registry_autoscaling_target": 10, "registry_annotations": {"autoscaling.knative.dev/target": "5"}},
+            "registry_annotations must not set autoscaling.knative.dev/target (registry_autoscaling_target sets it)",
+        ),
+    ],
+)
+def test_each_wrong_s3_or_scale_setting_is_named(changes: dict, expected: str) -> None:
+    found = problems(**changes)
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found
+
+
+def test_with_filesystem_storage_the_s3_settings_are_checked_but_not_required() -> None:
+    assert problems(registry_s3_bucket="") == []
+    assert problems(registry_env={"REGISTRY_STORAGE": "inmemory"}) == []
+    assert problems(registry_min_scale=0, registry_persistence=True) == []
+    assert problems(registry_s3_bucket="UPPER")[0].startswith("registry_s3_bucket must be an S3 bucket name")

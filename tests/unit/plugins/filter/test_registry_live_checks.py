@@ -145,3 +145,32 @@ def test_the_flags_that_are_off_are_named_with_the_patch_that_enables_them() -> 
 )
 def test_to_bool_is_ansibles_bool_filter(value, expected: bool) -> None:
     assert r.to_bool(value) is expected
+
+
+S3_LIVE = [
+    {"name": "REGISTRY_STORAGE", "value": "s3"},
+    {"name": "REGISTRY_STORAGE_S3_REGIONENDPOINT", "value": "http://10.250.0.10:7070"},
+    {"name": "REGISTRY_STORAGE_S3_BUCKET", "value": "hub"},
+    {"name": "REGISTRY_HTTP_SECRET", "valueFrom": {"secretKeyRef": {"name": "hub-http-secret", "key": "secret"}}},
+]
+S3_ENV = {
+    "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+    "REGISTRY_STORAGE": "s3",
+    "REGISTRY_STORAGE_S3_REGIONENDPOINT": "http://10.250.0.10:7070",
+    "REGISTRY_STORAGE_S3_BUCKET": "hub",
+}
+
+
+def test_a_hub_on_s3_may_run_again_with_the_same_bucket_but_not_move_to_another() -> None:
+    assert storage_problems(hub("", S3_LIVE), registry_persistence=False, _registry_env=S3_ENV) == []
+    (found,) = storage_problems(
+        hub("", S3_LIVE), registry_persistence=False, _registry_env={**S3_ENV, "REGISTRY_STORAGE_S3_BUCKET": "other"}
+    )
+    assert "REGISTRY_STORAGE_S3_BUCKET=hub; this run would move it" in found
+    assert found.endswith("or keep registry_storage=s3 with the same endpoint, bucket and root directory.")
+    # Back to the pod's filesystem: the bucket's images would no longer be served.
+    (found,) = storage_problems(hub("", S3_LIVE), registry_persistence=False)
+    assert "keeps its images in its pod with REGISTRY_STORAGE=s3" in found
+    # Off a claim onto s3 needs the user's word too: the images on the claim stay behind.
+    (found,) = storage_problems(hub("hub-data"), registry_persistence=False, _registry_env=S3_ENV)
+    assert found.startswith("the hub default/hub keeps its images on PersistentVolumeClaim hub-data;")

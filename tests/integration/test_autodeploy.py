@@ -1,0 +1,434 @@
+"""Push to the hub -> a new Revision (issue 10 item 1), on a real sandbox.
+
+What runs for real: the sandbox (API server, Knative Serving, gateway), the hub started by the
+registry role with ``registry_notifications_secret`` (the sandbox runs Debian's docker-registry
+for it), the hub's own notifications, a Knative Service ``hello`` whose Revisions the sandbox runs
+and serves, and the receiver (roles/autodeploy/files/receiver/receiver.py) as a process on this
+machine - not yet as a pod: the sandbox gives pods no ServiceAccount token and no route to
+cluster-local names. The receiver gets a service-account directory with the sandbox's admin token,
+CA and the namespace, KUBERNETES_SERVICE_HOST/PORT of the sandbox API, and the hub through the
+gateway (``AUTODEPLOY_HUB_HOST_HEADER``). The hub's endpoint Secret is written by the test, with
+the receiver's loopback URL, since the hub cannot reach ``autodeploy.default.svc.cluster.local``
+in the sandbox.
+
+Pushes are made by the test pusher over the registry API (tests/sandbox/image_push.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+RECEIVER = ROOT / "roles" / "autodeploy" / "files" / "receiver" / "receiver.py"
+sys.path.insert(0, str(ROOT / "tests" / "sandbox"))
+from image_push import Pusher  # noqa: E402
+
+sys.path.insert(0, str(ROOT / ".build" / "collections"))
+from ansible_collections.knlab.serverless.plugins.filter.autodeploy_settings import (  # noqa: E402
+    autodeploy_settings,
+)
+
+TOKEN = "integration-event-token-0123456789"
+PULL_HOST = "hub.default.svc.cluster.local"
+EVENTS_V1 = "application/vnd.docker.distribution.events.v1+json"
+PLAY = """
+- name: The hub, reading its notification endpoint from a Secret
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.registry
+      vars:
+        registry_notifications_secret: hub-notifications
+"""
+APP_PLAY = """
+- name: The app, from the hub
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Run hello from hub:latest
+      knlab.serverless.knative_service:
+        name: hello
+        namespace: default
+        image: "hub.default.svc.cluster.local/hello:latest"
+        min_scale: 1
+        wait_timeout: 120
+"""
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
+    reason="the sandbox's hub needs docker-registry (apt-get install docker-registry)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.info: dict = {}
+        self.kubeconfig: dict = {}
+
+    def cli(self, *args: str) -> None:
+        argv = [str(BIN / "knlab-sandbox"), *args, "--state-dir", str(self.state_dir)]
+        done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def play(self, text: str, directory: Path, **extra: object) -> tuple[int, str]:
+        playbook = directory / f"play-{abs(hash(text))}.yml"
+        playbook.write_text(text)
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
+        )
+        argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", json.dumps(extra)]
+        done = subprocess.run(
+            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        argv = ["kubectl", "--kubeconfig", self.info["kubeconfig"], *args]
+        done = subprocess.run(argv, check=False, input=stdin, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def get(self, kind: str, name: str) -> dict:
+        return json.loads(self.kubectl("get", kind, name, "-n", "default", "-o", "json"))
+
+    def revisions(self) -> list[str]:
+        found = json.loads(
+            self.kubectl("get", "revisions", "-n", "default", "-l", "serving.knative.dev/service=hello", "-o", "json")
+        )
+        return sorted(item["metadata"]["name"] for item in found["items"])
+
+    def hello_image(self) -> str:
+        return self.get("ksvc", "hello")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    def wait_ready(self, name: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        service: dict = {}
+        while time.monotonic() < deadline:
+            service = self.get("ksvc", name)
+            status = service.get("status") or {}
+            ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+            if (
+                ready
+                and ready[0].get("status") == "True"
+                and status.get("observedGeneration") == service["metadata"]["generation"]
+                and status.get("latestReadyRevisionName") == status.get("latestCreatedRevisionName")
+            ):
+                return service
+            time.sleep(0.5)
+        raise AssertionError(f"ksvc {name} not Ready: {json.dumps(service.get('status'))[:2000]}")
+
+    def answer(self, name: str) -> str:
+        service = self.get("ksvc", name)
+        host = service["status"]["url"].split("://", 1)[1]
+        request = urllib.request.Request(self.info["gateway"] + "/", headers={"Host": host})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read().decode()
+
+
+class Receiver:
+    """receiver.py as a local process."""
+
+    def __init__(self, sandbox: Sandbox, directory: Path, hub_host: str):
+        self.port = free_port()
+        self.log = directory / "receiver.log"
+        sa_dir = directory / "serviceaccount"
+        sa_dir.mkdir(exist_ok=True)
+        kubeconfig = yaml.safe_load(Path(sandbox.info["kubeconfig"]).read_text())
+        (sa_dir / "token").write_text(kubeconfig["users"][0]["user"]["token"])
+        (sa_dir / "ca.crt").write_bytes(
+            base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
+        )
+        (sa_dir / "namespace").write_text("default")
+        api_host, api_port = kubeconfig["clusters"][0]["cluster"]["server"].removeprefix("https://").rsplit(":", 1)
+        self.argv = [sys.executable, str(RECEIVER), "--service-account-dir", str(sa_dir)]
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PORT": str(self.port),
+            "AUTODEPLOY_LISTEN_ADDRESS": "127.0.0.1",
+            "AUTODEPLOY_TOKEN": TOKEN,
+            "AUTODEPLOY_BINDINGS": json.dumps([{"repository": "hello", "tag": "latest", "service": "hello"}]),
+            "AUTODEPLOY_HUB_URL": sandbox.info["gateway"],
+            "AUTODEPLOY_HUB_HOST_HEADER": hub_host,
+            "AUTODEPLOY_PULL_HOST": PULL_HOST,
+            "AUTODEPLOY_RESYNC_SECONDS": "3600",
+            "KUBERNETES_SERVICE_HOST": api_host,
+            "KUBERNETES_SERVICE_PORT": api_port,
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"receiver did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def post(self, body: dict, token: str | None) -> int:
+        headers = {"Content-Type": EVENTS_V1}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.url + "/events", data=json.dumps(body).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def status(self) -> dict:
+        request = urllib.request.Request(self.url + "/status", headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    sandbox = Sandbox(tmp_path / "sandbox")
+    sandbox.cli("up", "--api-port", "0", "--gateway-port", "0")
+    sandbox.info = json.loads((sandbox.state_dir / "server.json").read_text())
+    try:
+        yield sandbox
+    finally:
+        sandbox.cli("down")
+
+
+def push(sandbox: Sandbox, hub_host: str, repository: str, target: str) -> str:
+    async def run() -> str:
+        async with aiohttp.ClientSession() as session:
+            image = await Pusher(session, sandbox.info["gateway"], hub_host).hello_app(
+                repository, "latest", target=target
+            )
+            return image.digest
+
+    return asyncio.run(run())
+
+
+def wait_for(predicate: Any, what: str, receiver: Receiver, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; receiver log:\n{receiver.log_text()[-4000:]}")
+
+
+def manifest_event(digest: str, repository: str = "hello") -> dict:
+    return {
+        "events": [
+            {
+                "id": "dup-1",
+                "action": "push",
+                "target": {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest,
+                    "repository": repository,
+                    "tag": "latest",
+                    "url": f"http://{PULL_HOST}/v2/{repository}/manifests/{digest}",
+                },
+            }
+        ]
+    }
+
+
+def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path: Path) -> None:
+    receiver_port_holder = tmp_path / "receiver"
+    receiver_port_holder.mkdir()
+    # 1. The hub's endpoint, as the autodeploy role writes it, but with the receiver's loopback URL
+    #    (the sandbox's hub is a local process; it cannot resolve cluster-local names).
+    #    Written before the hub exists: see the report on the sandbox and optional secretKeyRef.
+    receiver = Receiver(sandbox, receiver_port_holder, hub_host="")
+    settings = {
+        "name": "autodeploy",
+        "namespace": "default",
+        "bindings": [{"repository": "hello", "service": "hello"}],
+        "timeout": "2s",
+        "threshold": 3,
+        "backoff": "1s",
+    }
+    written = autodeploy_settings(settings, TOKEN)
+    endpoints = written["endpoints"].replace(written["events_url"], receiver.url + "/events")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hub-notifications", "namespace": "default"},
+        "data": {"endpoints": base64.b64encode(endpoints.encode()).decode()},
+    }
+    sandbox.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+
+    # 2. The hub, by the registry role with the new option; a second run changes nothing.
+    code, output = sandbox.play(PLAY, tmp_path)
+    assert code == 0, output[-3000:]
+    code, output = sandbox.play(PLAY, tmp_path)
+    assert code == 0, output[-3000:]
+    assert "changed=0" in output, output[-2000:]
+    hub = sandbox.get("ksvc", "hub")
+    env = hub["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {
+        "name": "REGISTRY_NOTIFICATIONS_ENDPOINTS",
+        "valueFrom": {"secretKeyRef": {"name": "hub-notifications", "key": "endpoints", "optional": True}},
+    } in env
+    hub_host = hub["status"]["url"].split("://", 1)[1]
+    receiver.env["AUTODEPLOY_HUB_HOST_HEADER"] = hub_host
+
+    # 3. hello:latest v1 and the app running it by tag.
+    first = push(sandbox, hub_host, "hello", "One")
+    code, output = sandbox.play(APP_PLAY, tmp_path)
+    assert code == 0, output[-3000:]
+    sandbox.wait_ready("hello")
+    assert len(sandbox.revisions()) == 1
+
+    try:
+        # 4. Start: the resync pins the tag's digest - one new Revision.
+        receiver.start()
+        wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{first}", "the start's resync", receiver)
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == 2
+        assert "One" in sandbox.answer("hello")
+
+        # 5. A push: the hub's own notification rolls it out - one new Revision serving it.
+        second = push(sandbox, hub_host, "hello", "Two")
+        wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{second}", "the push's roll-out", receiver)
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == 3
+        assert "Two" in sandbox.answer("hello")
+        assert "push event" in receiver.status()["hello:latest->hello"]["reason"]
+
+        # 6. Another repository: nothing. A duplicate of the last event: nothing.
+        push(sandbox, hub_host, "other", "Other")
+        assert receiver.post(manifest_event(second), TOKEN) == 200
+        time.sleep(3)
+        assert sandbox.hello_image() == f"{PULL_HOST}/hello@{second}"
+        assert len(sandbox.revisions()) == 3
+        assert "no binding for this repository and tag" in receiver.log_text()
+        assert receiver.status()["hello:latest->hello"]["decision"] == "already deployed"
+
+        # 7. The wrong token (and none): 401, nothing changes - even for an event of a new digest.
+        third_unseen = push(sandbox, hub_host, "hello-shadow", "Shadow")
+        assert receiver.post(manifest_event(third_unseen), "wrong") == 401
+        assert receiver.post(manifest_event(third_unseen), None) == 401
+        time.sleep(1)
+        assert len(sandbox.revisions()) == 3
+
+        # 8. Receiver down, two pushes, up again: the Service ends on the newest digest (one Revision).
+        receiver.stop()
+        push(sandbox, hub_host, "hello", "Three")
+        fourth = push(sandbox, hub_host, "hello", "Four")
+        time.sleep(1)
+        assert len(sandbox.revisions()) == 3
+        receiver.start()
+        wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{fourth}", "the catch-up resync", receiver)
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == 4
+        assert "Four" in sandbox.answer("hello")
+
+        # 9. Roll back: pushing the first image again rolls its digest out again.
+        again = push(sandbox, hub_host, "hello", "One")
+        assert again == first
+        wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{first}", "the roll back", receiver)
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == 5
+        assert "One" in sandbox.answer("hello")
+        assert TOKEN not in receiver.log_text()
+    finally:
+        receiver.stop()
+
+
+ROLE_PLAY = """
+- name: The receiver's role
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.autodeploy
+      vars:
+        autodeploy_bindings: [{repository: hello, service: hello}]
+"""
+HUB_WITHOUT_OPTION = """
+- name: The hub without notifications
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.registry
+"""
+
+
+def test_the_role_names_the_registry_option_when_the_hub_does_not_read_its_secret(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Before the first write: no hub, then a hub without registry_notifications_secret, then bad input."""
+    code, output = sandbox.play(ROLE_PLAY, tmp_path)
+    assert code != 0
+    message = " ".join(output.split())
+    assert "autodeploy: the hub default/hub does not exist" in message
+    assert "registry_notifications_secret: hub-notifications" in message
+
+    code, output = sandbox.play(HUB_WITHOUT_OPTION, tmp_path)
+    assert code == 0, output[-3000:]
+    code, output = sandbox.play(ROLE_PLAY, tmp_path)
+    assert code != 0
+    message = " ".join(output.split())
+    assert "does not read REGISTRY_NOTIFICATIONS_ENDPOINTS from the Secret hub-notifications" in message
+    assert "run the registry role first with registry_notifications_secret: hub-notifications" in message
+
+    code, output = sandbox.play(ROLE_PLAY, tmp_path, autodeploy_bindings=[{"repository": "Hello", "service": "hello"}])
+    assert code != 0
+    assert "autodeploy_bindings[0].repository must be a repository name" in output
+    # Nothing was written: no Secret, no ServiceAccount of the role's.
+    assert "autodeploy" not in sandbox.kubectl("get", "secrets,serviceaccounts", "-n", "default", "-o", "name")
