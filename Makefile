@@ -33,7 +33,7 @@ export PYTHONWARNINGS := $(if $(findstring $(ANSIBLE_DSA_WARNING),$(PYTHONWARNIN
 Q := $(if $(filter 1,$(V)),,@)
 
 .PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-clean demo-prerequisites demo-down clean build bench \
-	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test faults faults-full molecule-cluster bench-cluster
+	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test faults faults-full molecule-cluster bench-cluster bench-autodeploy
 
 help:
 	@echo "make setup     create $(VENV) and install everything the tests need"
@@ -198,6 +198,11 @@ molecule:
 # The real cluster: build, warm up, idle memory, the demo, wait latency -> RESULTS.md (~15 min, root).
 bench-cluster: cluster-build
 	$(BIN)/python benchmarks/cluster.py
+
+# Push to Ready with the receiver (issue 10), on a running cluster with the demo applied by it:
+# benchmarks/RESULTS.md's autodeploy block (about 2 minutes).
+bench-autodeploy: cluster
+	$(BIN)/python benchmarks/autodeploy_latency.py
 
 # Wait latency, the demo's runs and requests, sandbox start-up -> benchmarks/RESULTS.md (~15 min).
 bench: $(SETUP_STAMP) demo-prerequisites
