@@ -45,6 +45,7 @@ sys.path[:0] = [str(ROOT / "tests" / "sandbox"), str(ROOT / ".build" / "collecti
 from image_push import PushedImage, Pusher, layer  # noqa: E402
 
 RETRIES = 3
+GATE_TIMEOUT = 120.0
 PLAY = """
 - name: The hub on S3, up to three replicas
   hosts: localhost
@@ -194,13 +195,29 @@ async def pull_with_retries(session, gateway: str, host: str, image: PushedImage
 
 async def load(sandbox: Sandbox, revision: str, host: str, args: argparse.Namespace, tally: Tally) -> int:
     gateway = sandbox.info["gateway"]
-    total = args.pushers * args.pushes
     pushing_done = asyncio.Event()
     timeout = aiohttp.ClientTimeout(total=120)
 
+    scaled, killed = asyncio.Event(), asyncio.Event()
+
+    async def gate(event: asyncio.Event, what: str) -> None:
+        # Bounded: a hub that never scales out is a failure, not a hang.
+        try:
+            await asyncio.wait_for(event.wait(), timeout=GATE_TIMEOUT)
+        except TimeoutError:
+            if what not in tally.errors:
+                tally.errors.append(what)
+            event.set()
+
     async def pusher(who: int) -> None:
+        # A third of the pushes, then wait for the load to have scaled the hub out; another third
+        # (the kill happens among them), then wait for the kill; the rest while the pod restarts it.
         async with aiohttp.ClientSession(timeout=timeout) as session:
             for number in range(args.pushes):
+                if number == args.pushes // 3:
+                    await gate(scaled, f"the hub never had two ready replicas within {GATE_TIMEOUT:g} s")
+                if number == 2 * args.pushes // 3:
+                    await gate(killed, f"no hub process was killed within {GATE_TIMEOUT:g} s")
                 await push_one(session, gateway, host, who, number, args.size, tally)
 
     async def puller(who: int) -> None:
@@ -213,20 +230,26 @@ async def load(sandbox: Sandbox, revision: str, host: str, args: argparse.Namesp
                 await pull_with_retries(session, gateway, host, chooser.choice(tally.acknowledged), tally)
 
     async def killer() -> None:
-        # Once two replicas serve and a third of the pushes are in: SIGKILL one hub process.
-        while not pushing_done.is_set():
+        # Once two replicas are ready, let some pushes start again, then SIGKILL one hub process.
+        while not scaled.is_set():
             pods = [p for p in sandbox.hub_pods(revision) if ready(p)]
-            if len(pods) >= 2 and tally.pushes >= total // 3:
-                pids = sandbox.hub_pids(revision)
-                key, pid = random.Random(args.seed).choice(sorted(pids.items()))
-                victims = [p["metadata"]["name"] for p in pods]
-                for pod in victims:
-                    tally.served_before_kill[pod] = sandbox.served(pod)
-                os.kill(pid, signal.SIGKILL)
-                tally.killed.append(f"{key} (pid {pid})")
-                print(f"killed hub process {key} (pid {pid}) with SIGKILL; {len(pods)} replicas were ready", flush=True)
-                return
+            if len(pods) >= 2:
+                scaled.set()
+                print(f"{len(pods)} hub replicas ready", flush=True)
+                break
             await asyncio.sleep(0.3)
+        before = tally.pushes
+        while tally.pushes == before and not pushing_done.is_set():
+            await asyncio.sleep(0.02)
+        pods = [p for p in sandbox.hub_pods(revision) if ready(p)]
+        pids = sandbox.hub_pids(revision)
+        key, pid = random.Random(args.seed).choice(sorted(pids.items()))
+        for pod in pods:
+            tally.served_before_kill[pod["metadata"]["name"]] = sandbox.served(pod["metadata"]["name"])
+        os.kill(pid, signal.SIGKILL)
+        tally.killed.append(f"{key} (pid {pid})")
+        killed.set()
+        print(f"killed hub process {key} (pid {pid}) with SIGKILL; {len(pods)} replicas were ready", flush=True)
 
     tasks = [asyncio.create_task(puller(i)) for i in range(args.pullers)]
     kill_task = asyncio.create_task(killer())
