@@ -1398,20 +1398,22 @@ class KnativeController:
             instance = extras.pop()
             log.info("revision %s: scaling down to %d (pod %s)", key, desired, instance.pod_name)
             self._sync_pool(key)
-            await self._drain(pool, instance)
-            await self._stop_instance(key, instance, delete_pod=True)
+            # Drained and stopped aside, so that a slow request does not hold up the next decisions.
+            retiring = asyncio.create_task(self._retire(key, pool, instance))
+            self._respawns.add(retiring)
+            retiring.add_done_callback(self._respawns.discard)
         if (scaler.desired, len(self._ready(key))) != before:
             self.queue.add(("Revision", namespace, name))
 
-    @staticmethod
-    async def _drain(pool: Any, instance: RevisionRun, limit: float = 30.0) -> None:
-        # Out of the pool already: wait for its requests in flight to end (bounded) before it stops.
-        if pool is None or instance.endpoint is None:
-            return
+    async def _retire(self, key: str, pool: Any, instance: RevisionRun, limit: float = 30.0) -> None:
+        # Out of the pool already: its requests in flight end (at most ``limit`` seconds), then it stops.
         waited = 0.0
-        while pool.per_endpoint.get(instance.endpoint, 0) > 0 and waited < limit:
+        while pool is not None and instance.endpoint is not None and waited < limit:
+            if pool.per_endpoint.get(instance.endpoint, 0) <= 0:
+                break
             await asyncio.sleep(0.1)
             waited += 0.1
+        await self._stop_instance(key, instance, delete_pod=True)
 
     async def _run_instance(self, revision: dict, instance: RevisionRun, pod: dict | None) -> None:
         """Start one instance of a scaled revision (a new pod, or ``pod`` restarted in place)."""
