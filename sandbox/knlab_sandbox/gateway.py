@@ -28,6 +28,7 @@ server.py builds and starts it::
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -79,12 +80,66 @@ def _port_of(host: str) -> int | None:
         return -1
 
 
+class Pool:
+    """The ready instances of one scaled revision, and what the autoscaler reads about its load.
+
+    A route still names one endpoint; when that endpoint belongs to a pool the request goes to the
+    pool's instance with the fewest requests in flight (ties in turn). Endpoints stay mapped to their
+    pool after their process is gone, so a route that names a dead instance keeps reaching the others.
+    """
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+        self.in_flight = 0
+        self.per_endpoint: dict[Endpoint, int] = {}
+        self.served: dict[Endpoint, int] = {}  # requests sent to each instance, for tests and demos
+        self.started = 0  # requests begun since the last sample
+        self._turn = 0
+        self._area = 0.0  # in-flight x seconds since the last sample
+        self._changed = self._sampled = time.monotonic()
+
+    def pick(self, exclude: tuple[Endpoint, ...] = ()) -> Endpoint | None:
+        candidates = [e for e in self.endpoints if e not in exclude]
+        if not candidates:
+            return None
+        self._turn += 1
+        rotated = candidates[self._turn % len(candidates) :] + candidates[: self._turn % len(candidates)]
+        return min(rotated, key=lambda e: self.per_endpoint.get(e, 0))
+
+    def _account(self) -> None:
+        moment = time.monotonic()
+        self._area += self.in_flight * (moment - self._changed)
+        self._changed = moment
+
+    def begin(self, endpoint: Endpoint) -> None:
+        self._account()
+        self.in_flight += 1
+        self.started += 1
+        self.per_endpoint[endpoint] = self.per_endpoint.get(endpoint, 0) + 1
+        self.served[endpoint] = self.served.get(endpoint, 0) + 1
+
+    def end(self, endpoint: Endpoint) -> None:
+        self._account()
+        self.in_flight -= 1
+        self.per_endpoint[endpoint] = self.per_endpoint.get(endpoint, 1) - 1
+
+    def sample(self) -> tuple[float, float]:
+        """(average in-flight, requests per second) since the last sample."""
+        self._account()
+        elapsed = max(self._changed - self._sampled, 1e-6)
+        result = (self._area / elapsed, self.started / elapsed)
+        self._area, self.started, self._sampled = 0.0, 0, self._changed
+        return result
+
+
 class Gateway:
     """Host-header router and streaming reverse proxy; see the module docstring for how it is built."""
 
     def __init__(self, port: int = 0, *, host: str = "127.0.0.1"):
         self._bind = (host, port)
         self._routes: dict[str, Endpoint] = {}
+        self._pools: dict[str, Pool] = {}
+        self._pool_of: dict[Endpoint, str] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.address: tuple[str, int] = (host, port)
@@ -99,6 +154,26 @@ class Gateway:
         for host in hosts:
             self._routes.pop(normalise_host(host), None)
 
+    def set_pool(self, name: str, endpoints: list[Endpoint]) -> Pool:
+        """The ready instances of the scaled revision ``name``; its endpoints now route to the pool."""
+        pool = self._pools.setdefault(name, Pool())
+        pool.endpoints = [Endpoint(*e) for e in endpoints]
+        for endpoint in pool.endpoints:
+            self._pool_of[endpoint] = name
+        return pool
+
+    def remove_pool(self, name: str) -> None:
+        self._pools.pop(name, None)
+        for endpoint in [e for e, owner in self._pool_of.items() if owner == name]:
+            del self._pool_of[endpoint]
+
+    def pool(self, name: str) -> Pool | None:
+        return self._pools.get(name)
+
+    def _pool_for(self, endpoint: Endpoint) -> Pool | None:
+        pool = self._pools.get(self._pool_of.get(endpoint, ""))
+        return pool if pool is not None and pool.endpoints else None
+
     def resolve(self, host: str) -> Endpoint | None:
         """The endpoint behind ``host`` as seen from inside the sandbox, or None.
 
@@ -108,7 +183,9 @@ class Gateway:
         port = _port_of(host.strip())
         if port not in (None, 80, self.address[1]):
             return None
-        return self._routes.get(normalise_host(host))
+        endpoint = self._routes.get(normalise_host(host))
+        pool = self._pool_for(endpoint) if endpoint is not None else None
+        return pool.pick() if pool is not None else endpoint
 
     @property
     def routes(self) -> dict[str, Endpoint]:
@@ -165,12 +242,45 @@ class Gateway:
         body = None
         if request.body_exists:
             body = request.content.iter_chunked(CHUNK_SIZE)
+        pool = self._pool_for(endpoint)
+        if pool is None:
+            return await self._forward(request, endpoint, headers, body, client_host)
+        # A scaled revision: the least busy instance. A request without a body whose instance refuses
+        # the connection (its process just died) is tried once more on another one, as Envoy's
+        # connect-failure retry would; a request with a body cannot be replayed.
+        tried: tuple[Endpoint, ...] = ()
+        while True:
+            chosen = pool.pick(exclude=tried) or endpoint
+            tried += (chosen,)
+            pool.begin(chosen)
+            try:
+                return await self._forward(
+                    request, chosen, headers, body, client_host, retry=body is None and len(tried) < 2
+                )
+            except _ConnectRefused:
+                continue
+            finally:
+                pool.end(chosen)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        endpoint: Endpoint,
+        headers: CIMultiDict[str],
+        body,
+        client_host: str,
+        *,
+        retry: bool = False,
+    ) -> web.StreamResponse:
+        assert self._session is not None
         url = f"http://{endpoint.host}:{endpoint.port}{request.rel_url}"
         try:
             upstream = await self._session.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False
             )
         except (aiohttp.ClientError, OSError) as error:
+            if retry and isinstance(error, aiohttp.ClientConnectorError):
+                raise _ConnectRefused from error
             return web.Response(
                 status=502, text=f"upstream for {normalise_host(client_host)!r} is not reachable: {error}\n"
             )
@@ -217,6 +327,10 @@ class Gateway:
                 return response
         await response.write_eof()
         return response
+
+
+class _ConnectRefused(Exception):
+    """The chosen instance refused the connection; another one may take the request."""
 
 
 @web.middleware

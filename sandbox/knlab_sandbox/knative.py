@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from . import kinds, serviceaccounts
+from . import autoscaler, kinds, serviceaccounts
 from .auth import TokenAuthority
 from .errors import ApiStatusError
 from .images import ImagePullError, ImageReference
@@ -66,7 +66,6 @@ from .knative_admission import (
     VISIBILITY_LABEL,
     parse_go_duration,
     read_configmap_data,
-    scale_bounds,
 )
 from .volumes import write_atomic
 
@@ -450,6 +449,9 @@ class RevisionRun:
     resolving: bool = False  # Knative's controller is resolving the image's tag to a digest
     token_volume: str = ""  # the pod's kube-api-access-* volume, when its ServiceAccount token is mounted
     resolved_digest: str = ""  # host/repository@sha256:… that the tag resolved to
+    # A scaled revision (autoscaler.py): the endpoint routes name while this instance restarts, and the
+    # runtime key of an instance beyond the first (the first uses the revision's own key).
+    last_endpoint: Endpoint | None = None
 
     @property
     def failed(self) -> bool:
@@ -516,6 +518,10 @@ class KnativeController:
         self.route_hosts: dict[str, list[str]] = {}
         self.known_routes: set[tuple[str, str]] = set()
         self._retry_tasks: set[asyncio.Task] = set()
+        # Scaled revisions (autoscaler.py): their decisions, and their instances beyond the first.
+        self.autoscalers: dict[str, autoscaler.Autoscaler] = {}
+        self.instances: dict[str, list[RevisionRun]] = {}
+        self._respawns: set[asyncio.Task] = set()
 
     # --- main loop ---------------------------------------------------------------------------
 
@@ -530,6 +536,7 @@ class KnativeController:
         ]
         tasks = [asyncio.create_task(w) for w in watches]
         tasks.append(asyncio.create_task(self._work()))
+        tasks.append(asyncio.create_task(self._autoscale()))
         try:
             await asyncio.gather(*tasks)
         except asyncio.CancelledError:
@@ -643,6 +650,9 @@ class KnativeController:
         if run is not None and run.pod_name == name:
             run.pod_deleted = True
             self.queue.add(("Revision", namespace, revision))
+        for instance in self.instances.get(f"{namespace}/{revision}", []):
+            if instance.pod_name == name:
+                instance.pod_deleted = True  # the next autoscaler tick replaces it
 
     def _on_configmap(self, event: str, obj: dict) -> None:
         # A new domain or domain template changes every URL: re-reconcile all Routes.
@@ -894,14 +904,15 @@ class KnativeController:
         elif run.failed:
             self._mark_run_failed(conditions, run)
             status["actualReplicas"] = 0
+            await self._stop_instances(key, delete_pods=True)
         elif run.resolving:
             conditions.mark_unknown("ResourcesAvailable", "ResolvingDigests")
-        elif run.endpoint is not None:
+        elif run.endpoint is not None or (key in self.autoscalers and self._ready(key)):
             conditions.mark_true("ResourcesAvailable")
             conditions.mark_true("ContainerHealthy")
             conditions.set("Active", "True")
-            status["actualReplicas"] = 1
-            status["desiredReplicas"] = 1
+            status["actualReplicas"] = len(self._ready(key)) if key in self.autoscalers else 1
+            status["desiredReplicas"] = self.autoscalers[key].desired if key in self.autoscalers else 1
         elif not conditions.is_("Ready", "True"):
             # The KPA marks its PodAutoscaler activating at once (kpa.go), and the Revision copies it.
             conditions.set(
@@ -1075,7 +1086,11 @@ class KnativeController:
         run = RevisionRun(key=key, pod_name=survivor["metadata"]["name"] if survivor else pod_name_for(revision))
         self.runs[key] = run
         await self._delete_stale_pods(revision, keep=run.pod_name)
-        await self._record_scale_request(revision)
+        annotations = revision["metadata"].get("annotations") or {}
+        if autoscaler.is_scaled(annotations):
+            config = await read_configmap_data(self.api, "config-autoscaler")
+            self.autoscalers[key] = autoscaler.Autoscaler(autoscaler.policy_for(annotations, config))
+            self.gateway.set_pool(key, [])
         deadline = await self._progress_deadline(revision)
         run.task = asyncio.create_task(self._run_revision(revision, run, survivor, deadline))
         return run
@@ -1142,7 +1157,8 @@ class KnativeController:
             condition = "ResourcesAvailable" if reason == "ProgressDeadlineExceeded" else "ContainerHealthy"
             self._fail(run, reason, message, condition)
         else:
-            run.endpoint = endpoint
+            run.endpoint = run.last_endpoint = endpoint
+            self._sync_pool(f"{namespace}/{name}")
         if run.failed:
             log.info("revision %s/%s failed: %s: %s", namespace, name, run.failure_reason, run.failure_message)
         if pod is not None:
@@ -1285,6 +1301,14 @@ class KnativeController:
 
     async def on_runtime_exit(self, key: str, failure: Any) -> None:
         """The runtime's report of a process that ended on its own: the container is unhealthy."""
+        revision_key, _, _ = key.partition("#")
+        instance = self._instance(revision_key, key)
+        if instance is not None and revision_key in self.autoscalers:
+            # An instance of a scaled revision: kubelet restarts its container in place (restartPolicy
+            # Always) and the gateway sends its requests to the other instances meanwhile.
+            if instance.task is None or instance.task.done():
+                await self._instance_exited(revision_key, instance, failure)
+            return
         run = self.runs.get(key)
         if run is None or run.task is None or not run.task.done():
             return
@@ -1298,6 +1322,9 @@ class KnativeController:
         self._enqueue_routes(namespace)
 
     async def _stop_run(self, key: str, *, delete_pod: bool) -> None:
+        await self._stop_instances(key, delete_pods=delete_pod)
+        if self.autoscalers.pop(key, None) is not None:
+            self.gateway.remove_pool(key)
         run = self.runs.pop(key, None)
         if run is None:
             return
@@ -1316,17 +1343,141 @@ class KnativeController:
         for key in list(self.runs):
             await self._stop_run(key, delete_pod=False)
 
-    async def _record_scale_request(self, revision: dict) -> None:
-        minimum, maximum = scale_bounds(revision["metadata"].get("annotations") or {})
-        if minimum <= 1 and maximum <= 1:
+    # --- scaled revisions: more than one instance (autoscaler.py) -----------------------------
+
+    def _instance(self, revision_key: str, runtime_key: str) -> RevisionRun | None:
+        run = self.runs.get(revision_key)
+        if run is not None and run.key == runtime_key:
+            return run
+        return next((i for i in self.instances.get(revision_key, []) if i.key == runtime_key), None)
+
+    def _ready(self, key: str) -> list[Endpoint]:
+        run = self.runs.get(key)
+        everyone = ([run] if run is not None else []) + self.instances.get(key, [])
+        return [i.endpoint for i in everyone if i.endpoint is not None and not i.failed]
+
+    def _sync_pool(self, key: str) -> None:
+        if key in self.autoscalers:
+            self.gateway.set_pool(key, self._ready(key))
+
+    async def _autoscale(self) -> None:
+        while True:
+            await asyncio.sleep(autoscaler.TICK)
+            for key in list(self.autoscalers):
+                try:
+                    await self._scale(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one revision's trouble must not stop the others' scaling
+                    log.exception("scaling %s", key)
+
+    async def _scale(self, key: str) -> None:
+        """One autoscaler tick for a scaled revision: measure, decide, start or stop instances."""
+        run, scaler = self.runs.get(key), self.autoscalers.get(key)
+        if run is None or scaler is None or run.failed:
             return
-        message = (
-            f"min-scale={minimum} max-scale={maximum}: the sandbox runs exactly one instance of a revision; "
-            "scaling beyond one is not simulated"
-        )
-        log.info("revision %s/%s: %s", revision["metadata"]["namespace"], revision["metadata"]["name"], message)
-        with contextlib.suppress(ApiStatusError):
-            await self.api.record_event(revision, "ScalingNotSimulated", message, component="revision-controller")
+        namespace, name = key.split("/", 1)
+        pool = self.gateway.pool(key)
+        concurrency, rate = pool.sample() if pool is not None else (0.0, 0.0)
+        before = (scaler.desired, len(self._ready(key)))
+        observed = rate if scaler.policy.metric == "rps" else concurrency
+        desired = scaler.decide(asyncio.get_running_loop().time(), observed)
+        extras = self.instances.setdefault(key, [])
+        for gone in [i for i in extras if i.pod_deleted]:  # deleted from outside: a new pod replaces it
+            extras.remove(gone)
+            await self._stop_instance(key, gone, delete_pod=False)
+        revision = await self._get(self.rt["Revision"], name, namespace)
+        if revision is None:
+            return
+        while len(extras) + 1 < desired:
+            instance = RevisionRun(key=f"{key}#{secrets.token_hex(4)}", pod_name=pod_name_for(revision))
+            extras.append(instance)
+            instance.task = asyncio.create_task(self._run_instance(revision, instance, None))
+            log.info("revision %s: scaling up to %d (pod %s)", key, desired, instance.pod_name)
+        while len(extras) + 1 > desired:
+            instance = extras.pop()
+            log.info("revision %s: scaling down to %d (pod %s)", key, desired, instance.pod_name)
+            self._sync_pool(key)
+            # Drained and stopped aside, so that a slow request does not hold up the next decisions.
+            retiring = asyncio.create_task(self._retire(key, pool, instance))
+            self._respawns.add(retiring)
+            retiring.add_done_callback(self._respawns.discard)
+        if (scaler.desired, len(self._ready(key))) != before:
+            self.queue.add(("Revision", namespace, name))
+
+    async def _retire(self, key: str, pool: Any, instance: RevisionRun, limit: float = 30.0) -> None:
+        # Out of the pool already: its requests in flight end (at most ``limit`` seconds), then it stops.
+        waited = 0.0
+        while pool is not None and instance.endpoint is not None and waited < limit:
+            if pool.per_endpoint.get(instance.endpoint, 0) <= 0:
+                break
+            await asyncio.sleep(0.1)
+            waited += 0.1
+        await self._stop_instance(key, instance, delete_pod=True)
+
+    async def _run_instance(self, revision: dict, instance: RevisionRun, pod: dict | None) -> None:
+        """Start one instance of a scaled revision (a new pod, or ``pod`` restarted in place)."""
+        namespace, name = self._ns_name(revision)
+        key = f"{namespace}/{name}"
+        pull_secrets = await self._pull_secrets(revision)
+        if pod is None:
+            pod = await self._create_pod(revision, instance)
+        log_path = self.settings.log_path(namespace, instance.pod_name, USER_CONTAINER)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        delay = PULL_BACKOFF_INITIAL
+        while True:
+            try:
+                endpoint = await self._start_pod(revision, instance, pod, pull_secrets, log_path)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # kubelet keeps trying while the ReplicaSet wants the pod
+                instance.waiting_reason = getattr(error, "reason", "") or "RunContainerError"
+                instance.waiting_message = getattr(error, "message", "") or str(error)
+                if pod is not None:
+                    await self._update_pod_status(pod, instance)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, PULL_BACKOFF_MAX)
+        instance.endpoint = instance.last_endpoint = endpoint
+        instance.waiting_reason = instance.waiting_message = ""
+        if pod is not None:
+            await self._update_pod_status(pod, instance)
+        self._sync_pool(key)
+        self.queue.add(("Revision", namespace, name))
+        self._enqueue_routes(namespace)
+
+    async def _instance_exited(self, key: str, instance: RevisionRun, failure: Any) -> None:
+        namespace, name = key.split("/", 1)
+        instance.endpoint = None
+        instance.last_exit_reason, instance.last_exit_message = failure.reason, failure.message
+        instance.restarts += 1
+        self._sync_pool(key)
+        log.info("revision %s: pod %s exited (%s); restarting it", key, instance.pod_name, failure.reason)
+        pod = await self._get(self.rt_pod, instance.pod_name, namespace)
+        if pod is not None:
+            await self._update_pod_status(pod, instance)
+        revision = await self._get(self.rt["Revision"], name, namespace)
+        self.queue.add(("Revision", namespace, name))
+        if revision is None or pod is None:
+            return
+        instance.task = asyncio.create_task(self._run_instance(revision, instance, pod))
+
+    async def _stop_instance(self, key: str, instance: RevisionRun, *, delete_pod: bool) -> None:
+        if instance.task is not None and not instance.task.done():
+            instance.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await instance.task
+        with contextlib.suppress(Exception):
+            await self.runtime.stop(instance.key)
+        instance.endpoint = None
+        self._sync_pool(key)
+        if delete_pod:
+            with contextlib.suppress(ApiStatusError):
+                await self.api.delete(self.rt_pod, instance.pod_name, namespace=key.split("/", 1)[0])
+
+    async def _stop_instances(self, key: str, *, delete_pods: bool) -> None:
+        for instance in self.instances.pop(key, []):
+            await self._stop_instance(key, instance, delete_pod=delete_pods)
 
     # --- the revision's Pod object -------------------------------------------------------------
 
@@ -1670,8 +1821,13 @@ class KnativeController:
         conditions.mark_true("CertificateProvisioned", "TLSNotEnabled", message)
 
     def _endpoint(self, namespace: str, revision: str) -> Endpoint | None:
-        run = self.runs.get(f"{namespace}/{revision}")
-        return run.endpoint if run is not None else None
+        key = f"{namespace}/{revision}"
+        run = self.runs.get(key)
+        if run is None:
+            return None
+        if run.endpoint is None and key in self.autoscalers and self._ready(key):
+            return run.last_endpoint  # restarting: the gateway sends its requests to the others
+        return run.endpoint
 
     async def _label_configurations(self, namespace: str, route_name: str, named: set[str]) -> None:
         """The labeler's ``serving.knative.dev/routes`` on Configurations: the Route is listed on those

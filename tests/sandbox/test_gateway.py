@@ -169,3 +169,62 @@ def test_normalise_host_and_location_rewrite():
     )
     assert rewrite_location("/v2/x/blobs/sha256:ab", endpoint, "hub") == "/v2/x/blobs/sha256:ab"
     assert rewrite_location("http://elsewhere/v2/", endpoint, "hub") == "http://elsewhere/v2/"
+
+
+async def _named_backend(name: str) -> tuple[web.AppRunner, Endpoint]:
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text=name)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, Endpoint("127.0.0.1", port)
+
+
+async def test_a_pool_spreads_requests_and_skips_an_instance_that_refuses(gateway):
+    runners = []
+    endpoints = []
+    for name in ("a", "b"):
+        runner, endpoint = await _named_backend(name)
+        runners.append(runner)
+        endpoints.append(endpoint)
+    dead = Endpoint("127.0.0.1", free_port())  # nothing listens there
+    try:
+        gateway.set_route(["app.default.svc.cluster.local"], endpoints[0])
+        pool = gateway.set_pool("default/app-00001", endpoints)
+        url = f"http://{gateway.address[0]}:{gateway.address[1]}/"
+        headers = {"Host": "app.default.svc.cluster.local"}
+        async with aiohttp.ClientSession() as session:
+            answers = []
+            for _ in range(6):
+                async with session.get(url, headers=headers) as response:
+                    answers.append(await response.text())
+            assert sorted(set(answers)) == ["a", "b"]
+            assert pool.served == {endpoints[0]: 3, endpoints[1]: 3}
+            assert pool.in_flight == 0
+            # The route names an instance that died: requests reach the pool's live one; a GET whose
+            # pick refuses the connection is tried on the other instance.
+            gateway.set_route(["app.default.svc.cluster.local"], dead)
+            gateway.set_pool("default/app-00001", [dead])
+            gateway.set_pool("default/app-00001", [dead, endpoints[1]])
+            for _ in range(4):
+                async with session.get(url, headers=headers) as response:
+                    assert (response.status, await response.text()) == (200, "b")
+            # A request with a body is not replayed: the one that picked the dead instance is a 502.
+            statuses = []
+            for _ in range(4):
+                async with session.put(url, headers=headers, data=b"x" * 10) as response:
+                    statuses.append(response.status)
+            assert sorted(set(statuses)) == [200, 502]
+        concurrency, rate = pool.sample()
+        assert concurrency >= 0 and rate > 0
+        assert gateway.resolve("app.default.svc.cluster.local") in (dead, endpoints[1])
+        gateway.remove_pool("default/app-00001")
+        assert gateway.pool("default/app-00001") is None
+    finally:
+        for runner in runners:
+            await runner.cleanup()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from knlab_sandbox import kinds
 from knlab_sandbox.errors import ApiStatusError
-from knlab_sandbox.gateway import Endpoint
+from knlab_sandbox.gateway import Endpoint, Pool
 from knlab_sandbox.knative import KnativeController
 from knlab_sandbox.resources import ResourceAPI
 from knlab_sandbox.runtime import RuntimeFailure
@@ -75,6 +75,18 @@ class FakeRuntime:
 class FakeGateway:
     def __init__(self) -> None:
         self.routes: dict[str, Endpoint] = {}
+        self.pools: dict[str, Pool] = {}
+
+    def set_pool(self, name, endpoints) -> Pool:
+        pool = self.pools.setdefault(name, Pool())
+        pool.endpoints = list(endpoints)
+        return pool
+
+    def remove_pool(self, name) -> None:
+        self.pools.pop(name, None)
+
+    def pool(self, name) -> Pool | None:
+        return self.pools.get(name)
 
     def set_route(self, hosts, endpoint) -> None:
         self.routes.update(dict.fromkeys(hosts, endpoint))
@@ -405,18 +417,110 @@ async def test_deleting_the_service_stops_its_process_and_unroutes_it(cluster):
     assert pods == []
 
 
-async def test_min_and_max_scale_run_one_process_and_say_so(cluster):
+def scaled_ksvc(**annotations: str) -> dict:
     body = ksvc()
     body["spec"]["template"]["metadata"] = {
-        "annotations": {"autoscaling.knative.dev/min-scale": "3", "autoscaling.knative.dev/max-scale": "3"}
+        "annotations": {f"autoscaling.knative.dev/{k}": v for k, v in annotations.items()}
     }
+    return body
+
+
+async def wait_for(check, what: str, limit: float = WAIT):
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            while not check():
+                await asyncio.sleep(0.05)
+            return
+    pytest.fail(f"never happened: {what}")
+
+
+async def revision_pods(cluster) -> list[dict]:
+    pods, _ = await cluster.api.list(
+        POD, namespace="default", label_selector="serving.knative.dev/revision=hello-00001"
+    )
+    return pods
+
+
+async def test_min_scale_runs_that_many_pods_behind_one_pool(cluster):
+    await cluster.api.create(SERVICE, scaled_ksvc(**{"min-scale": "3", "max-scale": "3"}), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    await wait_for(lambda: len(cluster.runtime.running) == 3, "three processes")
+    assert "default/hello-00001" in cluster.runtime.running
+    pool = cluster.gateway.pools["default/hello-00001"]
+    await wait_for(lambda: len(pool.endpoints) == 3, "three ready endpoints in the pool")
+    pods = await revision_pods(cluster)
+    assert len(pods) == 3
+    prefixes = {p["metadata"]["name"].rsplit("-", 1)[0] for p in pods}
+    assert len(prefixes) == 1 and prefixes.pop().startswith("hello-00001-deployment-")
+    revision = await cluster.wait(REVISION, "hello-00001", lambda o: (o.get("status") or {}).get("actualReplicas") == 3)
+    assert revision["status"]["desiredReplicas"] == 3
+    events, _ = await cluster.api.list(EVENT, namespace="default")
+    assert not [e for e in events if e["reason"] == "ScalingNotSimulated"]
+
+
+async def test_one_instance_without_scale_annotations_has_no_pool(cluster):
+    await cluster.api.create(SERVICE, ksvc(), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    await asyncio.sleep(1.5)  # past an autoscaler tick
+    assert list(cluster.runtime.running) == ["default/hello-00001"]
+    assert cluster.gateway.pools == {}
+
+
+async def test_an_instance_that_exits_is_restarted_in_its_pod_and_the_revision_stays_ready(cluster):
+    await cluster.api.create(SERVICE, scaled_ksvc(**{"min-scale": "2", "max-scale": "2"}), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    await wait_for(lambda: len(cluster.runtime.running) == 2, "two processes")
+    (extra,) = [k for k in cluster.runtime.running if "#" in k]
+    pool = cluster.gateway.pools["default/hello-00001"]
+    await wait_for(lambda: len(pool.endpoints) == 2, "two ready endpoints")
+    names = sorted(p["metadata"]["name"] for p in await revision_pods(cluster))
+    del cluster.runtime.running[extra]  # the process is gone
+    await cluster.controller.on_runtime_exit(extra, RuntimeFailure("ExitCode137", "killed"))
+    assert len(pool.endpoints) == 1
+    await wait_for(lambda: extra in cluster.runtime.running and len(pool.endpoints) == 2, "the instance restarted")
+    pods = await revision_pods(cluster)
+    assert sorted(p["metadata"]["name"] for p in pods) == names
+    restarts = sorted(p["status"]["containerStatuses"][0]["restartCount"] for p in pods)
+    assert restarts == [0, 1]
+    revision = await cluster.get(REVISION, "hello-00001")
+    assert condition(revision, "Ready")["status"] == "True"
+
+
+async def test_the_first_instance_of_a_scaled_revision_is_restarted_too(cluster):
+    await cluster.api.create(SERVICE, scaled_ksvc(**{"min-scale": "2", "max-scale": "2"}), namespace="default")
+    await cluster.wait_ready(SERVICE, "hello")
+    pool = cluster.gateway.pools["default/hello-00001"]
+    await wait_for(lambda: len(pool.endpoints) == 2, "two ready endpoints")
+    routed = cluster.gateway.routes["hello.default.svc.cluster.local"]
+    del cluster.runtime.running["default/hello-00001"]
+    await cluster.controller.on_runtime_exit("default/hello-00001", RuntimeFailure("ExitCode137", "killed"))
+    assert len(pool.endpoints) == 1 and routed not in pool.endpoints
+    await wait_for(lambda: "default/hello-00001" in cluster.runtime.running, "the first instance restarted")
+    await wait_for(lambda: len(pool.endpoints) == 2, "both ready again")
+    revision = await cluster.get(REVISION, "hello-00001")
+    assert condition(revision, "Ready")["status"] == "True"
+
+
+async def test_load_scales_a_revision_up_to_max_scale_and_back_after_the_window(cluster):
+    body = scaled_ksvc(**{"max-scale": "3", "target": "1", "window": "6s"})
     await cluster.api.create(SERVICE, body, namespace="default")
     await cluster.wait_ready(SERVICE, "hello")
-    assert list(cluster.runtime.running) == ["default/hello-00001"]
-    events, _ = await cluster.api.list(EVENT, namespace="default")
-    (event,) = [e for e in events if e["reason"] == "ScalingNotSimulated"]
-    assert event["involvedObject"]["name"] == "hello-00001"
-    assert "runs exactly one instance" in event["message"]
+    pool = cluster.gateway.pools["default/hello-00001"]
+    await wait_for(lambda: len(pool.endpoints) == 1, "one ready endpoint")
+    await asyncio.sleep(1.5)
+    assert len(cluster.runtime.running) == 1  # no load, min-scale unset: one
+    busy = Endpoint("127.0.0.1", 1)
+    for _ in range(5):  # five requests in flight, target 1 x 70%: wants 8, max-scale 3
+        pool.begin(busy)
+    await wait_for(lambda: len(pool.endpoints) == 3, "scaled up to three", limit=5)
+    assert len(cluster.runtime.running) == 3
+    for _ in range(5):
+        pool.end(busy)
+    await asyncio.sleep(2.5)
+    assert len(cluster.runtime.running) == 3  # within the stable window: no scale-down yet
+    await wait_for(lambda: len(cluster.runtime.running) == 1, "scaled down to one", limit=10)
+    await wait_for(lambda: len(pool.endpoints) == 1, "one endpoint")
+    assert len(await revision_pods(cluster)) == 1
 
 
 async def test_a_process_that_dies_makes_the_revision_unhealthy(cluster):

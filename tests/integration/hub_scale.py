@@ -1,0 +1,369 @@
+"""The hub on object storage, scaled past one replica, under load, with one replica killed.
+
+`make hub-scale-demo` runs it (``python tests/integration/hub_scale.py``); test_hub_scale.py runs a
+smaller version. On a sandbox of its own (random loopback ports, state in ``--state-dir``):
+
+1. ``knlab-sandbox up`` and ``knlab-sandbox s3 up`` (versitygw on 127.0.0.1);
+2. the registry role with ``registry_storage: s3``, ``registry_max_scale: 3`` and
+   ``registry_autoscaling_target: 1`` (min-scale stays 1: the load has to scale it out, which is
+   what the sandbox's autoscaler simulation is for; see sandbox/README.md);
+3. ``--pushers`` concurrent pushers (unique blobs each) and ``--pullers`` concurrent pullers
+   through the gateway; once at least two replicas are ready and a third of the pushes are
+   acknowledged, one hub process is killed (SIGKILL) and its pod restarts it;
+4. every acknowledged push is pulled back and checked byte for byte and by digest.
+
+A push that fails (the kill may cut one) is retried from the start, up to ``RETRIES`` times; a pull
+too. Only what still fails after that is an error. Replicas that served requests are counted per pod
+from the registry's own log lines (``response completed``), read with ``kubectl logs``; the killed
+pod's lines are read just before the kill (its restarted container starts a new log).
+
+The last line sums it up; the exit code is non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+sys.path[:0] = [str(ROOT / "tests" / "sandbox"), str(ROOT / ".build" / "collections")]
+from image_push import PushedImage, Pusher, layer  # noqa: E402
+
+RETRIES = 3
+GATE_TIMEOUT = 120.0
+PLAY = """
+- name: The hub on S3, up to three replicas
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.registry
+"""
+REVISION_LABEL = "serving.knative.dev/revision"
+
+
+class DemoError(Exception):
+    """A step failed: the message says which."""
+
+
+@dataclass
+class Tally:
+    pushes: int = 0
+    push_retries: int = 0
+    pulls: int = 0
+    pull_retries: int = 0
+    errors: list[str] = field(default_factory=list)
+    acknowledged: list[PushedImage] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+    served_before_kill: dict[str, int] = field(default_factory=dict)
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.info: dict = {}
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        argv = [str(BIN / "knlab-sandbox"), *args, "--state-dir", str(self.state_dir)]
+        done = subprocess.run(
+            argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode != 0:
+            raise DemoError(f"knlab-sandbox {' '.join(args)} failed: {(done.stdout + done.stderr).strip()[-800:]}")
+        return done.stdout
+
+    def kubectl(self, *args: str) -> str:
+        argv = ["kubectl", "--kubeconfig", self.info["kubeconfig"], *args]
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+    def play(self, **extra: object) -> None:
+        playbook = self.state_dir / "hub-scale.yml"
+        playbook.write_text(PLAY)
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
+        env.pop("KUBECONFIG", None)
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
+        )
+        argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", json.dumps(extra)]
+        done = subprocess.run(
+            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+        )
+        if done.returncode != 0:
+            raise DemoError(f"the registry role failed:\n{(done.stdout + done.stderr)[-2500:]}")
+
+    def hub_pods(self, revision: str) -> list[dict]:
+        pods = json.loads(self.kubectl("get", "pods", "-l", f"{REVISION_LABEL}={revision}", "-o", "json"))["items"]
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def served(self, pod: str) -> int:
+        try:
+            return self.kubectl("logs", pod).count('msg="response completed"')
+        except DemoError:
+            return 0  # a pod scaled down and gone: its lines went with it
+
+    def hub_pids(self, revision: str) -> dict[str, int]:
+        """runtime key → pid of the hub processes of ``revision`` (the runtime's own records)."""
+        found = {}
+        for record in (self.state_dir / "run" / "pids").glob("*.json"):
+            with_pid = json.loads(record.read_text())
+            if with_pid.get("key", "").split("#", 1)[0] == f"default/{revision}":
+                found[with_pid["key"]] = int(with_pid["pid"])
+        return found
+
+
+def restarts(pods: list[dict]) -> int:
+    return sum(c.get("restartCount", 0) for p in pods for c in p.get("status", {}).get("containerStatuses", []))
+
+
+def ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+
+
+async def push_one(  # noqa: PLR0917 (one pusher's one push, all of it needed)
+    session: aiohttp.ClientSession, gateway: str, host: str, who: int, number: int, size: int, tally: Tally
+) -> None:
+    # Unique content per pusher and push: nothing is shared, so every blob really travels.
+    payload = random.Random(f"{who}-{number}").randbytes(size)
+    image_layer = layer({f"data/{who}-{number}.bin": payload}, directories=("data",))
+    for attempt in range(RETRIES + 1):
+        try:
+            pushed = await Pusher(session, gateway, host).image(f"scale/p{who}", f"t{number}", [image_layer])
+        except (AssertionError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            if attempt == RETRIES:
+                tally.errors.append(f"push p{who}:t{number}: {error}")
+                return
+            tally.push_retries += 1
+            await asyncio.sleep(0.2)
+            continue
+        tally.pushes += 1
+        tally.acknowledged.append(pushed)
+        return
+
+
+async def pull_check(session: aiohttp.ClientSession, gateway: str, host: str, image: PushedImage) -> None:
+    headers = {"Host": host, "Accept": image.media_type}
+    url = f"{gateway}/v2/{image.repository}/manifests/{image.digest}"
+    async with session.get(url, headers=headers) as response:
+        body = await response.read()
+        if response.status != 200 or body != image.manifest:
+            raise AssertionError(f"manifest {image.repository}@{image.digest}: {response.status}")
+    for digest in image.blob_digests:
+        url = f"{gateway}/v2/{image.repository}/blobs/{digest}"
+        async with session.get(url, headers={"Host": host}) as response:
+            data = await response.read()
+            if response.status != 200 or "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                raise AssertionError(f"blob {image.repository}@{digest}: {response.status}, {len(data)} bytes")
+
+
+async def pull_with_retries(session, gateway: str, host: str, image: PushedImage, tally: Tally) -> bool:
+    for attempt in range(RETRIES + 1):
+        try:
+            await pull_check(session, gateway, host, image)
+        except (AssertionError, aiohttp.ClientError, OSError, TimeoutError) as error:
+            if attempt == RETRIES:
+                tally.errors.append(f"pull {image.repository}:{image.tag}: {error}")
+                return False
+            tally.pull_retries += 1
+            await asyncio.sleep(0.2)
+            continue
+        tally.pulls += 1
+        return True
+    return False
+
+
+async def load(sandbox: Sandbox, revision: str, host: str, args: argparse.Namespace, tally: Tally) -> int:
+    gateway = sandbox.info["gateway"]
+    pushing_done = asyncio.Event()
+    timeout = aiohttp.ClientTimeout(total=120)
+
+    scaled, killed = asyncio.Event(), asyncio.Event()
+
+    async def gate(event: asyncio.Event, what: str) -> None:
+        # Bounded: a hub that never scales out is a failure, not a hang.
+        try:
+            await asyncio.wait_for(event.wait(), timeout=GATE_TIMEOUT)
+        except TimeoutError:
+            if what not in tally.errors:
+                tally.errors.append(what)
+            event.set()
+
+    async def pusher(who: int) -> None:
+        # A third of the pushes, then wait for the load to have scaled the hub out; another third
+        # (the kill happens among them), then wait for the kill; the rest while the pod restarts it.
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for number in range(args.pushes):
+                if number == args.pushes // 3:
+                    await gate(scaled, f"the hub never had two ready replicas within {GATE_TIMEOUT:g} s")
+                if number == 2 * args.pushes // 3:
+                    await gate(killed, f"no hub process was killed within {GATE_TIMEOUT:g} s")
+                await push_one(session, gateway, host, who, number, args.size, tally)
+
+    async def puller(who: int) -> None:
+        chooser = random.Random(who)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not pushing_done.is_set():
+                if not tally.acknowledged:
+                    await asyncio.sleep(0.05)
+                    continue
+                await pull_with_retries(session, gateway, host, chooser.choice(tally.acknowledged), tally)
+
+    async def killer() -> None:
+        # Once two replicas are ready, let some pushes start again, then SIGKILL one hub process.
+        while not scaled.is_set():
+            pods = [p for p in sandbox.hub_pods(revision) if ready(p)]
+            if len(pods) >= 2:
+                scaled.set()
+                print(f"{len(pods)} hub replicas ready", flush=True)
+                break
+            await asyncio.sleep(0.3)
+        before = tally.pushes
+        while tally.pushes == before and not pushing_done.is_set():
+            await asyncio.sleep(0.02)
+        pods = [p for p in sandbox.hub_pods(revision) if ready(p)]
+        pids = sandbox.hub_pids(revision)
+        key, pid = random.Random(args.seed).choice(sorted(pids.items()))
+        for pod in pods:
+            tally.served_before_kill[pod["metadata"]["name"]] = sandbox.served(pod["metadata"]["name"])
+        os.kill(pid, signal.SIGKILL)
+        tally.killed.append(f"{key} (pid {pid})")
+        killed.set()
+        print(f"killed hub process {key} (pid {pid}) with SIGKILL; {len(pods)} replicas were ready", flush=True)
+
+    tasks = [asyncio.create_task(puller(i)) for i in range(args.pullers)]
+    kill_task = asyncio.create_task(killer())
+    await asyncio.gather(*(pusher(i) for i in range(args.pushers)))
+    pushing_done.set()
+    await asyncio.gather(*tasks, kill_task)
+    # Everything acknowledged comes back intact, after the kill and the restart.
+    checked = 0
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for image in list(tally.acknowledged):
+            if await pull_with_retries(session, gateway, host, image, tally):
+                checked += 1
+    return checked
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="knlab-hub-scale-"))
+    sandbox = Sandbox(state_dir)
+    tally = Tally()
+    served: dict[str, int] = {}
+    checked = restarted = 0
+    sandbox.cli("up", "--api-port", "0", "--gateway-port", "0")
+    try:
+        sandbox.info = json.loads((state_dir / "server.json").read_text())
+        s3 = json.loads(sandbox.cli("s3", "up", "--port", "0", timeout=900))
+        sandbox.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "hub-s3",
+            f"--from-literal=access_key={s3['access_key']}",
+            f"--from-literal=secret_key={s3['secret_key']}",
+        )
+        sandbox.play(
+            registry_storage="s3",
+            registry_s3_endpoint=s3["endpoint"],
+            registry_s3_bucket=s3["bucket"],
+            registry_s3_credentials_secret="hub-s3",
+            registry_s3_root_directory="/knlab",
+            registry_max_scale=3,
+            registry_autoscaling_target=1,
+            registry_autoscaling_metric="concurrency",
+        )
+        hub = json.loads(sandbox.kubectl("get", "ksvc", "hub", "-o", "json"))
+        revision = hub["status"]["latestReadyRevisionName"]
+        host = hub["status"]["url"].split("://", 1)[1]
+        print(f"hub revision {revision} on S3 ({s3['endpoint']}), max-scale 3, target 1: loading it", flush=True)
+        checked = asyncio.run(asyncio.wait_for(load(sandbox, revision, host, args, tally), timeout=args.timeout))
+        pods = sandbox.hub_pods(revision)
+        # The killed process was replaced: its pod restarted it in place, and every pod is Ready again.
+        deadline = time.monotonic() + 60
+        while not (all(ready(p) for p in pods) and restarts(pods) >= 1) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            pods = sandbox.hub_pods(revision)
+        restarted = restarts(pods)
+        print(f"  {len(pods)} hub pods, {sum(ready(p) for p in pods)} ready, {restarted} restart(s)", flush=True)
+        served = {p["metadata"]["name"]: sandbox.served(p["metadata"]["name"]) for p in pods}
+        for pod, count in tally.served_before_kill.items():
+            served[pod] = served.get(pod, 0) + count
+        for pod, count in sorted(served.items()):
+            print(f"  {pod}: {count} requests", flush=True)
+    finally:
+        if not args.keep:
+            sandbox.cli("down")  # stops the S3 server too
+            if not args.state_dir:
+                shutil.rmtree(state_dir, ignore_errors=True)
+    replicas = sum(1 for count in served.values() if count > 0)
+    lost = len(tally.acknowledged) - checked
+    for error in tally.errors[:10]:
+        print(f"  error: {error}", flush=True)
+    print(f"  retried: {tally.push_retries} pushes, {tally.pull_retries} pulls", flush=True)
+    problems = []
+    if replicas < 2:
+        problems.append(f"only {replicas} replica served requests")
+    if tally.errors or lost or len(tally.killed) != 1 or tally.pushes != args.pushers * args.pushes:
+        problems.append("errors, lost images, missing pushes or no kill")
+    if restarted < 1:
+        problems.append("the killed hub process was not restarted")
+    for problem in problems:
+        print(f"  FAILED: {problem}", flush=True)
+    print(
+        f"hub-scale-demo (sandbox): replicas served={replicas} pushes={tally.pushes} pulls={tally.pulls} "
+        f"errors={len(tally.errors)} digests checked={checked} killed={len(tally.killed)} lost={lost} "
+        f"in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--target", default="sandbox", choices=("sandbox", "cluster"))
+    parser.add_argument("--pushers", type=int, default=6)
+    parser.add_argument("--pushes", type=int, default=5, help="images each pusher pushes")
+    parser.add_argument("--pullers", type=int, default=4)
+    parser.add_argument("--size", type=int, default=512 * 1024, help="bytes of unique data per image")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds the load may take at most")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--state-dir", default="", help="the sandbox's state (default: a new temporary one)")
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox and the S3 server running")
+    args = parser.parse_args(argv)
+    if args.target == "cluster":
+        print(
+            "hub-scale-demo: TARGET=cluster is not implemented yet; the demo runs on the sandbox only (TARGET=sandbox)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return run(args)
+    except (DemoError, TimeoutError, subprocess.TimeoutExpired) as error:
+        print(f"hub-scale-demo (sandbox): FAILED: {error or 'the load did not finish in time'}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
