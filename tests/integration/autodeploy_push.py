@@ -1,0 +1,227 @@
+"""Push a new image to the hub from outside the demo and wait for the Revision it rolls out.
+
+Used by ``make autodeploy-demo`` (after playbooks/demo.yml and playbooks/autodeploy.yml) and by
+tests/integration/test_autodeploy_pod.py. It pushes ``<repository>:<tag>`` over the registry API
+(tests/sandbox/image_push.py) through the ingress (the gateway on the sandbox), with an app whose
+answer carries a fresh nonce, then waits until:
+
+- a Revision of the Service that was not there before the push is Ready, with the image
+  ``<pull host>/<repository>@<pushed digest>``, and the Service is Ready on it (latest created =
+  latest ready, observed generation current);
+- the Service answers through the ingress with the nonce (the new image serves);
+- exactly one Revision was added.
+
+The last line printed sums it up, for example
+``autodeploy-demo (sandbox): pushed hello:latest sha256:... -> revision hello-00003 Ready serving it in
+2.4 s (push to Ready)``. When the Revision does not come in time the exit status is 1 and the last
+line says what was seen instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+for extra in (ROOT / "tests" / "sandbox", ROOT / ".build" / "collections"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+APP = """
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+ANSWER = {answer!r}
+
+
+class Pushed(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (ANSWER + "\\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+HTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), Pushed).serve_forever()
+"""
+
+
+class RolloutError(Exception):
+    """The pushed image was not rolled out as expected."""
+
+
+@dataclass
+class Rollout:
+    repository: str
+    tag: str
+    digest: str
+    revision: str
+    seconds: float
+    answer: str
+    revisions_before: list[str]
+    revisions_after: list[str]
+
+
+def custom_objects(kubeconfig: str) -> Any:
+    from kubernetes import client, config  # pylint: disable=import-outside-toplevel
+
+    return client.CustomObjectsApi(config.new_client_from_config(config_file=kubeconfig))
+
+
+def revisions(api: Any, namespace: str, service: str) -> dict[str, dict]:
+    found = api.list_namespaced_custom_object(
+        "serving.knative.dev", "v1", namespace, "revisions", label_selector=f"serving.knative.dev/service={service}"
+    )
+    return {item["metadata"]["name"]: item for item in found["items"]}
+
+
+def ready(obj: dict) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def host_of(api: Any, namespace: str, name: str) -> str:
+    service = api.get_namespaced_custom_object("serving.knative.dev", "v1", namespace, "services", name)
+    url = (service.get("status") or {}).get("url") or ""
+    if "://" not in url:
+        raise RolloutError(f"the Knative Service {namespace}/{name} has no URL yet")
+    return url.split("://", 1)[1]
+
+
+def call(gateway: str, host: str, timeout: float = 10) -> str:
+    request = urllib.request.Request(gateway.rstrip("/") + "/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read().decode(errors="replace").strip()
+    except (OSError, urllib.error.HTTPError) as exc:
+        return f"<no answer: {exc}>"
+
+
+def push_image(gateway: str, hub_host: str, repository: str, tag: str, answer: str) -> str:
+    import aiohttp  # pylint: disable=import-outside-toplevel
+    from image_push import Pusher, layer  # pylint: disable=import-outside-toplevel
+
+    async def run() -> str:
+        async with aiohttp.ClientSession() as session:
+            pushed = await Pusher(session, gateway.rstrip("/"), hub_host).image(
+                repository,
+                tag,
+                [layer({"app/app.py": APP.format(answer=answer).encode()}, directories=("app",))],
+                config={
+                    "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+                    "Cmd": ["python3", "app.py"],
+                    "WorkingDir": "/app",
+                    "ExposedPorts": {"8080/tcp": {}},
+                },
+            )
+            return pushed.digest
+
+    return asyncio.run(run())
+
+
+def push_and_wait(
+    kubeconfig: str,
+    gateway: str,
+    *,
+    namespace: str = "default",
+    service: str = "hello",
+    repository: str = "hello",
+    tag: str = "latest",
+    hub: str = "hub",
+    timeout: float = 120,
+) -> Rollout:
+    """Push a new image to ``repository:tag`` and wait for exactly one new Ready Revision serving it."""
+    api = custom_objects(kubeconfig)
+    hub_host = host_of(api, namespace, hub)
+    app_host = host_of(api, namespace, service)
+    before = sorted(revisions(api, namespace, service))
+    answer = f"pushed from outside the demo, nonce {uuid.uuid4().hex}"
+    digest = push_image(gateway, hub_host, repository, tag, answer)
+    pushed_at = time.monotonic()
+    deadline = pushed_at + timeout
+    seen = "nothing yet"
+    while time.monotonic() < deadline:
+        current = revisions(api, namespace, service)
+        new = {name: obj for name, obj in current.items() if name not in before}
+        serving = [
+            name
+            for name, obj in new.items()
+            if ready(obj) and obj["spec"]["containers"][0]["image"].endswith(f"/{repository}@{digest}")
+        ]
+        ksvc = api.get_namespaced_custom_object("serving.knative.dev", "v1", namespace, "services", service)
+        status = ksvc.get("status") or {}
+        if (
+            serving
+            and ready(ksvc)
+            and status.get("observedGeneration") == ksvc["metadata"]["generation"]
+            and status.get("latestReadyRevisionName") == serving[0]
+            and status.get("latestCreatedRevisionName") == serving[0]
+        ):
+            seconds = time.monotonic() - pushed_at
+            got = call(gateway, app_host)
+            if got != answer:
+                raise RolloutError(f"revision {serving[0]} is Ready but {service} answers {got!r}, not the pushed app")
+            after = sorted(revisions(api, namespace, service))
+            if len(after) != len(before) + 1:
+                raise RolloutError(f"expected exactly one new Revision of {service}: before {before}, after {after}")
+            return Rollout(repository, tag, digest, serving[0], seconds, got, before, after)
+        image = ksvc["spec"]["template"]["spec"]["containers"][0]["image"]
+        seen = f"image {image}, new revisions {sorted(new) or 'none'}, latest ready {status.get('latestReadyRevisionName')}"
+        time.sleep(0.2)
+    raise RolloutError(
+        f"no new Revision of {namespace}/{service} Ready serving {repository}@{digest} within {timeout:g} s of the push"
+        f" (saw: {seen}); is the receiver running? kubectl logs -l serving.knative.dev/service=autodeploy"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--gateway", required=True, help="the ingress address, e.g. http://127.0.0.1:18080")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--service", default="hello")
+    parser.add_argument("--repository", default="hello")
+    parser.add_argument("--tag", default="latest")
+    parser.add_argument("--hub", default="hub", help="the hub's Knative Service")
+    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--label", default="sandbox", help="where it runs, for the summary line")
+    args = parser.parse_args(argv)
+    prefix = f"autodeploy-demo ({args.label})"
+    try:
+        rollout = push_and_wait(
+            args.kubeconfig,
+            args.gateway,
+            namespace=args.namespace,
+            service=args.service,
+            repository=args.repository,
+            tag=args.tag,
+            hub=args.hub,
+            timeout=args.timeout,
+        )
+    except RolloutError as exc:
+        print(f"{prefix}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        print(f"{prefix}: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"answer: {rollout.answer}")
+    print(json.dumps({"revisions_before": rollout.revisions_before, "revisions_after": rollout.revisions_after}))
+    print(
+        f"{prefix}: pushed {rollout.repository}:{rollout.tag} {rollout.digest} -> revision {rollout.revision}"
+        f" Ready serving it in {rollout.seconds:.1f} s (push to Ready)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
