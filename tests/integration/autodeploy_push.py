@@ -176,7 +176,8 @@ def push_and_wait(
                 raise RolloutError(f"expected exactly one new Revision of {service}: before {before}, after {after}")
             return Rollout(repository, tag, digest, serving[0], seconds, got, before, after)
         image = ksvc["spec"]["template"]["spec"]["containers"][0]["image"]
-        seen = f"image {image}, new revisions {sorted(new) or 'none'}, latest ready {status.get('latestReadyRevisionName')}"
+        latest = status.get("latestReadyRevisionName")
+        seen = f"image {image}, new revisions {sorted(new) or 'none'}, latest ready {latest}"
         time.sleep(0.2)
     raise RolloutError(
         f"no new Revision of {namespace}/{service} Ready serving {repository}@{digest} within {timeout:g} s of the push"
