@@ -20,9 +20,11 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,6 +43,9 @@ BIN = Path(sys.executable).parent
 RECEIVER = ROOT / "roles" / "autodeploy" / "files" / "receiver" / "receiver.py"
 sys.path.insert(0, str(ROOT / "tests" / "sandbox"))
 from image_push import Pusher  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+import autodeploy_push  # noqa: E402
 
 sys.path.insert(0, str(ROOT / ".build" / "collections"))
 from ansible_collections.knlab.serverless.plugins.filter.autodeploy_settings import (  # noqa: E402
@@ -112,6 +117,31 @@ class Sandbox:
         argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", json.dumps(extra)]
         done = subprocess.run(
             argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    def playbook(self, name: str, **env: str) -> tuple[int, str]:
+        """A playbook of playbooks/ as `make demo` runs it: this sandbox's kubeconfig, its gateway as the ingress."""
+        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
+        run_env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
+            DEMO_INGRESS_ADDRESS=self.info["gateway"],
+            **env,
+        )
+        argv = [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name)]
+        done = subprocess.run(
+            argv,
+            check=False,
+            env=run_env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=400,
         )
         return done.returncode, done.stdout + done.stderr
 
@@ -432,3 +462,104 @@ def test_the_role_names_the_registry_option_when_the_hub_does_not_read_its_secre
     assert "autodeploy_bindings[0].repository must be a repository name" in output
     # Nothing was written: no Secret, no ServiceAccount of the role's.
     assert "autodeploy" not in sandbox.kubectl("get", "secrets,serviceaccounts", "-n", "default", "-o", "name")
+
+
+def receiver_pod_log(sandbox: Sandbox, revision: str) -> str:
+    logs = sorted((sandbox.state_dir / "logs" / "default").glob(f"{revision}-deployment-*/user-container.log"))
+    return "".join(path.read_text() for path in logs)
+
+
+def api_as(sandbox: Sandbox, token: str, method: str, path: str, body: Any = None) -> tuple[int, dict]:
+    """A request to the sandbox API with a bearer token, verified against the sandbox CA."""
+    context = ssl.create_default_context(cafile=sandbox.info["ca"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    request = urllib.request.Request(sandbox.info["api"] + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+KSVC_PATH = "/apis/serving.knative.dev/v1/namespaces/default/services/"
+
+
+def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: Sandbox) -> None:
+    """playbooks/demo.yml + autodeploy.yml; the receiver built by kaniko (the sandbox's), run by knative_service."""
+    code, output = sandbox.playbook("sandbox-prepare.yml")
+    assert code == 0, output[-3000:]
+    code, output = sandbox.playbook("demo.yml")
+    assert code == 0, output[-3000:]
+    # Resync once an hour: within this test only the hub's notifications can roll anything out.
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", output), output[-2000:]
+
+    receiver = sandbox.wait_ready("autodeploy")
+    pod_spec = receiver["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == "autodeploy"
+    assert pod_spec["containers"][0]["image"].startswith(f"{PULL_HOST}/autodeploy@sha256:")
+    receiver_revision = receiver["status"]["latestReadyRevisionName"]
+    demo_answer = sandbox.answer("hello")
+    demo_image = sandbox.hello_image()
+
+    # A push from outside the demo: exactly one new Revision, Ready, serving the pushed app.
+    rollout = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    assert rollout.answer != demo_answer
+    assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}" != demo_image
+    assert len(rollout.revisions_after) == len(rollout.revisions_before) + 1
+    assert f"applied: push event: {demo_image} -> {PULL_HOST}/hello@{rollout.digest}" in receiver_pod_log(
+        sandbox, receiver_revision
+    )
+
+    # A push to another repository: delivered to the receiver, ignored, nothing rolls out.
+    hub_host = sandbox.get("ksvc", "hub")["status"]["url"].split("://", 1)[1]
+    push(sandbox, hub_host, "other", "Other")
+    deadline = time.monotonic() + 20
+    while "push other:latest" not in receiver_pod_log(sandbox, receiver_revision):
+        assert time.monotonic() < deadline, receiver_pod_log(sandbox, receiver_revision)[-3000:]
+        time.sleep(0.2)
+    assert "event ignored: push other:latest" in receiver_pod_log(sandbox, receiver_revision)
+    time.sleep(2)
+    assert sandbox.revisions() == rollout.revisions_after
+    assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}"
+    assert sandbox.answer("hello") == rollout.answer
+
+    # The receiver's ServiceAccount: get and patch the bound Service, nothing else.
+    tokens = list(
+        (sandbox.state_dir / "run" / "volumes" / "default" / receiver_revision).glob("kube-api-access-*/token")
+    )
+    assert len(tokens) == 1, tokens
+    token = tokens[0].read_text().strip()
+    assert api_as(sandbox, token, "GET", KSVC_PATH + "hello")[0] == 200
+    code, answer = api_as(sandbox, token, "PATCH", KSVC_PATH + "hub", {"metadata": {"labels": {"x": "y"}}})
+    assert code == 403, answer
+    assert answer["message"] == (
+        'services.serving.knative.dev "hub" is forbidden: User "system:serviceaccount:default:autodeploy" '
+        'cannot patch resource "services" in API group "serving.knative.dev" in the namespace "default"'
+    )
+    assert "x" not in (sandbox.get("ksvc", "hub")["metadata"].get("labels") or {})
+    assert api_as(sandbox, token, "GET", KSVC_PATH + "hub")[0] == 403
+    for name, allowed in (("hello", True), ("hub", False), ("autodeploy", False)):
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": "default",
+                    "verb": "patch",
+                    "group": "serving.knative.dev",
+                    "resource": "services",
+                    "name": name,
+                }
+            },
+        }
+        code, answer = api_as(sandbox, token, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
+        assert code == 201, answer
+        assert answer["status"]["allowed"] is allowed, (name, answer)

@@ -507,3 +507,71 @@ def test_the_token_never_shows_in_the_log(
     assert "applied" in out
     assert TOKEN not in out
     assert SA_TOKEN_1 not in out
+
+
+class FlakyHub:
+    """A hub that answers HEAD of hello:latest with 500 ``failures`` times, then with ``digest``.
+
+    distribution 2.8 answers 500 ("invalid checksum digest format") while it writes a tag's link,
+    which is when the push's event arrives.
+    """
+
+    def __init__(self, digest: str, failures: int) -> None:
+        self.heads = 0
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_HEAD(self) -> None:
+                hub.heads += 1
+                if hub.heads <= failures:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Docker-Content-Digest", digest)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+DIGEST_A = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(("failures", "decision"), [(3, "applied"), (50, "error")])
+def test_a_hub_error_right_after_a_push_event_is_asked_again(
+    sa_dir: Path, api: FakeKnativeApi, failures: int, decision: str
+) -> None:
+    hub = FlakyHub(DIGEST_A, failures)
+    try:
+        with run_receiver(sa_dir, api, hub.url, event_settle_delays=(0.05, 0.05, 0.05)) as running:
+            running.idle()
+            # The start's resync is not an event: its 500 is an error at once (one HEAD).
+            assert running.status()["hello:latest->hello"]["decision"] == "error"
+            start_heads = hub.heads
+            assert running.post_events([manifest_event("hello", "latest", DIGEST_A)])[0] == 200
+            wait_for(lambda: "push event" in running.status()["hello:latest->hello"]["reason"], what="the event")
+            running.idle()
+            status = running.status()["hello:latest->hello"]
+            if decision == "applied":
+                assert status["decision"] == "applied", status
+                assert api.image("hello") == f"{PULL_HOST}/hello@{DIGEST_A}"
+                assert len(api.patches) == 1
+            else:
+                # Four asks for the event, one more for the retry; the last answer stands.
+                assert status["decision"] == "error", status
+                assert "500" in status["reason"]
+                assert hub.heads - start_heads == 5
+                assert api.patches == []
+    finally:
+        hub.close()

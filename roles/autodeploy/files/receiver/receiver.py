@@ -339,13 +339,26 @@ class Receiver:
         tags after the store's Put, which sends the event), so the event can arrive while the tag
         still names the previous digest. When the hub does not (yet) name a pushed digest, ask
         again for a few seconds; then the hub's answer stands (a late event of an older push).
+        A server error counts as "not yet" in that time: distribution 2.8 answers a HEAD of the tag
+        with 500 ("invalid checksum digest format") while it writes the tag's link.
         """
-        digest = self.hub_digest(binding["repository"], binding["tag"])
+
+        def ask() -> tuple[str | None, ApiError | None]:
+            try:
+                return self.hub_digest(binding["repository"], binding["tag"]), None
+            except ApiError as exc:
+                if not pushed or 0 < exc.status < 500:
+                    raise
+                return None, exc
+
+        digest, failure = ask()
         for delay in self.event_settle_delays:
-            if not pushed or digest in pushed:
+            if not pushed or (failure is None and digest in pushed):
                 break
             time.sleep(delay)
-            digest = self.hub_digest(binding["repository"], binding["tag"])
+            digest, failure = ask()
+        if failure is not None:
+            raise failure
         return digest
 
     def reconcile(self, binding: dict[str, str], why: str, pushed: set[str] | None = None) -> str:
