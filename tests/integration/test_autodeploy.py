@@ -529,7 +529,7 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
     time.sleep(2)
     assert sandbox.revisions() == rollout.revisions_after
     assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}"
-    assert sandbox.answer("hello") == rollout.answer
+    assert sandbox.answer("hello").strip() == rollout.answer
 
     # The receiver's ServiceAccount: get and patch the bound Service, nothing else.
     tokens = list(
