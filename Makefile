@@ -32,7 +32,7 @@ export PYTHONWARNINGS := $(if $(findstring $(ANSIBLE_DSA_WARNING),$(PYTHONWARNIN
 # and errors show either way (make also names the recipe that failed).
 Q := $(if $(filter 1,$(V)),,@)
 
-.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-clean demo-prerequisites demo-down clean build bench \
+.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-clean demo-prerequisites demo-down autodeploy-demo clean build bench \
 	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test faults faults-full molecule-cluster bench-cluster
 
 help:
@@ -45,6 +45,7 @@ help:
 	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
 	@echo "make demo-clean remove the demo from the sandbox (never from your own cluster)"
 	@echo "make demo-down stop the sandbox"
+	@echo "make autodeploy-demo  the demo + autodeploy on the sandbox, then a push from outside and its new Revision"
 	@echo "make cluster   build (once, ~40 min cold) and start the real cluster (root); cluster-down stops it"
 	@echo "make cluster-demo | cluster-test   the demo | the end-to-end tests on the real cluster"
 	@echo "make faults    faults injected into the real cluster during waits (a seeded sample, FAULTS_SEED) + the bad-input audit"
@@ -166,6 +167,31 @@ demo-clean: $(SETUP_STAMP)
 
 demo-down:
 	$(Q)$(SANDBOX_CLI) down
+
+# Push -> new Revision on the sandbox: the demo, playbooks/autodeploy.yml (the receiver built with
+# kaniko and run as a Knative Service), then tests/integration/autodeploy_push.py pushes a new app
+# to hub/hello:$(AUTODEPLOY_TAG) from outside the demo and waits (AUTODEPLOY_WAIT s) for exactly
+# one new Revision Ready serving it; its last line sums up what it saw. Fails (exit 1) otherwise.
+AUTODEPLOY_TAG ?= latest
+AUTODEPLOY_WAIT ?= 120
+TARGET ?= sandbox
+autodeploy-demo: export ANSIBLE_LOCALHOST_WARNING := false
+autodeploy-demo: export ANSIBLE_INVENTORY_UNPARSED_WARNING := false
+autodeploy-demo: export AUTODEPLOY_TAG := $(AUTODEPLOY_TAG)
+autodeploy-demo: $(SETUP_STAMP) demo-prerequisites
+	@if [ "$(TARGET)" != sandbox ]; then \
+	  echo "make autodeploy-demo: TARGET=$(TARGET) is not implemented; only TARGET=sandbox (the default)." >&2; \
+	  echo "On the real cluster: make cluster-demo, then $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/autodeploy.yml" >&2; \
+	  exit 2; \
+	fi
+	$(Q)$(SANDBOX_CLI) up
+	$(Q)$(SANDBOX_ENV) $(BIN)/ansible-playbook playbooks/sandbox-prepare.yml
+	$(Q)gateway=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["gateway"])' $(SANDBOX_STATE)/server.json) && \
+	  $(SANDBOX_ENV) DEMO_INGRESS_ADDRESS=$$gateway $(BIN)/ansible-playbook playbooks/demo.yml && \
+	  $(SANDBOX_ENV) DEMO_INGRESS_ADDRESS=$$gateway $(BIN)/ansible-playbook playbooks/autodeploy.yml && \
+	  $(SANDBOX_ENV) $(BIN)/python tests/integration/autodeploy_push.py --kubeconfig $(SANDBOX_KUBECONFIG) \
+	    --gateway $$gateway --namespace $${DEMO_NAMESPACE:-default} --tag $(AUTODEPLOY_TAG) \
+	    --timeout $(AUTODEPLOY_WAIT) --label sandbox
 
 # The whole demo against fresh sandboxes: idempotence, a source change, check mode, cleanup.
 integration:
