@@ -3,13 +3,18 @@
 What runs for real: the sandbox (API server, Knative Serving, gateway), the hub started by the
 registry role with ``registry_notifications_secret`` (the sandbox runs Debian's docker-registry
 for it), the hub's own notifications, a Knative Service ``hello`` whose Revisions the sandbox runs
-and serves, and the receiver (roles/autodeploy/files/receiver/receiver.py) as a process on this
-machine - not yet as a pod: the sandbox gives pods no ServiceAccount token and no route to
-cluster-local names. The receiver gets a service-account directory with the sandbox's admin token,
-CA and the namespace, KUBERNETES_SERVICE_HOST/PORT of the sandbox API, and the hub through the
-gateway (``AUTODEPLOY_HUB_HOST_HEADER``). The hub's endpoint Secret is written by the test, with
-the receiver's loopback URL, since the hub cannot reach ``autodeploy.default.svc.cluster.local``
-in the sandbox.
+and serves, and the receiver (roles/autodeploy/files/receiver/receiver.py).
+
+``test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo``: playbooks/demo.yml and
+playbooks/autodeploy.yml as ``make autodeploy-demo`` runs them; the receiver is built by the
+sandbox's kaniko and run by knative_service with its ServiceAccount token, the hub's notifications
+reach it at ``autodeploy.default.svc.cluster.local`` through the gateway's proxy.
+
+The other tests run the receiver as a process on this machine, to stop and start it at will: it
+gets a service-account directory with the sandbox's admin token, CA and the namespace,
+KUBERNETES_SERVICE_HOST/PORT of the sandbox API, and the hub through the gateway
+(``AUTODEPLOY_HUB_HOST_HEADER``); the hub's endpoint Secret is written by the test, with the
+receiver's loopback URL.
 
 Pushes are made by the test pusher over the registry API (tests/sandbox/image_push.py).
 """
