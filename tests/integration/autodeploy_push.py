@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
 import time
@@ -132,26 +133,62 @@ def tag_digest(gateway: str, hub_host: str, repository: str, tag: str) -> str:
         raise RolloutError(f"the hub answered HEAD of {repository}:{tag} with {exc.code}") from None
 
 
+def fetch(gateway: str, hub_host: str, path: str, accept: str = "") -> tuple[bytes, str]:
+    headers = {"Host": hub_host}
+    if accept:
+        headers["Accept"] = accept
+    request = urllib.request.Request(gateway.rstrip("/") + path, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        raise RolloutError(f"the hub answered GET {path} with {exc.code}") from None
+
+
 def push_image(gateway: str, hub_host: str, repository: str, tag: str, answer: str) -> str:
+    """Push ``repository:tag``: the tag's current image plus one layer with an app answering ``answer``.
+
+    Derived from what the tag holds (the demo's build: a base image with python3), so the pushed
+    image runs wherever that one runs, on the sandbox as on a cluster.
+    """
     import aiohttp  # pylint: disable=import-outside-toplevel
     from image_push import Pusher, layer  # pylint: disable=import-outside-toplevel
 
+    body, content_type = fetch(gateway, hub_host, f"/v2/{repository}/manifests/{tag}", ", ".join(MANIFEST_TYPES))
+    manifest = json.loads(body)
+    if not manifest.get("layers") or "config" not in manifest:
+        raise RolloutError(
+            f"{repository}:{tag} in the hub is not a single image manifest ({manifest.get('mediaType')}): "
+            "run playbooks/demo.yml first"
+        )
+    config = json.loads(fetch(gateway, hub_host, f"/v2/{repository}/blobs/{manifest['config']['digest']}")[0])
+    blob, diff_id = layer(
+        {"autodeploy-demo/app.py": APP.format(answer=answer).encode()}, directories=("autodeploy-demo",)
+    )
+    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
+    runtime = config.setdefault("config", {})
+    runtime.pop("Entrypoint", None)
+    runtime["Cmd"] = ["python3", "/autodeploy-demo/app.py"]
+    if isinstance(config.get("history"), list):
+        config["history"].append({"created_by": "tests/integration/autodeploy_push.py"})
+    config_blob = json.dumps(config, sort_keys=True).encode()
+    layer_type = manifest["layers"][-1]["mediaType"]
+    manifest["config"] = {**manifest["config"], "size": len(config_blob), "digest": sha256_hex(config_blob)}
+    manifest["layers"].append({"mediaType": layer_type, "size": len(blob), "digest": sha256_hex(blob)})
+    media_type = manifest.get("mediaType") or content_type.split(";")[0]
+
     async def run() -> str:
         async with aiohttp.ClientSession() as session:
-            pushed = await Pusher(session, gateway.rstrip("/"), hub_host).image(
-                repository,
-                tag,
-                [layer({"app/app.py": APP.format(answer=answer).encode()}, directories=("app",))],
-                config={
-                    "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
-                    "Cmd": ["python3", "app.py"],
-                    "WorkingDir": "/app",
-                    "ExposedPorts": {"8080/tcp": {}},
-                },
-            )
-            return pushed.digest
+            pusher = Pusher(session, gateway.rstrip("/"), hub_host)
+            await pusher.blob(repository, blob)
+            await pusher.blob(repository, config_blob)
+            return await pusher.manifest(repository, tag, json.dumps(manifest).encode(), media_type)
 
     return asyncio.run(run())
+
+
+def sha256_hex(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def push_and_wait(

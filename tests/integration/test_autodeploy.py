@@ -519,12 +519,23 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
     assert rollout.answer != demo_answer
     assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}" != demo_image
     assert len(rollout.revisions_after) == len(rollout.revisions_before) + 1
+    # The pushed image is the demo's build plus one layer (so it would run on a cluster as well).
+    hub_host = sandbox.get("ksvc", "hub")["status"]["url"].split("://", 1)[1]
+    accept = ", ".join(autodeploy_push.MANIFEST_TYPES)
+    demo_layers = json.loads(
+        autodeploy_push.fetch(
+            sandbox.info["gateway"], hub_host, f"/v2/hello/manifests/{demo_image.rsplit('@', 1)[1]}", accept
+        )[0]
+    )["layers"]
+    pushed_layers = json.loads(
+        autodeploy_push.fetch(sandbox.info["gateway"], hub_host, f"/v2/hello/manifests/{rollout.digest}", accept)[0]
+    )["layers"]
+    assert pushed_layers[:-1] == demo_layers
     assert f"applied: push event: {demo_image} -> {PULL_HOST}/hello@{rollout.digest}" in receiver_pod_log(
         sandbox, receiver_revision
     )
 
     # A push to another repository: delivered to the receiver, ignored, nothing rolls out.
-    hub_host = sandbox.get("ksvc", "hub")["status"]["url"].split("://", 1)[1]
     push(sandbox, hub_host, "other", "Other")
     deadline = time.monotonic() + 20
     while "push other:latest" not in receiver_pod_log(sandbox, receiver_revision):
