@@ -45,7 +45,7 @@ help:
 	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
 	@echo "make demo-clean remove the demo from the sandbox (never from your own cluster)"
 	@echo "make demo-down stop the sandbox"
-	@echo "make autodeploy-demo  the demo + autodeploy on the sandbox, then a push from outside and its new Revision"
+	@echo "make autodeploy-demo  the demo + autodeploy on the sandbox (TARGET=cluster: the real cluster), then a push from outside and its new Revision"
 	@echo "make cluster   build (once, ~40 min cold) and start the real cluster (root); cluster-down stops it"
 	@echo "make cluster-demo | cluster-test   the demo | the end-to-end tests on the real cluster"
 	@echo "make faults    faults injected into the real cluster during waits (a seeded sample, FAULTS_SEED) + the bad-input audit"
@@ -172,18 +172,23 @@ demo-down:
 # kaniko and run as a Knative Service), then tests/integration/autodeploy_push.py pushes a new app
 # to hub/hello:$(AUTODEPLOY_TAG) from outside the demo and waits (AUTODEPLOY_WAIT s) for exactly
 # one new Revision Ready serving it; its last line sums up what it saw. Fails (exit 1) otherwise.
+# TARGET=cluster: the same on the real cluster (make cluster first; root), through knlab-cluster exec.
 AUTODEPLOY_TAG ?= latest
 AUTODEPLOY_WAIT ?= 120
 TARGET ?= sandbox
 autodeploy-demo: export ANSIBLE_LOCALHOST_WARNING := false
 autodeploy-demo: export ANSIBLE_INVENTORY_UNPARSED_WARNING := false
 autodeploy-demo: export AUTODEPLOY_TAG := $(AUTODEPLOY_TAG)
-autodeploy-demo: $(SETUP_STAMP) demo-prerequisites
-	@if [ "$(TARGET)" != sandbox ]; then \
-	  echo "make autodeploy-demo: TARGET=$(TARGET) is not implemented; only TARGET=sandbox (the default)." >&2; \
-	  echo "On the real cluster: make cluster-demo, then $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/autodeploy.yml" >&2; \
-	  exit 2; \
-	fi
+autodeploy-demo: $(SETUP_STAMP) $(if $(filter cluster,$(TARGET)),,demo-prerequisites)
+	@case "$(TARGET)" in sandbox|cluster) ;; *) \
+	  echo "make autodeploy-demo: TARGET must be sandbox (the default) or cluster, not '$(TARGET)'" >&2; exit 2;; esac
+ifeq ($(TARGET),cluster)
+	$(Q)set -a && . $(CLUSTER_STATE)/demo.env && set +a && \
+	  $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/demo.yml && \
+	  $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/autodeploy.yml && \
+	  $(CLUSTER_CLI) exec -- $(BIN)/python tests/integration/autodeploy_push.py --gateway "$$DEMO_INGRESS_ADDRESS" \
+	    --namespace $${DEMO_NAMESPACE:-default} --tag $(AUTODEPLOY_TAG) --timeout $(AUTODEPLOY_WAIT) --label cluster
+else
 	$(Q)$(SANDBOX_CLI) up
 	$(Q)$(SANDBOX_ENV) $(BIN)/ansible-playbook playbooks/sandbox-prepare.yml
 	$(Q)gateway=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["gateway"])' $(SANDBOX_STATE)/server.json) && \
@@ -192,6 +197,7 @@ autodeploy-demo: $(SETUP_STAMP) demo-prerequisites
 	  $(SANDBOX_ENV) $(BIN)/python tests/integration/autodeploy_push.py --kubeconfig $(SANDBOX_KUBECONFIG) \
 	    --gateway $$gateway --namespace $${DEMO_NAMESPACE:-default} --tag $(AUTODEPLOY_TAG) \
 	    --timeout $(AUTODEPLOY_WAIT) --label sandbox
+endif
 
 # The whole demo against fresh sandboxes: idempotence, a source change, check mode, cleanup.
 integration:

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -259,7 +260,11 @@ def push_and_wait(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("K8S_AUTH_KUBECONFIG") or os.environ.get("KUBECONFIG"),
+        help="default: $K8S_AUTH_KUBECONFIG, else $KUBECONFIG",
+    )
     parser.add_argument("--gateway", required=True, help="the ingress address, e.g. http://127.0.0.1:18080")
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--service", default="hello")
@@ -270,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="sandbox", help="where it runs, for the summary line")
     args = parser.parse_args(argv)
     prefix = f"autodeploy-demo ({args.label})"
+    if not args.kubeconfig:
+        print(f"{prefix}: FAILED: --kubeconfig is required (or K8S_AUTH_KUBECONFIG or KUBECONFIG)", file=sys.stderr)
+        return 2
     try:
         rollout = push_and_wait(
             args.kubeconfig,
