@@ -326,7 +326,8 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
     receiver_port_holder.mkdir()
     # 1. The hub's endpoint, as the autodeploy role writes it, but with the receiver's loopback URL
     #    (the sandbox's hub is a local process; it cannot resolve cluster-local names).
-    #    Written before the hub exists: see the report on the sandbox and optional secretKeyRef.
+    #    Written before the hub exists, so that its first revision reads it (a hub without the
+    #    Secret runs without notifications: test_a_hub_whose_endpoint_secret_is_missing_runs_without_events).
     receiver = Receiver(sandbox, receiver_port_holder, hub_host="")
     settings = {
         "name": "autodeploy",
@@ -579,3 +580,15 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
         code, answer = api_as(sandbox, token, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
         assert code == 201, answer
         assert answer["status"]["allowed"] is allowed, (name, answer)
+
+
+def test_a_hub_whose_endpoint_secret_is_missing_runs_without_events(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The optional secretKeyRef to a missing Secret leaves REGISTRY_NOTIFICATIONS_ENDPOINTS unset (kubelet's way)."""
+    code, output = sandbox.play(PLAY, tmp_path)
+    assert code == 0, output[-3000:]
+    hub = sandbox.wait_ready("hub")
+    hub_host = hub["status"]["url"].split("://", 1)[1]
+    assert push(sandbox, hub_host, "hello", "One").startswith("sha256:")
+    logs = sorted((sandbox.state_dir / "logs" / "default").glob("hub-00001-deployment-*/user-container.log"))
+    assert logs
+    assert "configuring endpoint" not in "".join(path.read_text() for path in logs)
