@@ -32,7 +32,7 @@ export PYTHONWARNINGS := $(if $(findstring $(ANSIBLE_DSA_WARNING),$(PYTHONWARNIN
 # and errors show either way (make also names the recipe that failed).
 Q := $(if $(filter 1,$(V)),,@)
 
-.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-clean hub-scale-demo demo-prerequisites demo-down clean build bench \
+.PHONY: help setup test units sanity lint badinput badinput-full sandbox integration molecule conformance conformance-sandbox conformance-cluster demo demo-clean hub-scale-demo autodeploy-demo demo-prerequisites demo-down clean build bench \
 	cluster cluster-prerequisites cluster-build cluster-up cluster-down cluster-demo cluster-test faults faults-full molecule-cluster bench-cluster bench-autodeploy
 
 help:
@@ -46,6 +46,7 @@ help:
 	@echo "make demo-clean remove the demo from the sandbox (never from your own cluster)"
 	@echo "make demo-down stop the sandbox"
 	@echo "make hub-scale-demo   the hub on S3 with up to 3 replicas under load, one killed (a sandbox of its own)"
+	@echo "make autodeploy-demo  the demo + autodeploy on the sandbox (TARGET=cluster: the real cluster), then a push from outside and its new Revision"
 	@echo "make cluster   build (once, ~40 min cold) and start the real cluster (root); cluster-down stops it"
 	@echo "make cluster-demo | cluster-test   the demo | the end-to-end tests on the real cluster"
 	@echo "make faults    faults injected into the real cluster during waits (a seeded sample, FAULTS_SEED) + the bad-input audit"
@@ -175,6 +176,36 @@ demo-down:
 TARGET ?= sandbox
 hub-scale-demo: $(SETUP_STAMP) demo-prerequisites
 	$(BIN)/python tests/integration/hub_scale.py --target $(TARGET)
+
+# Push -> new Revision on the sandbox: the demo, playbooks/autodeploy.yml (the receiver built with
+# kaniko and run as a Knative Service), then tests/integration/autodeploy_push.py pushes a new app
+# to hub/hello:$(AUTODEPLOY_TAG) from outside the demo and waits (AUTODEPLOY_WAIT s) for exactly
+# one new Revision Ready serving it; its last line sums up what it saw. Fails (exit 1) otherwise.
+# TARGET=cluster: the same on the real cluster (make cluster first; root), through knlab-cluster exec.
+AUTODEPLOY_TAG ?= latest
+AUTODEPLOY_WAIT ?= 120
+autodeploy-demo: export ANSIBLE_LOCALHOST_WARNING := false
+autodeploy-demo: export ANSIBLE_INVENTORY_UNPARSED_WARNING := false
+autodeploy-demo: export AUTODEPLOY_TAG := $(AUTODEPLOY_TAG)
+autodeploy-demo: $(SETUP_STAMP) $(if $(filter cluster,$(TARGET)),,demo-prerequisites)
+	@case "$(TARGET)" in sandbox|cluster) ;; *) \
+	  echo "make autodeploy-demo: TARGET must be sandbox (the default) or cluster, not '$(TARGET)'" >&2; exit 2;; esac
+ifeq ($(TARGET),cluster)
+	$(Q)set -a && . $(CLUSTER_STATE)/demo.env && set +a && \
+	  $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/demo.yml && \
+	  $(CLUSTER_CLI) exec -- $(BIN)/ansible-playbook playbooks/autodeploy.yml && \
+	  $(CLUSTER_CLI) exec -- $(BIN)/python tests/integration/autodeploy_push.py --gateway "$$DEMO_INGRESS_ADDRESS" \
+	    --namespace $${DEMO_NAMESPACE:-default} --tag $(AUTODEPLOY_TAG) --timeout $(AUTODEPLOY_WAIT) --label cluster
+else
+	$(Q)$(SANDBOX_CLI) up
+	$(Q)$(SANDBOX_ENV) $(BIN)/ansible-playbook playbooks/sandbox-prepare.yml
+	$(Q)gateway=$$($(BIN)/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["gateway"])' $(SANDBOX_STATE)/server.json) && \
+	  $(SANDBOX_ENV) DEMO_INGRESS_ADDRESS=$$gateway $(BIN)/ansible-playbook playbooks/demo.yml && \
+	  $(SANDBOX_ENV) DEMO_INGRESS_ADDRESS=$$gateway $(BIN)/ansible-playbook playbooks/autodeploy.yml && \
+	  $(SANDBOX_ENV) $(BIN)/python tests/integration/autodeploy_push.py --kubeconfig $(SANDBOX_KUBECONFIG) \
+	    --gateway $$gateway --namespace $${DEMO_NAMESPACE:-default} --tag $(AUTODEPLOY_TAG) \
+	    --timeout $(AUTODEPLOY_WAIT) --label sandbox
+endif
 
 # The whole demo against fresh sandboxes: idempotence, a source change, check mode, cleanup.
 integration:

@@ -491,17 +491,33 @@ def _mounts(container: Mapping[str, Any], volumes: Mapping[str, Path]) -> dict[s
 
 
 def _container_env(container: Mapping[str, Any], extra: Mapping[str, str]) -> dict[str, str]:
-    """The container's literal env plus the caller's; an unresolved ``valueFrom`` is an error."""
+    """The container's literal env plus the caller's; an unresolved ``valueFrom`` is an error.
+
+    An unresolved reference marked ``optional`` (its ConfigMap, Secret or key is missing) leaves the
+    variable unset, as kubelet does.
+    """
     env: dict[str, str] = {}
     for item in container.get("env") or []:
         name = str(item.get("name"))
         if "valueFrom" in item and name not in extra:
+            if _optional_reference(item["valueFrom"]):
+                continue
             raise RuntimeFailure(
                 "CreateContainerConfigError", f"env {name} uses valueFrom, which was not resolved for the runtime"
             )
         env[name] = str(item.get("value", ""))
     env.update(extra)
     return env
+
+
+def _optional_reference(value_from: Any) -> bool:
+    """True for a configMapKeyRef or secretKeyRef with ``optional: true``."""
+    if not isinstance(value_from, Mapping):
+        return False
+    return any(
+        isinstance(value_from.get(key), Mapping) and value_from[key].get("optional") is True
+        for key in ("configMapKeyRef", "secretKeyRef")
+    )
 
 
 def _map_arg(arg: str, paths: PathMapper) -> str:

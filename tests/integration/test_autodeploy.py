@@ -3,13 +3,18 @@
 What runs for real: the sandbox (API server, Knative Serving, gateway), the hub started by the
 registry role with ``registry_notifications_secret`` (the sandbox runs Debian's docker-registry
 for it), the hub's own notifications, a Knative Service ``hello`` whose Revisions the sandbox runs
-and serves, and the receiver (roles/autodeploy/files/receiver/receiver.py) as a process on this
-machine - not yet as a pod: the sandbox gives pods no ServiceAccount token and no route to
-cluster-local names. The receiver gets a service-account directory with the sandbox's admin token,
-CA and the namespace, KUBERNETES_SERVICE_HOST/PORT of the sandbox API, and the hub through the
-gateway (``AUTODEPLOY_HUB_HOST_HEADER``). The hub's endpoint Secret is written by the test, with
-the receiver's loopback URL, since the hub cannot reach ``autodeploy.default.svc.cluster.local``
-in the sandbox.
+and serves, and the receiver (roles/autodeploy/files/receiver/receiver.py).
+
+``test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo``: playbooks/demo.yml and
+playbooks/autodeploy.yml as ``make autodeploy-demo`` runs them; the receiver is built by the
+sandbox's kaniko and run by knative_service with its ServiceAccount token, the hub's notifications
+reach it at ``autodeploy.default.svc.cluster.local`` through the gateway's proxy.
+
+The other tests run the receiver as a process on this machine, to stop and start it at will: it
+gets a service-account directory with the sandbox's admin token, CA and the namespace,
+KUBERNETES_SERVICE_HOST/PORT of the sandbox API, and the hub through the gateway
+(``AUTODEPLOY_HUB_HOST_HEADER``); the hub's endpoint Secret is written by the test, with the
+receiver's loopback URL.
 
 Pushes are made by the test pusher over the registry API (tests/sandbox/image_push.py).
 """
@@ -20,9 +25,11 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,6 +48,9 @@ BIN = Path(sys.executable).parent
 RECEIVER = ROOT / "roles" / "autodeploy" / "files" / "receiver" / "receiver.py"
 sys.path.insert(0, str(ROOT / "tests" / "sandbox"))
 from image_push import Pusher  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+import autodeploy_push  # noqa: E402
 
 sys.path.insert(0, str(ROOT / ".build" / "collections"))
 from ansible_collections.knlab.serverless.plugins.filter.autodeploy_settings import (  # noqa: E402
@@ -112,6 +122,31 @@ class Sandbox:
         argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", json.dumps(extra)]
         done = subprocess.run(
             argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    def playbook(self, name: str, **env: str) -> tuple[int, str]:
+        """A playbook of playbooks/ as `make demo` runs it: this sandbox's kubeconfig, its gateway as the ingress."""
+        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
+        run_env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
+            DEMO_INGRESS_ADDRESS=self.info["gateway"],
+            **env,
+        )
+        argv = [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name)]
+        done = subprocess.run(
+            argv,
+            check=False,
+            env=run_env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=400,
         )
         return done.returncode, done.stdout + done.stderr
 
@@ -291,7 +326,8 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
     receiver_port_holder.mkdir()
     # 1. The hub's endpoint, as the autodeploy role writes it, but with the receiver's loopback URL
     #    (the sandbox's hub is a local process; it cannot resolve cluster-local names).
-    #    Written before the hub exists: see the report on the sandbox and optional secretKeyRef.
+    #    Written before the hub exists, so that its first revision reads it (a hub without the
+    #    Secret runs without notifications: test_a_hub_whose_endpoint_secret_is_missing_runs_without_events).
     receiver = Receiver(sandbox, receiver_port_holder, hub_host="")
     settings = {
         "name": "autodeploy",
@@ -432,3 +468,127 @@ def test_the_role_names_the_registry_option_when_the_hub_does_not_read_its_secre
     assert "autodeploy_bindings[0].repository must be a repository name" in output
     # Nothing was written: no Secret, no ServiceAccount of the role's.
     assert "autodeploy" not in sandbox.kubectl("get", "secrets,serviceaccounts", "-n", "default", "-o", "name")
+
+
+def receiver_pod_log(sandbox: Sandbox, revision: str) -> str:
+    logs = sorted((sandbox.state_dir / "logs" / "default").glob(f"{revision}-deployment-*/user-container.log"))
+    return "".join(path.read_text() for path in logs)
+
+
+def api_as(sandbox: Sandbox, token: str, method: str, path: str, body: Any = None) -> tuple[int, dict]:
+    """A request to the sandbox API with a bearer token, verified against the sandbox CA."""
+    context = ssl.create_default_context(cafile=sandbox.info["ca"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    request = urllib.request.Request(sandbox.info["api"] + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+KSVC_PATH = "/apis/serving.knative.dev/v1/namespaces/default/services/"
+
+
+def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: Sandbox) -> None:
+    """playbooks/demo.yml + autodeploy.yml; the receiver built by kaniko (the sandbox's), run by knative_service."""
+    code, output = sandbox.playbook("sandbox-prepare.yml")
+    assert code == 0, output[-3000:]
+    code, output = sandbox.playbook("demo.yml")
+    assert code == 0, output[-3000:]
+    # Resync once an hour: within this test only the hub's notifications can roll anything out.
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", output), output[-2000:]
+
+    receiver = sandbox.wait_ready("autodeploy")
+    pod_spec = receiver["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == "autodeploy"
+    assert pod_spec["containers"][0]["image"].startswith(f"{PULL_HOST}/autodeploy@sha256:")
+    receiver_revision = receiver["status"]["latestReadyRevisionName"]
+    demo_answer = sandbox.answer("hello")
+    demo_image = sandbox.hello_image()
+
+    # A push from outside the demo: exactly one new Revision, Ready, serving the pushed app.
+    rollout = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    assert rollout.answer != demo_answer
+    assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}" != demo_image
+    assert len(rollout.revisions_after) == len(rollout.revisions_before) + 1
+    # The pushed image is the demo's build plus one layer (so it would run on a cluster as well).
+    hub_host = sandbox.get("ksvc", "hub")["status"]["url"].split("://", 1)[1]
+    accept = ", ".join(autodeploy_push.MANIFEST_TYPES)
+    demo_layers = json.loads(
+        autodeploy_push.fetch(
+            sandbox.info["gateway"], hub_host, f"/v2/hello/manifests/{demo_image.rsplit('@', 1)[1]}", accept
+        )[0]
+    )["layers"]
+    pushed_layers = json.loads(
+        autodeploy_push.fetch(sandbox.info["gateway"], hub_host, f"/v2/hello/manifests/{rollout.digest}", accept)[0]
+    )["layers"]
+    assert pushed_layers[:-1] == demo_layers
+    assert f"applied: push event: {demo_image} -> {PULL_HOST}/hello@{rollout.digest}" in receiver_pod_log(
+        sandbox, receiver_revision
+    )
+
+    # A push to another repository: delivered to the receiver, ignored, nothing rolls out.
+    push(sandbox, hub_host, "other", "Other")
+    deadline = time.monotonic() + 20
+    while "push other:latest" not in receiver_pod_log(sandbox, receiver_revision):
+        assert time.monotonic() < deadline, receiver_pod_log(sandbox, receiver_revision)[-3000:]
+        time.sleep(0.2)
+    assert "event ignored: push other:latest" in receiver_pod_log(sandbox, receiver_revision)
+    time.sleep(2)
+    assert sandbox.revisions() == rollout.revisions_after
+    assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}"
+    assert sandbox.answer("hello").strip() == rollout.answer
+
+    # The receiver's ServiceAccount: get and patch the bound Service, nothing else.
+    tokens = list(
+        (sandbox.state_dir / "run" / "volumes" / "default" / receiver_revision).glob("kube-api-access-*/token")
+    )
+    assert len(tokens) == 1, tokens
+    token = tokens[0].read_text().strip()
+    assert api_as(sandbox, token, "GET", KSVC_PATH + "hello")[0] == 200
+    code, answer = api_as(sandbox, token, "PATCH", KSVC_PATH + "hub", {"metadata": {"labels": {"x": "y"}}})
+    assert code == 403, answer
+    assert answer["message"] == (
+        'services.serving.knative.dev "hub" is forbidden: User "system:serviceaccount:default:autodeploy" '
+        'cannot patch resource "services" in API group "serving.knative.dev" in the namespace "default"'
+    )
+    assert "x" not in (sandbox.get("ksvc", "hub")["metadata"].get("labels") or {})
+    assert api_as(sandbox, token, "GET", KSVC_PATH + "hub")[0] == 403
+    for name, allowed in (("hello", True), ("hub", False), ("autodeploy", False)):
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": "default",
+                    "verb": "patch",
+                    "group": "serving.knative.dev",
+                    "resource": "services",
+                    "name": name,
+                }
+            },
+        }
+        code, answer = api_as(sandbox, token, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
+        assert code == 201, answer
+        assert answer["status"]["allowed"] is allowed, (name, answer)
+
+
+def test_a_hub_whose_endpoint_secret_is_missing_runs_without_events(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The optional secretKeyRef to a missing Secret leaves REGISTRY_NOTIFICATIONS_ENDPOINTS unset (kubelet's way)."""
+    code, output = sandbox.play(PLAY, tmp_path)
+    assert code == 0, output[-3000:]
+    hub = sandbox.wait_ready("hub")
+    hub_host = hub["status"]["url"].split("://", 1)[1]
+    assert push(sandbox, hub_host, "hello", "One").startswith("sha256:")
+    logs = sorted((sandbox.state_dir / "logs" / "default").glob("hub-00001-deployment-*/user-container.log"))
+    assert logs
+    assert "configuring endpoint" not in "".join(path.read_text() for path in logs)

@@ -319,3 +319,49 @@ async def test_resolve_names_the_tag_digest_without_starting_anything(sandbox):
         await runtime.resolve(f"{HUB}/demo/nothing:v1")
     assert failure.value.reason == "ContainerMissing"
     assert failure.value.message.startswith(f'Unable to fetch image "{HUB}/demo/nothing:v1": failed to resolve')
+
+
+ENV_FILE = b"""
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+class Env(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = repr({name: os.environ.get(name) for name in ("TOKEN", "GREETING")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Env).serve_forever()
+"""
+
+
+async def test_an_optional_env_reference_left_unresolved_is_unset_and_a_required_one_fails(sandbox, tmp_path):
+    # kubelet leaves a variable unset when its optional Secret (or key) is missing; the controller
+    # resolves what exists and passes it on, so whatever is not passed on is missing.
+    settings, gateway, runtime, _ = sandbox
+    await _start_hub(settings, gateway, runtime)
+    async with aiohttp.ClientSession() as session:
+        await Pusher(session, _url(gateway), host=HUB).image(
+            "demo/env", "v1", [layer({"app/env.py": ENV_FILE})], config={"Cmd": ["python3", "/app/env.py"]}
+        )
+    optional = {"valueFrom": {"secretKeyRef": {"name": "absent", "key": "token", "optional": True}}}
+    env = [{"name": "TOKEN", **optional}, {"name": "GREETING", "value": "hi"}]
+    spec = _app_spec(f"{HUB}:80/demo/env:v1", env=env)
+    endpoint = await runtime.start("default/env-00001", "default", spec, {"PORT": "8080"}, tmp_path / "env.log")
+    gateway.set_route(["env.default.svc.cluster.local"], endpoint)
+    assert await _get(gateway, "env.default.svc.cluster.local") == (200, "{'TOKEN': None, 'GREETING': 'hi'}")
+
+    resolved = {"PORT": "8080", "TOKEN": "s3cret"}
+    endpoint = await runtime.start("default/env-00002", "default", spec, resolved, tmp_path / "env2.log")
+    gateway.set_route(["env.default.svc.cluster.local"], endpoint)
+    assert await _get(gateway, "env.default.svc.cluster.local") == (200, "{'TOKEN': 's3cret', 'GREETING': 'hi'}")
+
+    required = {"valueFrom": {"secretKeyRef": {"name": "absent", "key": "token"}}}
+    spec = _app_spec(f"{HUB}:80/demo/env:v1", env=[{"name": "TOKEN", **required}])
+    with pytest.raises(RuntimeFailure) as failure:
+        await runtime.start("default/env-00003", "default", spec, {"PORT": "8080"}, tmp_path / "env3.log")
+    assert failure.value.reason == "CreateContainerConfigError"

@@ -507,3 +507,143 @@ def test_the_token_never_shows_in_the_log(
     assert "applied" in out
     assert TOKEN not in out
     assert SA_TOKEN_1 not in out
+
+
+class FlakyHub:
+    """A hub that answers HEAD of hello:latest with 500 ``failures`` times, then with ``digest``.
+
+    distribution 2.8 answers 500 ("invalid checksum digest format") while it writes a tag's link,
+    which is when the push's event arrives.
+    """
+
+    def __init__(self, digest: str, failures: int) -> None:
+        self.heads = 0
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_HEAD(self) -> None:
+                hub.heads += 1
+                if hub.heads <= failures:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Docker-Content-Digest", digest)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+DIGEST_A = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(("failures", "decision"), [(3, "applied"), (50, "error")])
+def test_a_hub_error_right_after_a_push_event_is_asked_again(
+    sa_dir: Path, api: FakeKnativeApi, failures: int, decision: str
+) -> None:
+    hub = FlakyHub(DIGEST_A, failures)
+    try:
+        with run_receiver(sa_dir, api, hub.url, event_settle_delays=(0.05, 0.05, 0.05)) as running:
+            running.idle()
+            # The start's resync is not an event: its 500 is an error at once (one HEAD).
+            assert running.status()["hello:latest->hello"]["decision"] == "error"
+            start_heads = hub.heads
+            assert running.post_events([manifest_event("hello", "latest", DIGEST_A)])[0] == 200
+            wait_for(lambda: "push event" in running.status()["hello:latest->hello"]["reason"], what="the event")
+            running.idle()
+            status = running.status()["hello:latest->hello"]
+            if decision == "applied":
+                assert status["decision"] == "applied", status
+                assert api.image("hello") == f"{PULL_HOST}/hello@{DIGEST_A}"
+                assert len(api.patches) == 1
+            else:
+                # Four asks for the event, one more for the retry; the last answer stands.
+                assert status["decision"] == "error", status
+                assert "500" in status["reason"]
+                assert hub.heads - start_heads == 5
+                assert api.patches == []
+    finally:
+        hub.close()
+
+
+class RecordingProxy:
+    """An HTTP proxy that answers every request itself with ``digest``, recording the request line and Host."""
+
+    def __init__(self, digest: str) -> None:
+        self.requests: list[tuple[str, str]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_HEAD(self) -> None:
+                proxy.requests.append((self.requestline, self.headers.get("Host", "")))
+                self.send_response(200)
+                self.send_header("Docker-Content-Digest", digest)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_hub_is_reached_through_http_proxy_unless_no_proxy_names_it(
+    sa_dir: Path, api: FakeKnativeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a pod that has http_proxy (the sandbox gives every pod one to reach cluster-local names),
+    # the hub's cluster-local URL goes to the proxy in absolute form, as Go's and urllib's clients do.
+    proxy = RecordingProxy(DIGEST_A)
+    try:
+        for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+        receiver = receiver_mod.Receiver(
+            token=TOKEN,
+            bindings=[{"repository": "hello", "tag": "latest", "service": "hello"}],
+            hub_url="http://hub.default.svc.cluster.local",
+            pull_host=PULL_HOST,
+            resync_seconds=3600,
+            sa_dir=str(sa_dir),
+            api_host="127.0.0.1",
+            api_port=str(api.port),
+        )
+        assert receiver.hub_digest("hello", "latest") == DIGEST_A
+        assert proxy.requests == [
+            (
+                "HEAD http://hub.default.svc.cluster.local/v2/hello/manifests/latest HTTP/1.1",
+                "hub.default.svc.cluster.local",
+            )
+        ]
+        # no_proxy naming the hub: straight to it (a hub on localhost, no name lookup leaves the machine).
+        hub = RecordingProxy(DIGEST_A)
+        try:
+            receiver.hub = receiver_mod.urllib.parse.urlsplit(f"http://localhost:{hub.server.server_address[1]}")
+            assert receiver.hub_digest("hello", "latest") == DIGEST_A
+            monkeypatch.setenv("no_proxy", "127.0.0.1")
+            assert receiver.hub_digest("hello", "latest") == DIGEST_A
+        finally:
+            hub.close()
+        assert hub.requests[0][0] == "HEAD /v2/hello/manifests/latest HTTP/1.1"
+        assert len(hub.requests) == 1
+        assert proxy.requests[1][0].startswith("HEAD http://localhost:")
+        assert len(proxy.requests) == 2
+    finally:
+        proxy.close()

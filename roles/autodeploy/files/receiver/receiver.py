@@ -23,8 +23,10 @@ list of ``{"repository", "tag", "service"}``), ``AUTODEPLOY_HUB_URL`` (e.g.
 (60), ``AUTODEPLOY_HUB_USERNAME`` / ``AUTODEPLOY_HUB_PASSWORD`` (basic auth, optional),
 ``AUTODEPLOY_HUB_HOST_HEADER`` (the Host to send when the hub URL is an ingress address),
 ``KUBERNETES_SERVICE_HOST`` / ``KUBERNETES_SERVICE_PORT``, ``AUTODEPLOY_LISTEN_ADDRESS`` (all
-addresses when empty; tests bind 127.0.0.1). Argument ``--service-account-dir``
-(default ``/var/run/secrets/kubernetes.io/serviceaccount``): ``token``, ``ca.crt``, ``namespace``.
+addresses when empty; tests bind 127.0.0.1). Argument ``--service-account-dir``, else
+``AUTODEPLOY_SERVICE_ACCOUNT_DIR``, else ``/var/run/secrets/kubernetes.io/serviceaccount``:
+``token``, ``ca.crt``, ``namespace`` (the role names the directory in the env, so that a runtime
+that maps paths instead of mounting them - the sandbox - maps it).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -244,15 +247,9 @@ class Receiver:
             headers["Authorization"] = self.hub_auth
         if self.hub_host_header:
             headers["Host"] = self.hub_host_header
-        port = self.hub.port
-        if self.hub.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.hub.hostname, port, timeout=self.request_timeout, context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(self.hub.hostname, port, timeout=self.request_timeout)
+        conn, target = self._hub_connection(path)
         try:
-            conn.request("HEAD", path, headers=headers)
+            conn.request("HEAD", target, headers=headers)
             response = conn.getresponse()
             response.read()
         except (OSError, http.client.HTTPException) as exc:
@@ -267,6 +264,31 @@ class Receiver:
         if not _RE_DIGEST.match(digest):
             raise ApiError(f"hub gave no usable Docker-Content-Digest for {repository}:{tag}")
         return digest
+
+    def _hub_connection(self, path: str) -> tuple[http.client.HTTPConnection, str]:
+        """A connection to the hub and the request target, through ``http(s)_proxy`` unless ``no_proxy`` says not.
+
+        As Go's and urllib's clients do: plain HTTP goes to the proxy with the absolute URL, HTTPS is
+        tunnelled with CONNECT.
+        """
+        hostname, port = self.hub.hostname or "", self.hub.port
+        proxy = ""
+        if not urllib.request.proxy_bypass_environment(hostname):
+            proxy = urllib.request.getproxies_environment().get(self.hub.scheme, "")
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
+        if self.hub.scheme == "https":
+            context = ssl.create_default_context()
+            if via is None:
+                return http.client.HTTPSConnection(hostname, port, timeout=self.request_timeout, context=context), path
+            tunnel = http.client.HTTPSConnection(
+                via.hostname or "", via.port or 80, timeout=self.request_timeout, context=context
+            )
+            tunnel.set_tunnel(hostname, port or 443)
+            return tunnel, path
+        if via is None:
+            return http.client.HTTPConnection(hostname, port, timeout=self.request_timeout), path
+        target = f"http://{self.hub.netloc.rpartition('@')[2]}{path}"
+        return http.client.HTTPConnection(via.hostname or "", via.port or 80, timeout=self.request_timeout), target
 
     # -- the Kubernetes API -------------------------------------------------------------------
     def _api(self, method: str, path: str, body: Any = None, content_type: str = "") -> Any:
@@ -317,13 +339,26 @@ class Receiver:
         tags after the store's Put, which sends the event), so the event can arrive while the tag
         still names the previous digest. When the hub does not (yet) name a pushed digest, ask
         again for a few seconds; then the hub's answer stands (a late event of an older push).
+        A server error counts as "not yet" in that time: distribution 2.8 answers a HEAD of the tag
+        with 500 ("invalid checksum digest format") while it writes the tag's link.
         """
-        digest = self.hub_digest(binding["repository"], binding["tag"])
+
+        def ask() -> tuple[str | None, ApiError | None]:
+            try:
+                return self.hub_digest(binding["repository"], binding["tag"]), None
+            except ApiError as exc:
+                if not pushed or 0 < exc.status < 500:
+                    raise
+                return None, exc
+
+        digest, failure = ask()
         for delay in self.event_settle_delays:
-            if not pushed or digest in pushed:
+            if not pushed or (failure is None and digest in pushed):
                 break
             time.sleep(delay)
-            digest = self.hub_digest(binding["repository"], binding["tag"])
+            digest, failure = ask()
+        if failure is not None:
+            raise failure
         return digest
 
     def reconcile(self, binding: dict[str, str], why: str, pushed: set[str] | None = None) -> str:
@@ -501,7 +536,9 @@ def from_environment(sa_dir: str, env: dict[str, str] | None = None) -> Receiver
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Roll bound Knative Services to the digest pushed to the hub.")
-    parser.add_argument("--service-account-dir", default=DEFAULT_SA_DIR)
+    parser.add_argument(
+        "--service-account-dir", default=os.environ.get("AUTODEPLOY_SERVICE_ACCOUNT_DIR") or DEFAULT_SA_DIR
+    )
     args = parser.parse_args(argv)
     try:
         receiver = from_environment(args.service_account_dir)
