@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -123,6 +124,13 @@ class Sandbox:
         except DemoError:
             return 0  # a pod scaled down and gone: its lines went with it
 
+    def kill(self, revision: str, pods: list[dict], chooser: random.Random) -> str:
+        """SIGKILL one hub process of ``revision``; its pod restarts it in place."""
+        del pods  # the runtime's own records name the processes
+        key, pid = chooser.choice(sorted(self.hub_pids(revision).items()))
+        os.kill(pid, signal.SIGKILL)
+        return f"hub process {key} (pid {pid}) with SIGKILL"
+
     def hub_pids(self, revision: str) -> dict[str, int]:
         """runtime key → pid of the hub processes of ``revision`` (the runtime's own records)."""
         found = {}
@@ -131,6 +139,81 @@ class Sandbox:
             if with_pid.get("key", "").split("#", 1)[0] == f"default/{revision}":
                 found[with_pid["key"]] = int(with_pid["pid"])
         return found
+
+
+CLUSTER_CLI = BIN / "knlab-cluster"
+CLUSTER_ENV = Path("/srv/knlab-cluster/demo.env")
+S3_ENV = "KNLAB_HUB_SCALE_S3"  # the cluster's S3 endpoint and keys, handed to the run inside
+HUB = "hubscale"  # a hub of its own, next to the demo's (which stays untouched)
+PLAY_ABSENT = """
+- name: Remove the hub
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The registry role's absent entry point
+      ansible.builtin.include_role:
+        name: knlab.serverless.registry
+        tasks_from: absent
+"""
+
+
+class Cluster:
+    """The real cluster, from inside its network namespace (``knlab-cluster exec``): kubectl is
+    configured there, the ingress answers on DEMO_INGRESS_ADDRESS."""
+
+    def __init__(self, work_dir: Path, demo_env: dict[str, str]):
+        self.work_dir = work_dir
+        self.demo_env = demo_env
+        self.namespace = demo_env.get("DEMO_NAMESPACE") or "default"
+        self.info = {"gateway": demo_env["DEMO_INGRESS_ADDRESS"]}
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        argv = ["kubectl", "-n", self.namespace, *args]
+        done = subprocess.run(argv, check=False, input=stdin, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+        return done.stdout
+
+    def play(self, text: str, **extra: object) -> None:
+        playbook = self.work_dir / "hub-scale.yml"
+        playbook.write_text(text)
+        settings = self.work_dir / "settings.json"
+        settings.write_text(json.dumps({"registry_name": HUB, "registry_namespace": self.namespace, **extra}))
+        env = dict(os.environ)
+        env.pop(S3_ENV, None)
+        env.update(self.demo_env)
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_LOCALHOST_WARNING="false",
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+        )
+        argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", f"@{settings}"]
+        done = subprocess.run(
+            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
+        )
+        if done.returncode != 0:
+            raise DemoError(f"the registry role failed:\n{(done.stdout + done.stderr)[-2500:]}")
+
+    def hub_pods(self, revision: str) -> list[dict]:
+        pods = json.loads(self.kubectl("get", "pods", "-l", f"{REVISION_LABEL}={revision}", "-o", "json"))["items"]
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def served(self, pod: str) -> int:
+        # Only the load's own requests (its repositories are scale/p<n>), not the probes.
+        try:
+            lines = self.kubectl("logs", pod, "-c", "user-container").splitlines()
+        except DemoError:
+            return 0  # a pod scaled down and gone: its lines went with it
+        return sum(1 for line in lines if 'msg="response completed"' in line and 'uri="/v2/scale/' in line)
+
+    def kill(self, revision: str, pods: list[dict], chooser: random.Random) -> str:
+        """Delete one ready hub pod at once (no grace period): its Deployment replaces it."""
+        del revision
+        name = chooser.choice(sorted(p["metadata"]["name"] for p in pods))
+        self.kubectl("delete", "pod", name, "--grace-period=0", "--force", "--wait=false")
+        return f"hub pod {name} (deleted with --grace-period=0 --force)"
 
 
 def restarts(pods: list[dict]) -> int:
@@ -193,7 +276,7 @@ async def pull_with_retries(session, gateway: str, host: str, image: PushedImage
     return False
 
 
-async def load(sandbox: Sandbox, revision: str, host: str, args: argparse.Namespace, tally: Tally) -> int:
+async def load(sandbox: Sandbox | Cluster, revision: str, host: str, args: argparse.Namespace, tally: Tally) -> int:
     gateway = sandbox.info["gateway"]
     pushing_done = asyncio.Event()
     timeout = aiohttp.ClientTimeout(total=120)
@@ -242,14 +325,12 @@ async def load(sandbox: Sandbox, revision: str, host: str, args: argparse.Namesp
         while tally.pushes == before and not pushing_done.is_set():
             await asyncio.sleep(0.02)
         pods = [p for p in sandbox.hub_pods(revision) if ready(p)]
-        pids = sandbox.hub_pids(revision)
-        key, pid = random.Random(args.seed).choice(sorted(pids.items()))
         for pod in pods:
             tally.served_before_kill[pod["metadata"]["name"]] = sandbox.served(pod["metadata"]["name"])
-        os.kill(pid, signal.SIGKILL)
-        tally.killed.append(f"{key} (pid {pid})")
+        what = sandbox.kill(revision, pods, random.Random(args.seed))
+        tally.killed.append(what)
         killed.set()
-        print(f"killed hub process {key} (pid {pid}) with SIGKILL; {len(pods)} replicas were ready", flush=True)
+        print(f"killed {what}; {len(pods)} replicas were ready", flush=True)
 
     tasks = [asyncio.create_task(puller(i)) for i in range(args.pullers)]
     kill_task = asyncio.create_task(killer())
@@ -317,6 +398,26 @@ def run(args: argparse.Namespace) -> int:
             sandbox.cli("down")  # stops the S3 server too
             if not args.state_dir:
                 shutil.rmtree(state_dir, ignore_errors=True)
+    return report(
+        "sandbox",
+        args,
+        tally,
+        served,
+        checked,
+        started,
+        "" if restarted >= 1 else "the killed hub process was not restarted",
+    )
+
+
+def report(  # noqa: PLR0917 (the summary of everything the run counted)
+    label: str,
+    args: argparse.Namespace,
+    tally: Tally,
+    served: dict[str, int],
+    checked: int,
+    started: float,
+    replaced: str,
+) -> int:
     replicas = sum(1 for count in served.values() if count > 0)
     lost = len(tally.acknowledged) - checked
     for error in tally.errors[:10]:
@@ -327,17 +428,108 @@ def run(args: argparse.Namespace) -> int:
         problems.append(f"only {replicas} replica served requests")
     if tally.errors or lost or len(tally.killed) != 1 or tally.pushes != args.pushers * args.pushes:
         problems.append("errors, lost images, missing pushes or no kill")
-    if restarted < 1:
-        problems.append("the killed hub process was not restarted")
+    if replaced:
+        problems.append(replaced)
     for problem in problems:
         print(f"  FAILED: {problem}", flush=True)
     print(
-        f"hub-scale-demo (sandbox): replicas served={replicas} pushes={tally.pushes} pulls={tally.pulls} "
+        f"hub-scale-demo ({label}): replicas served={replicas} pushes={tally.pushes} pulls={tally.pulls} "
         f"errors={len(tally.errors)} digests checked={checked} killed={len(tally.killed)} lost={lost} "
         f"in {time.monotonic() - started:.0f} s",
         flush=True,
     )
     return 1 if problems else 0
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """KEY=value lines of demo.env (values may be single-quoted, as the cluster writes them)."""
+    found = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and not key.lstrip().startswith("#"):
+            found[key.strip()] = shlex.split(value)[0] if value.strip() else ""
+    return found
+
+
+def run_cluster_outside(args: argparse.Namespace, argv: list[str]) -> int:
+    """On the host: the S3 keys from ``knlab-cluster s3``, then this script again inside the cluster's
+    network namespace (the keys go through the environment, never a command line)."""
+    if not CLUSTER_ENV.is_file():
+        raise DemoError(f"{CLUSTER_ENV} is missing: is the cluster up (make cluster)?")
+    done = subprocess.run([str(CLUSTER_CLI), "s3"], check=False, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise DemoError(f"knlab-cluster s3 failed: {done.stderr.strip()[-500:]}")
+    env = dict(os.environ, **{S3_ENV: done.stdout})
+    inside = [str(CLUSTER_CLI), "exec", "--", sys.executable, str(Path(__file__).resolve()), *argv, "--inside"]
+    return subprocess.run(inside, check=False, env=env, stdin=subprocess.DEVNULL).returncode
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    """Inside the cluster's network namespace: a hub of its own on the cluster's S3 server."""
+    started = time.monotonic()
+    s3 = json.loads(os.environ.pop(S3_ENV))
+    work_dir = Path(tempfile.mkdtemp(prefix="knlab-hub-scale-"))
+    cluster = Cluster(work_dir, read_env(CLUSTER_ENV))
+    tally = Tally()
+    served: dict[str, int] = {}
+    checked = 0
+    replaced = "the killed hub pod was not replaced by a ready one"
+    secret = f"{HUB}-s3"
+    try:
+        # The keys go through stdin, never a command line.
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret, "namespace": cluster.namespace},
+            "stringData": {"access_key": s3["access_key"], "secret_key": s3["secret_key"]},
+        }
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+        cluster.play(
+            PLAY,
+            registry_image=cluster.demo_env["DEMO_REGISTRY_IMAGE"],
+            registry_storage="s3",
+            registry_s3_endpoint=s3["endpoint"],
+            registry_s3_bucket=s3["bucket"],
+            registry_s3_region=s3["region"],
+            registry_s3_credentials_secret=secret,
+            registry_s3_root_directory=f"/{HUB}",
+            registry_max_scale=args.max_scale,
+            registry_autoscaling_target=1,
+            registry_autoscaling_metric="concurrency",
+        )
+        hub = json.loads(cluster.kubectl("get", "ksvc", HUB, "-o", "json"))
+        revision = hub["status"]["latestReadyRevisionName"]
+        host = hub["status"]["url"].split("://", 1)[1]
+        print(
+            f"hub {HUB} revision {revision} on S3 ({s3['endpoint']}), max-scale {args.max_scale}, target 1, "
+            f"through the ingress {cluster.info['gateway']} as {host}: loading it",
+            flush=True,
+        )
+        checked = asyncio.run(asyncio.wait_for(load(cluster, revision, host, args, tally), timeout=args.timeout))
+        killed_pods = {name.split()[2] for name in tally.killed}
+        pods = cluster.hub_pods(revision)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if pods and all(ready(p) for p in pods) and not killed_pods & {p["metadata"]["name"] for p in pods}:
+                replaced = ""
+                break
+            time.sleep(1)
+            pods = cluster.hub_pods(revision)
+        print(f"  {len(pods)} hub pods, {sum(ready(p) for p in pods)} ready, the killed one gone", flush=True)
+        served = {p["metadata"]["name"]: cluster.served(p["metadata"]["name"]) for p in pods}
+        for pod, count in tally.served_before_kill.items():
+            served[pod] = max(served.get(pod, 0), count)
+        for pod, count in sorted(served.items()):
+            print(f"  {pod}: {count} requests", flush=True)
+    finally:
+        if not args.keep:
+            try:
+                cluster.play(PLAY_ABSENT)
+                cluster.kubectl("delete", "secret", secret, "--ignore-not-found")
+            except DemoError as error:
+                print(f"  cleanup: {error}", file=sys.stderr, flush=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return report("cluster", args, tally, served, checked, started, replaced)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,17 +543,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state-dir", default="", help="the sandbox's state (default: a new temporary one)")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox and the S3 server running")
+    parser.add_argument("--max-scale", type=int, default=3, help="the hub's max-scale (cluster only)")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    raw = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    if args.target == "cluster":
-        print(
-            "hub-scale-demo: TARGET=cluster is not implemented yet; the demo runs on the sandbox only (TARGET=sandbox)",
-            file=sys.stderr,
-        )
-        return 2
     try:
+        if args.target == "cluster":
+            return run_cluster(args) if args.inside else run_cluster_outside(args, raw)
         return run(args)
     except (DemoError, TimeoutError, subprocess.TimeoutExpired) as error:
-        print(f"hub-scale-demo (sandbox): FAILED: {error or 'the load did not finish in time'}", file=sys.stderr)
+        print(f"hub-scale-demo ({args.target}): FAILED: {error or 'the load did not finish in time'}", file=sys.stderr)
         return 1
 
 
