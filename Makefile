@@ -45,7 +45,7 @@ help:
 	@echo "make demo      the whole demo on the embedded sandbox (DEMO_INTERACTIVE=1: step by step)"
 	@echo "make demo-clean remove the demo from the sandbox (never from your own cluster)"
 	@echo "make demo-down stop the sandbox"
-	@echo "make hub-scale-demo   the hub on S3 with up to 3 replicas under load, one killed (a sandbox of its own)"
+	@echo "make hub-scale-demo   the hub on S3 with up to 3 replicas under load, one killed (a sandbox of its own; TARGET=cluster: the real cluster)"
 	@echo "make autodeploy-demo  the demo + autodeploy on the sandbox (TARGET=cluster: the real cluster), then a push from outside and its new Revision"
 	@echo "make cluster   build (once, ~40 min cold) and start the real cluster (root); cluster-down stops it"
 	@echo "make cluster-demo | cluster-test   the demo | the end-to-end tests on the real cluster"
@@ -172,9 +172,11 @@ demo-down:
 # The hub on object storage past one replica (issue 10): a sandbox and a versitygw of its own on
 # loopback, the registry role with registry_storage=s3 and max-scale 3, concurrent pushers and
 # pullers, one hub process killed; every acknowledged push pulled back and digest-checked.
-# TARGET=cluster is not implemented yet (the script says so and fails).
+# TARGET=cluster: on the real cluster (make cluster first; root): a hub of its own (hubscale) on the
+# cluster's S3 server, loaded from inside the cluster's network namespace through the ingress, one of
+# its pods force-deleted; the hub is removed at the end (its images stay in the bucket).
 TARGET ?= sandbox
-hub-scale-demo: $(SETUP_STAMP) demo-prerequisites
+hub-scale-demo: $(SETUP_STAMP) $(if $(filter cluster,$(TARGET)),,demo-prerequisites)
 	$(BIN)/python tests/integration/hub_scale.py --target $(TARGET)
 
 # Push -> new Revision on the sandbox: the demo, playbooks/autodeploy.yml (the receiver built with

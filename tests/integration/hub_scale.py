@@ -526,6 +526,11 @@ def run_cluster(args: argparse.Namespace) -> int:
             try:
                 cluster.play(PLAY_ABSENT)
                 cluster.kubectl("delete", "secret", secret, "--ignore-not-found")
+                # The role's wait ends with the Service; its pods may still drain: a next run
+                # would find them Terminating under the same revision name.
+                cluster.kubectl(
+                    "wait", "pod", "-l", f"serving.knative.dev/service={HUB}", "--for=delete", "--timeout=120s"
+                )
             except DemoError as error:
                 print(f"  cleanup: {error}", file=sys.stderr, flush=True)
         shutil.rmtree(work_dir, ignore_errors=True)
