@@ -17,6 +17,18 @@ too. Only what still fails after that is an error. Replicas that served requests
 from the registry's own log lines (``response completed``), read with ``kubectl logs``; the killed
 pod's lines are read just before the kill (its restarted container starts a new log).
 
+``--target cluster`` (``make hub-scale-demo TARGET=cluster``, root, the cluster up): the same load on
+the real cluster. On the host it reads the S3 endpoint and keys (``knlab-cluster s3``) and runs itself
+again inside the cluster's network namespace (``knlab-cluster exec``; the keys go through the
+environment). There the registry role starts a hub of its own (``hubscale`` in DEMO_NAMESPACE, the
+image DEMO_REGISTRY_IMAGE, both from /srv/knlab-cluster/demo.env) on the cluster's S3 bucket under
+``/hubscale``, with ``--max-scale`` (3) and a target of 1; the load goes through the ingress
+(DEMO_INGRESS_ADDRESS with the Host of the hub's URL). The kill is ``kubectl delete pod
+--grace-period=0 --force`` of one ready hub pod; its replacement must be Ready by the end. Requests per
+pod are the registry's log lines for the load's own repositories (probes not counted), the deleted
+pod's read just before. At the end the role's ``absent`` entry point removes the hub and the script
+waits for its pods to go; the images stay in the bucket.
+
 The last line sums it up; the exit code is non-zero on any failure.
 """
 
