@@ -46,12 +46,3 @@ def test_two_or_more_hub_replicas_serve_and_a_killed_one_loses_nothing(tmp_path:
     assert served >= 2 and pushes == 9 and checked == 9 and pulls >= 9
     assert (errors, killed, lost) == (0, 1, 0)
     assert re.search(r"hub pods, \d+ ready, [1-9]\d* restart\(s\)", done.stdout), done.stdout
-
-
-def test_the_cluster_target_says_it_is_not_there_yet() -> None:
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--target", "cluster"], check=False, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 2
-    assert "TARGET=cluster is not implemented yet" in done.stderr
-    assert "Traceback" not in done.stderr
