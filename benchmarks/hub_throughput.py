@@ -146,7 +146,9 @@ def write(rows: dict[int, dict], args: argparse.Namespace) -> str:
     lines += [
         "",
         "One node with 2 cores, shared by the ingress, the activator, the hub's replicas and the S3 server "
-        "(versitygw on the node's disk), and the clients themselves: more replicas do not add cores.",
+        "(versitygw on the node's disk), and the clients themselves (one Python process, one core at most): "
+        "more replicas do not add cores, and the clients may be the limit. MiB/s counts the unique data of "
+        "each image, not the manifests and headers.",
         END,
     ]
     block = "\n".join(lines)
