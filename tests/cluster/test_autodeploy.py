@@ -1,0 +1,155 @@
+"""Push -> a new Revision on the real cluster (issue 10): the receiver built by kaniko, run by Knative.
+
+After playbooks/demo.yml and playbooks/autodeploy.yml (the receiver's resync set to an hour, so
+that only the hub's notifications can roll anything out until the receiver restarts), pushes are
+made from outside the demo with the cluster's `crane` (a new config blob on hello:latest's image):
+
+- a push of hello:latest rolls out exactly one new Revision with `<pull host>/hello@<digest>`;
+- a push to another repository, the same event sent again and an event with a wrong token change
+  nothing (the last one answered 401);
+- the receiver deleted, two pushes, the receiver back (playbooks/autodeploy.yml): the Service ends on
+  the newest digest, through the resync the receiver does at its start.
+
+The events are sent from the node (the cluster's namespace) to the receiver's cluster-local address
+through the internal ingress, with its host in the Host header.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest import NAMESPACE, Cluster
+
+pytestmark = pytest.mark.timeout(1500)
+
+RESYNC = {"AUTODEPLOY_RESYNC_SECONDS": "3600"}
+
+
+def revisions(cluster: Cluster) -> list[str]:
+    return cluster.names("revisions", selector="serving.knative.dev/service=hello")
+
+
+def image(cluster: Cluster) -> str:
+    return cluster.json("get", "ksvc", "hello")["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def push(cluster: Cluster, repository: str = "hello") -> str:
+    """A new image at <hub>/<repository>:latest (hello:latest's, one new env var); its digest."""
+    pull_host = cluster.env["DEMO_REGISTRY_PULL_HOST"]
+    crane = cluster.build["binaries"]["crane"]
+    marker = f"AUTODEPLOY_TEST={uuid.uuid4().hex}"
+    out = cluster.exec(
+        crane, "mutate", "--insecure", f"{pull_host}/hello:latest", "--env", marker, "-t",
+        f"{pull_host}/{repository}:latest", timeout=120,
+    )  # fmt: skip
+    return out.strip().rsplit("@", 1)[-1]
+
+
+def serving(cluster: Cluster, digest: str, timeout: float = 90) -> str:
+    """Wait until hello's Ready Revision runs <pull host>/hello@digest; that Revision's name."""
+    want = f"{cluster.env['DEMO_REGISTRY_PULL_HOST']}/hello@{digest}"
+
+    def ready():
+        svc = cluster.json("get", "ksvc", "hello")
+        status = svc.get("status") or {}
+        ok = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+        current = status.get("observedGeneration") == svc["metadata"]["generation"]
+        if ok and current and svc["spec"]["template"]["spec"]["containers"][0]["image"] == want:
+            return status.get("latestReadyRevisionName")
+        return None
+
+    return cluster.wait(ready, f"hello Ready on {want}", timeout=timeout, interval=0.5)
+
+
+def post_event(cluster: Cluster, body: dict, token: str) -> int:
+    """POST an event envelope to the receiver's cluster-local /events; the HTTP status."""
+    internal = cluster.json("get", "service", "-n", "traefik-system", "traefik-internal")["spec"]["clusterIP"]
+    out = cluster.exec(
+        "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20",
+        "-H", "Host: autodeploy.default.svc.cluster.local",
+        "-H", "Content-Type: application/vnd.docker.distribution.events.v1+json",
+        "-H", "@-", "--data-binary", json.dumps(body), f"http://{internal}/events",
+        input=f"Authorization: Bearer {token}\n",
+    )  # fmt: skip
+    return int(out.strip())
+
+
+def token(cluster: Cluster) -> str:
+    data = cluster.json("get", "secret", "autodeploy-token")["data"]["token"]
+    return base64.b64decode(data).decode()
+
+
+def push_event(cluster: Cluster, digest: str, repository: str = "hello") -> dict:
+    return {
+        "events": [
+            {
+                "id": uuid.uuid4().hex,
+                "action": "push",
+                "target": {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest,
+                    "repository": repository,
+                    "tag": "latest",
+                },
+            }
+        ]
+    }
+
+
+def receiver_log(cluster: Cluster) -> str:
+    return cluster.kubectl("logs", "-l", "serving.knative.dev/service=autodeploy", "-c", "user-container", "--tail=200")
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster: Cluster) -> Iterator[Cluster]:
+    cluster.playbook("demo.yml")
+    cluster.playbook("autodeploy.yml", env=RESYNC)
+    again = cluster.playbook("autodeploy.yml", env=RESYNC)
+    assert again.changed == 0, again.output[-3000:]
+    yield cluster
+    # The tests after this module start from the demo's clean slate: no receiver, no hub.
+    cluster.playbook("autodeploy.yml", "-e", "autodeploy_state=absent")
+    assert not cluster.kubectl("get", "ksvc", "autodeploy", "--ignore-not-found", "-o", "name").strip()
+    cluster.playbook("cleanup.yml")
+
+
+def test_a_push_rolls_out_exactly_one_revision(deployed: Cluster) -> None:
+    before = revisions(deployed)
+    digest = push(deployed)
+    revision = serving(deployed, digest)
+    after = revisions(deployed)
+    assert revision not in before
+    assert set(after) - set(before) == {revision}, (before, after)
+    assert "applied: push event" in receiver_log(deployed)
+
+
+def test_other_repositories_duplicates_and_wrong_tokens_change_nothing(deployed: Cluster) -> None:
+    current, before = image(deployed), revisions(deployed)
+    other = push(deployed, repository="autodeploy-other")
+    deployed.wait(
+        lambda: "push autodeploy-other:latest" in receiver_log(deployed), "the receiver to see the push", timeout=60
+    )
+    digest = current.rsplit("@", 1)[-1]
+    assert post_event(deployed, push_event(deployed, digest), token(deployed)) == 200  # a duplicate
+    assert post_event(deployed, push_event(deployed, other), "not-the-token") == 401
+    assert post_event(deployed, push_event(deployed, other), "") == 401
+    time.sleep(5)
+    assert (image(deployed), revisions(deployed)) == (current, before)
+    assert "not-the-token" not in receiver_log(deployed)
+
+
+def test_pushes_while_the_receiver_is_down_arrive_when_it_is_back(deployed: Cluster) -> None:
+    deployed.kubectl("delete", "ksvc", "autodeploy", "-n", NAMESPACE, "--wait=true", timeout=180)
+    current = image(deployed)
+    first, second = push(deployed), push(deployed)
+    assert first != second
+    time.sleep(3)
+    assert image(deployed) == current  # nobody rolled anything out
+    deployed.playbook("autodeploy.yml", env=RESYNC)
+    serving(deployed, second)
+    assert image(deployed).endswith(second)
