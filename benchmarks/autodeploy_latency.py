@@ -126,9 +126,9 @@ def write_results(rounds: list[dict], started: str) -> str:
             "",
             "p95 is the nearest rank. In the slow rounds seen so far the receiver patched the Service within "
             "a second of the push (its log), the pod's image was pulled and its containers started at once "
-            "(the pod's events), and the Revision became Ready about 10 s later: the readiness probe's "
-            "next round after a first probe that came before the app listened (kubelet's default "
-            "period is 10 s). A shorter probe period on the app's container is the app's choice.",
+            "(the pod's events), and the Revision became Ready about 10 s later. That gap is the length of "
+            "kubelet's default readiness probe period, so a probe round that came before the app listened "
+            "is the likely cause; it has not been confirmed.",
             END,
         ]
     )
