@@ -131,10 +131,13 @@ class Sandbox:
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
     def served(self, pod: str) -> int:
+        # Only the load's own requests (its repositories are scale/p<n>): each instance answers the
+        # sandbox's readiness GET /v2/ too, which would make every started replica one that "served".
         try:
-            return self.kubectl("logs", pod).count('msg="response completed"')
+            lines = self.kubectl("logs", pod).splitlines()
         except DemoError:
             return 0  # a pod scaled down and gone: its lines went with it
+        return sum(1 for line in lines if 'msg="response completed"' in line and 'uri="/v2/scale/' in line)
 
     def kill(self, revision: str, pods: list[dict], chooser: random.Random) -> str:
         """SIGKILL one hub process of ``revision``; its pod restarts it in place."""
