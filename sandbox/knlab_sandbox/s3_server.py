@@ -108,8 +108,10 @@ def start(state_dir: Path, port: int = DEFAULT_PORT, bucket: str = BUCKET) -> di
         raise ValueError(f"bucket {bucket!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')")
     running = info(state_dir)
     if running is not None:
+        # The server runs already (on its own port): the bucket asked for is made, and named in
+        # the answer, so that a caller never uses another caller's bucket by mistake.
         (Path(running["data_dir"]) / bucket).mkdir(exist_ok=True)
-        return running
+        return {**running, "bucket": bucket, "bucket_dir": str(Path(running["data_dir"]) / bucket)}
     stop(state_dir)  # a record left by a server that died
     directory = s3_dir(state_dir)
     data_dir = directory / "data"

@@ -77,8 +77,12 @@ def test_up_is_idempotent_keeps_its_keys_private_and_down_stops_it(tmp_path, cap
         # The keys are in the process's environment, not on its command line.
         cmdline = Path(f"/proc/{first['pid']}/cmdline").read_bytes()
         assert first["secret_key"].encode() not in cmdline
-        assert cli.main(["s3", "up", "--state-dir", state, "--port", "0"]) == 0
-        assert json.loads(capsys.readouterr().out)["pid"] == first["pid"]
+        assert cli.main(["s3", "up", "--state-dir", state, "--port", "0", "--bucket", "other"]) == 0
+        second = json.loads(capsys.readouterr().out)
+        assert second["pid"] == first["pid"]
+        # The bucket asked for, made and named, not the first caller's.
+        assert (second["bucket"], Path(second["bucket_dir"]).name) == ("other", "other")
+        assert Path(second["bucket_dir"]).is_dir()
         assert cli.main(["s3", "info", "--state-dir", state]) == 0
         assert json.loads(capsys.readouterr().out)["endpoint"] == first["endpoint"]
     finally:
