@@ -105,12 +105,28 @@ def receiver_log(cluster: Cluster) -> str:
     return cluster.kubectl("logs", "-l", "serving.knative.dev/service=autodeploy", "-c", "user-container", "--tail=200")
 
 
+def hub_settled(cluster: Cluster) -> bool:
+    """Every pod of the hub runs its latest ready Revision. The pushes below go to the cluster's
+    NodePort for the hub, which selects the pods of every Revision of it: while an old one's pod
+    still runs (a minute or two after autodeploy.yml rolled the hub), a push can land there and its
+    event would come from a hub that no longer notifies, or dies with it (the resync would catch it
+    an hour later here)."""
+    latest = (cluster.json("get", "ksvc", "hub").get("status") or {}).get("latestReadyRevisionName")
+    pods = cluster.json("get", "pods", "-l", "serving.knative.dev/service=hub")["items"]
+    return bool(pods) and all(
+        pod["metadata"]["labels"].get("serving.knative.dev/revision") == latest
+        and not pod["metadata"].get("deletionTimestamp")
+        for pod in pods
+    )
+
+
 @pytest.fixture(scope="module")
 def deployed(cluster: Cluster) -> Iterator[Cluster]:
     cluster.playbook("demo.yml")
     cluster.playbook("autodeploy.yml", env=RESYNC)
     again = cluster.playbook("autodeploy.yml", env=RESYNC)
     assert again.changed == 0, again.output[-3000:]
+    cluster.wait(lambda: hub_settled(cluster), "the hub's older Revisions' pods to go", timeout=420, interval=3)
     yield cluster
     # The tests after this module start from the demo's clean slate: no receiver, no hub.
     cluster.playbook("autodeploy.yml", "-e", "autodeploy_state=absent")
