@@ -174,6 +174,32 @@ def validate(params: dict[str, Any]) -> None:
         raise InvalidOption(f"env must not set {', '.join(reserved)}: Knative sets these itself")
     _check_volumes(params.get("volumes"))
     _check_resources(params.get("resources"))
+    _check_readiness_probe(params.get("readiness_probe"))
+
+
+def _check_readiness_probe(probe: dict[str, Any] | None) -> None:
+    """Knative's rules for a readiness probe (its k8s_validation), judged before any request."""
+    if probe is None:
+        return
+    path = probe.get("path")
+    if path is not None and (not path.startswith("/") or any(ch in path for ch in "\x00\r\n ")):
+        raise InvalidOption(
+            f"readiness_probe.path must be an absolute HTTP path without spaces or control characters, got {path!r}"
+        )
+    for option, low in (("initial_delay_seconds", 0), ("period_seconds", 0), ("success_threshold", 1)):
+        if probe.get(option) is not None:
+            check_range(f"readiness_probe.{option}", probe[option], low, INT32_MAX)
+    period = probe.get("period_seconds") or 0
+    for option in ("timeout_seconds", "failure_threshold"):
+        if probe.get(option) is None:
+            continue
+        if not period:
+            # Knative refuses both with period 0, the probe it repeats itself every 50 ms.
+            raise InvalidOption(
+                f"readiness_probe.{option} needs readiness_probe.period_seconds above 0: with 0 (the default) "
+                "Knative's queue-proxy retries the check every 50 ms on each of the kubelet's probes"
+            )
+        check_range(f"readiness_probe.{option}", probe[option], 1, INT32_MAX)
 
 
 def _check_image(image: Any) -> None:
@@ -444,7 +470,35 @@ def _container(params: dict[str, Any]) -> dict[str, Any]:
         }
     if params.get("volumes") is not None:
         container["volumeMounts"] = _owned_list([_mount(volume) for volume in params["volumes"]])
+    if params.get("readiness_probe") is not None:
+        container["readinessProbe"] = readiness_probe(params["readiness_probe"])
     return container
+
+
+def readiness_probe(probe: dict[str, Any]) -> dict[str, Any]:
+    """The container's ``readinessProbe``, owned whole, as Knative stores it after its defaults.
+
+    Knative fills in a TCP check, ``successThreshold: 1`` and, when ``periodSeconds`` is set,
+    ``timeoutSeconds: 1`` and ``failureThreshold: 3`` (RevisionSpec.SetDefaults). Writing those
+    same values, and ``None`` (must be absent) for every other key, keeps a re-run unchanged and
+    lets a later run take a setting away again: a key left unowned would survive from the last
+    write, and Knative refuses a timeout or failure threshold next to ``periodSeconds: 0``.
+    """
+    period = probe.get("period_seconds") or 0
+    path = probe.get("path")
+    return {
+        # An HTTP GET of the path on the serving port, else a TCP connect to it (the port is
+        # Knative's to fill in: the container's port).
+        "httpGet": {"path": path} if path else None,
+        "tcpSocket": None if path else {},
+        "grpc": None,
+        "exec": None,
+        "initialDelaySeconds": probe.get("initial_delay_seconds") or None,
+        "periodSeconds": period or None,
+        "timeoutSeconds": (probe.get("timeout_seconds") or 1) if period else None,
+        "failureThreshold": (probe.get("failure_threshold") or 3) if period else None,
+        "successThreshold": probe.get("success_threshold") or 1,
+    }
 
 
 def _quantity_text(value: Any) -> str:

@@ -14,8 +14,9 @@ description:
     default, waits until it is ready to serve the configuration just written.
   - Only what the options set is compared with the Service in the cluster. The fields Knative's
     defaulting webhook adds (container name, C(containerConcurrency), C(timeoutSeconds),
-    readiness probe, traffic, C(serving.knative.dev/creator) and C(lastModifier) annotations, ...)
-    and labels or annotations other tools add never cause a change.
+    readiness probe unless O(readiness_probe) is given, traffic, C(serving.knative.dev/creator) and
+    C(lastModifier) annotations, ...) and labels or annotations other tools add never cause a
+    change.
   - An option left out is not managed; the Service keeps whatever value it has. To remove a
     scale bound set earlier, set it to V(0) (no bound) rather than leaving it out. Lists given
     (O(env), O(volumes), O(image_pull_secrets), O(command), O(args)) are owned as a whole, and an
@@ -202,6 +203,48 @@ options:
         description:
           - Resource name to quantity.
         type: dict
+  readiness_probe:
+    description:
+      - How the kubelet learns that a replica can take requests (the container's
+        C(readinessProbe)). Knative runs the check itself, from queue-proxy, against the serving
+        port; the kubelet asks queue-proxy.
+      - Leave the option out to keep whatever the Service has. Given, the probe is owned whole.
+        V({}) is Knative's default, a TCP connect that queue-proxy retries every 50 ms for up to
+        10 s each time the kubelet asks.
+      - With that default the kubelet asks every 10 s and gives up after 1 s. A container that
+        needs more than about a second to listen after it starts is therefore Ready some 10 s
+        later. Set O(readiness_probe.period_seconds) to V(1) to have it Ready within a second of
+        listening, at the cost of one check a second per replica for its whole life.
+    type: dict
+    suboptions:
+      path:
+        description:
+          - Check with an HTTP GET of this path (ready on a 2xx or 3xx answer) instead of a TCP
+            connect. An absolute path, for example V(/healthz).
+        type: str
+      initial_delay_seconds:
+        description:
+          - Seconds after the container starts before the first check.
+        type: int
+      period_seconds:
+        description:
+          - Seconds between the kubelet's checks. V(0) (the default) is Knative's own mode
+            described above.
+        type: int
+      timeout_seconds:
+        description:
+          - Seconds one check may take, at least V(1) (the default). Only with
+            O(readiness_probe.period_seconds) above 0 (Knative refuses it otherwise).
+        type: int
+      failure_threshold:
+        description:
+          - Failed checks in a row before a ready replica is taken out of service, at least V(1)
+            (default V(3)). Only with O(readiness_probe.period_seconds) above 0.
+        type: int
+      success_threshold:
+        description:
+          - Successful checks in a row before the replica is ready (default V(1)).
+        type: int
   cluster_local:
     description:
       - Make the Service reachable only from inside the cluster (label
@@ -308,6 +351,15 @@ EXAMPLES = r"""
       - name: storage
         mount_path: /var/lib/registry
         persistent_volume_claim: hub-storage
+
+- name: An app that is Ready within a second of listening (the kubelet checks it every second)
+  knlab.serverless.knative_service:
+    name: hello
+    namespace: demo
+    image: registry.example.com/hello@sha256:6f3c0c1d0d2c5e7b3f0e5c8a9b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d
+    readiness_probe:
+      path: /
+      period_seconds: 1
 
 - name: Set the auth options once for every module of the collection
   module_defaults:
@@ -483,6 +535,17 @@ OPTIONS = {
         "options": {
             "requests": {"type": "dict"},
             "limits": {"type": "dict"},
+        },
+    },
+    "readiness_probe": {
+        "type": "dict",
+        "options": {
+            "path": {"type": "str"},
+            "initial_delay_seconds": {"type": "int"},
+            "period_seconds": {"type": "int"},
+            "timeout_seconds": {"type": "int"},
+            "failure_threshold": {"type": "int"},
+            "success_threshold": {"type": "int"},
         },
     },
     "cluster_local": {"type": "bool", "default": False},
