@@ -474,6 +474,9 @@ def _default_probes(container: dict) -> None:
     if not _handler_set(probe):
         # An empty TCPSocketAction serialises its IntOrString port as 0.
         probe["tcpSocket"] = {"port": 0}
+    # HTTPGetAction.Port is an IntOrString without omitempty: an unset one is stored as 0.
+    if isinstance(probe.get("httpGet"), dict):
+        probe["httpGet"].setdefault("port", 0)
     if isinstance(probe.get("grpc"), dict) and probe["grpc"].get("service") is None:
         probe["grpc"]["service"] = ""
     if not probe.get("successThreshold"):

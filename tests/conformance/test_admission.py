@@ -116,6 +116,11 @@ CASES = {
         {"requests": {"cpu": "0.5", "memory": "1000Mi"}, "limits": {"cpu": "1500m", "memory": "1.5Gi"}},
     ),
     "resources_malformed": _container("resources", {"requests": {"cpu": "half"}}),
+    # knative_service's readiness_probe writes these (and relies on how they are defaulted).
+    "probe_period_1": _container("readinessProbe", {"periodSeconds": 1}),
+    "probe_http_period_1": _container("readinessProbe", {"httpGet": {"path": "/healthz"}, "periodSeconds": 1}),
+    "probe_timeout_without_period": _container("readinessProbe", {"timeoutSeconds": 2}),
+    "probe_failure_threshold_without_period": _container("readinessProbe", {"failureThreshold": 1}),
     # Tekton (item 6: names are DNS-1123 subdomains of at most 63 characters).
     "taskrun_dotted_name": _taskrun("cf.admission.run"),
     "taskrun_name_64": _taskrun("cf-" + "a" * 61),
@@ -132,6 +137,8 @@ STORED = {
         "readOnly", "(absent)"
     ),
     "resources_canonical": lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"],
+    "probe_period_1": lambda o: o["spec"]["template"]["spec"]["containers"][0].get("readinessProbe"),
+    "probe_http_period_1": lambda o: o["spec"]["template"]["spec"]["containers"][0].get("readinessProbe"),
     "timeout_zero": lambda o: o["spec"]["template"]["spec"].get("timeoutSeconds"),
     "concurrency_zero": lambda o: o["spec"]["template"]["spec"].get("containerConcurrency"),
     "service_name_dns1035": lambda o: {
