@@ -241,10 +241,11 @@ molecule:
 bench-cluster: cluster-build
 	$(BIN)/python benchmarks/cluster.py
 
-# Push to Ready with the receiver (issue 10), on a running cluster with the demo applied by it:
-# benchmarks/RESULTS.md's autodeploy block (about 2 minutes).
+# Push to Ready with the receiver (issue 10), on a running cluster with the demo applied by it,
+# first with Knative's default readiness probe, then with the demo's (period 1 s):
+# benchmarks/RESULTS.md's autodeploy block (about 6 minutes).
 bench-autodeploy: cluster
-	$(BIN)/python benchmarks/autodeploy_latency.py
+	$(BIN)/python benchmarks/autodeploy_latency.py --compare-default
 
 # Wait latency, the demo's runs and requests, sandbox start-up -> benchmarks/RESULTS.md (~15 min).
 bench: $(SETUP_STAMP) demo-prerequisites
