@@ -468,6 +468,124 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
         receiver.stop()
 
 
+PERSISTENT_PLAY = """
+- name: The hub on a claim (its images survive a restart), reading its notification endpoint
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.registry
+      vars:
+        registry_persistence: true
+        registry_notifications_secret: hub-notifications
+"""
+FEATURE_FLAGS = {
+    "data": {
+        "kubernetes.podspec-persistent-volume-claim": "enabled",
+        "kubernetes.podspec-persistent-volume-write": "enabled",
+    }
+}
+
+
+def endpoint_secret(receiver: Receiver) -> dict:
+    """The hub's endpoint Secret as the autodeploy role writes it, with the local receiver's URL."""
+    settings = {
+        "name": "autodeploy",
+        "namespace": "default",
+        "bindings": [{"repository": "hello", "service": "hello"}],
+        "timeout": "2s",
+        "threshold": 3,
+        "backoff": "1s",
+    }
+    written = autodeploy_settings(settings, TOKEN)
+    endpoints = written["endpoints"].replace(written["events_url"], receiver.url + "/events")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hub-notifications", "namespace": "default"},
+        "data": {"endpoints": base64.b64encode(endpoints.encode()).decode()},
+    }
+
+
+def test_pushes_made_while_the_receiver_is_down_survive_a_hub_restart(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Receiver down, two pushes, the hub restarted (its queued events gone, its images kept on the
+    claim), the receiver up: the Service ends on the newest digest by the receiver's resync at start.
+
+    Without the hub's restart the hub would deliver the queued events itself once the receiver is
+    back; here nothing but that resync can roll hello out (the periodic one is an hour away).
+    """
+    receiver = Receiver(sandbox, tmp_path, hub_host="")
+    sandbox.kubectl("apply", "-f", "-", stdin=json.dumps(endpoint_secret(receiver)))
+    sandbox.kubectl("patch", "configmap", "config-features", "-n", "knative-serving", "--type", "merge",
+                    "-p", json.dumps(FEATURE_FLAGS))  # fmt: skip
+    code, output = sandbox.play(PERSISTENT_PLAY, tmp_path)
+    assert code == 0, output[-3000:]
+    hub_host = sandbox.wait_ready("hub")["status"]["url"].split("://", 1)[1]
+    receiver.env["AUTODEPLOY_HUB_HOST_HEADER"] = hub_host
+    first = push(sandbox, hub_host, "hello", "One")
+    # hello already runs the tag's digest: the receiver's first start changes nothing.
+    pinned = APP_PLAY.replace("hub.default.svc.cluster.local/hello:latest", f"{PULL_HOST}/hello@{first}")
+    code, output = sandbox.play(pinned, tmp_path)
+    assert code == 0, output[-3000:]
+    sandbox.wait_ready("hello")
+    revisions = sandbox.revisions()
+    assert len(revisions) == 1
+    try:
+        receiver.start()
+        wait_for(lambda: "hello:latest->hello" in receiver.status(), "the receiver's first look", receiver)
+        assert receiver.status()["hello:latest->hello"]["decision"] == "already deployed"
+
+        # Down: two pushes; the hub cannot deliver their events and keeps them in memory.
+        receiver.stop()
+        second = push(sandbox, hub_host, "hello", "Two")
+        third = push(sandbox, hub_host, "hello", "Three")
+        assert len({first, second, third}) == 3
+        deadline = time.monotonic() + 20
+        while "retryingsink: error writing events" not in sandbox.pod_logs("hub"):
+            assert time.monotonic() < deadline, sandbox.pod_logs("hub")[-3000:]
+            time.sleep(0.3)
+
+        # The hub restarted: its pod deleted, a new one in its place (the events are gone with the
+        # old process), the images still there (the claim).
+        (old_pod,) = [pod["metadata"]["name"] for pod in sandbox.pods("hub")]
+        sandbox.kubectl("delete", "pod", old_pod, "-n", "default")
+        deadline = time.monotonic() + 60
+        while True:
+            pods = sandbox.pods("hub")
+            names = [pod["metadata"]["name"] for pod in pods]
+            ready = [
+                c.get("status") == "True"
+                for pod in pods
+                for c in (pod.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Ready"
+            ]
+            if names and old_pod not in names and all(ready) and len(ready) == len(names):
+                break
+            assert time.monotonic() < deadline, json.dumps(pods)[-3000:]
+            time.sleep(0.3)
+        assert autodeploy_push.tag_digest(sandbox.info["gateway"], hub_host, "hello", "latest") == third
+        assert sandbox.hello_image() == f"{PULL_HOST}/hello@{first}"
+        assert sandbox.revisions() == revisions
+
+        # Up again: the resync at start rolls out the newest digest, one Revision for both pushes.
+        # No event came: the new hub never had them.
+        log_before = len(receiver.log_text())
+        receiver.start()
+        wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{third}", "the start's resync", receiver)
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == len(revisions) + 1
+        assert "Three" in sandbox.answer("hello")
+        status = receiver.status()["hello:latest->hello"]
+        assert (status["decision"], status["digest"]) == ("applied", third)
+        assert status["reason"].startswith("resync: ")
+        time.sleep(3)
+        since = receiver.log_text()[log_before:]
+        assert "push event" not in since, since
+        assert len(sandbox.revisions()) == len(revisions) + 1
+    finally:
+        receiver.stop()
+
+
 ROLE_PLAY = """
 - name: The receiver's role
   hosts: localhost
