@@ -26,6 +26,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -741,6 +742,80 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
         code, answer = api_as(sandbox, token, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
         assert code == 201, answer
         assert answer["status"]["allowed"] is allowed, (name, answer)
+
+
+RECEIVER_HOST = "autodeploy.default.svc.cluster.local"
+TOKEN_ANNOTATION = "serverless.knlab.io/token-digest"
+
+
+def post_to_pod(sandbox: Sandbox, body: dict, token: str) -> int:
+    """POST an event envelope to the receiver pod's /events through the gateway, by its cluster-local host."""
+    headers = {"Content-Type": EVENTS_V1, "Host": RECEIVER_HOST, "Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(
+        sandbox.info["gateway"] + "/events", data=json.dumps(body).encode(), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def event_token(sandbox: Sandbox) -> str:
+    return base64.b64decode(sandbox.get("secret", "autodeploy-token")["data"]["token"]).decode()
+
+
+def test_a_rotated_token_rolls_the_receiver(sandbox: Sandbox) -> None:
+    """The token Secret changed and the role run again: the receiver rolls to a revision with the new
+    token (a digest of it on its template), the hub to one that sends it; a re-run changes nothing."""
+    for name in ("sandbox-prepare.yml", "demo.yml"):
+        code, output = sandbox.playbook(name)
+        assert code == 0, output[-3000:]
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    receiver = sandbox.wait_ready("autodeploy")
+    old_token = event_token(sandbox)
+    old_revision = receiver["status"]["latestReadyRevisionName"]
+    old_digest = receiver["spec"]["template"]["metadata"]["annotations"][TOKEN_ANNOTATION]
+    assert old_digest.startswith("sha256:") and old_token not in old_digest
+    hub_revision = sandbox.wait_ready("hub")["status"]["latestReadyRevisionName"]
+    current = sandbox.hello_image().rsplit("@", 1)[1]
+    assert post_to_pod(sandbox, manifest_event(current), old_token) == 200
+
+    # Rotate: a new token in the Secret, the role again.
+    new_token = secrets.token_hex(32)
+    patch = {"data": {"token": base64.b64encode(new_token.encode()).decode()}}
+    sandbox.kubectl("patch", "secret", "autodeploy-token", "-n", "default", "--type", "merge", "-p", json.dumps(patch))
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    assert old_token not in output and new_token not in output
+    assert event_token(sandbox) == new_token  # the role kept the token it found
+    receiver = sandbox.wait_ready("autodeploy")
+    new_revision = receiver["status"]["latestReadyRevisionName"]
+    assert new_revision != old_revision
+    new_digest = receiver["spec"]["template"]["metadata"]["annotations"][TOKEN_ANNOTATION]
+    assert new_digest != old_digest and new_token not in new_digest
+    assert sandbox.wait_ready("hub")["status"]["latestReadyRevisionName"] != hub_revision
+
+    # The new token is accepted, the old one refused.
+    assert post_to_pod(sandbox, manifest_event(current), new_token) == 200
+    assert post_to_pod(sandbox, manifest_event(current), old_token) == 401
+
+    # The hub sends the new token: a real push rolls out one new Revision serving it.
+    rollout = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}"
+    assert len(rollout.revisions_after) == len(rollout.revisions_before) + 1
+    assert f"applied: push event: {PULL_HOST}/hello@{current} -> {PULL_HOST}/hello@{rollout.digest}" in (
+        receiver_pod_log(sandbox, new_revision)
+    )
+    hub_log = sandbox.pod_logs("hub")
+    assert old_token not in hub_log and new_token not in hub_log
+
+    # Nothing changed since: nothing to do.
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", output), output[-2000:]
+    assert sandbox.get("ksvc", "autodeploy")["status"]["latestReadyRevisionName"] == new_revision
 
 
 def test_a_hub_whose_endpoint_secret_is_missing_runs_without_events(sandbox: Sandbox, tmp_path: Path) -> None:
