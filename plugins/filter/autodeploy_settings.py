@@ -106,14 +106,15 @@ def autodeploy_settings(variables: dict, token: str) -> dict:
         '      - "pull"',
     ]
     endpoints = "\n".join(lines) + "\n"
+    # The receiver's namespace and name first: equal tokens of two receivers give two digests.
+    salted_token = f"autodeploy-token/{variables['namespace']}/{variables['name']}\0{token}"
     return {
         "bindings": bindings,
         "bindings_json": json.dumps(bindings, separators=(",", ":"), sort_keys=True),
         "events_url": url,
         "endpoints": endpoints,
         "endpoints_digest": "sha256:" + hashlib.sha256(endpoints.encode()).hexdigest(),
-        "token_digest": "sha256:"
-        + hashlib.sha256(f"autodeploy-token/{variables['namespace']}/{variables['name']}\0{token}".encode()).hexdigest(),
+        "token_digest": "sha256:" + hashlib.sha256(salted_token.encode()).hexdigest(),
     }
 
 

@@ -273,7 +273,10 @@ def _log_level(v: dict) -> str:
         return f"registry_log_level must be empty or one of {', '.join(_LOG_LEVELS)}, got {got(value)}"
     env = v.get("registry_env")
     if is_mapping(env) and any(str(key).upper() == _LOG_LEVEL_ENV for key in env):
-        return f"registry_env must not set {_LOG_LEVEL_ENV} together with registry_log_level: the role sets it from that option"
+        return (
+            f"registry_env must not set {_LOG_LEVEL_ENV} together with registry_log_level:"
+            " the role sets it from that option"
+        )
     return ""
 
 

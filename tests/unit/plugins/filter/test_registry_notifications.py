@@ -51,7 +51,10 @@ def test_the_log_level_is_empty_or_a_level() -> None:
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"registry_log_level": "loud"}, 'registry_log_level must be empty or one of error, warn, info, debug, got "loud"'),
+        (
+            {"registry_log_level": "loud"},
+            'registry_log_level must be empty or one of error, warn, info, debug, got "loud"',
+        ),
         ({"registry_log_level": "WARN"}, "registry_log_level must be empty or one of"),
         ({"registry_log_level": ["warn"]}, "registry_log_level must be empty or one of"),
         (
