@@ -20,7 +20,7 @@ description:
     RV(_value.endpoints_digest) its SHA-256, the annotation that rolls the hub when it changes.
   - RV(_value.token_digest) is a SHA-256 of the token (with the receiver's namespace and name
     before it, so equal tokens of two receivers differ), the annotation that rolls the receiver
-    when the token changes: the receiver reads its token only when it starts.
+    when the token changes (the receiver reads its token only when it starts).
 options:
   _input:
     description:
