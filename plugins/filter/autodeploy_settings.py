@@ -18,6 +18,9 @@ description:
   - RV(_value.endpoints) is the value of C(REGISTRY_NOTIFICATIONS_ENDPOINTS), a YAML list with one
     endpoint (distribution 2.8 reads a list only in this form, not as indexed variables), and
     RV(_value.endpoints_digest) its SHA-256, the annotation that rolls the hub when it changes.
+  - RV(_value.token_digest) is a SHA-256 of the token (with the receiver's namespace and name
+    before it, so equal tokens of two receivers differ), the annotation that rolls the receiver
+    when the token changes (the receiver reads its token only when it starts).
 options:
   _input:
     description:
@@ -61,6 +64,12 @@ _value:
     endpoints_digest:
       description: C(sha256:) and the hex SHA-256 of RV(_value.endpoints).
       type: str
+    token_digest:
+      description:
+        - C(sha256:) and the hex SHA-256 of C(autodeploy-token/<namespace>/<name>), a NUL byte and
+          the token. Never the token itself; it changes exactly when the token (or the receiver)
+          does.
+      type: str
 """
 
 # After the documentation, as ansible-test's validate-modules wants it.
@@ -97,12 +106,15 @@ def autodeploy_settings(variables: dict, token: str) -> dict:
         '      - "pull"',
     ]
     endpoints = "\n".join(lines) + "\n"
+    # The receiver's namespace and name first: equal tokens of two receivers give two digests.
+    salted_token = f"autodeploy-token/{variables['namespace']}/{variables['name']}\0{token}"
     return {
         "bindings": bindings,
         "bindings_json": json.dumps(bindings, separators=(",", ":"), sort_keys=True),
         "events_url": url,
         "endpoints": endpoints,
         "endpoints_digest": "sha256:" + hashlib.sha256(endpoints.encode()).hexdigest(),
+        "token_digest": "sha256:" + hashlib.sha256(salted_token.encode()).hexdigest(),
     }
 
 

@@ -21,8 +21,8 @@ description:
 options:
   _input:
     description:
-      - The role's variables, C(registry_name) to C(registry_autoscaling_metric) and
-        C(registry_notifications_secret), by name, and
+      - The role's variables, C(registry_name) to C(registry_autoscaling_metric),
+        C(registry_notifications_secret) and C(registry_log_level), by name, and
         C(_registry_owned_labels) (the labels the role sets itself, from its C(vars/main.yml)).
     type: dict
     required: true
@@ -135,6 +135,8 @@ _RE_ROOT_DIRECTORY = r"(/(?!\.{1,2}(/|\Z))[-_.~A-Za-z0-9]+)+/?\Z"
 _SCALE_MAX = 1000
 # The variable the hub reads its notification endpoints from (a YAML list, distribution 2.8 and 3).
 _NOTIFICATIONS_ENV = "REGISTRY_NOTIFICATIONS_ENDPOINTS"
+_LOG_LEVEL_ENV = "REGISTRY_LOG_LEVEL"
+_LOG_LEVELS = ("error", "warn", "info", "debug")
 
 _DNS1035_LABEL = (
     'a DNS-1035 label (at most 63 lowercase letters, digits and "-", starting with a letter and ending with a'
@@ -258,6 +260,22 @@ def _notifications(v: dict) -> str:
         return (
             f"registry_env must not set {_NOTIFICATIONS_ENV} together with registry_notifications_secret:"
             " the role sets it from that Secret"
+        )
+    return ""
+
+
+def _log_level(v: dict) -> str:
+    """registry_log_level: empty (the role's choice) or a level distribution reads; not also in registry_env."""
+    value = v["registry_log_level"]
+    if value == "":
+        return ""
+    if not is_string(value) or value not in _LOG_LEVELS:
+        return f"registry_log_level must be empty or one of {', '.join(_LOG_LEVELS)}, got {got(value)}"
+    env = v.get("registry_env")
+    if is_mapping(env) and any(str(key).upper() == _LOG_LEVEL_ENV for key in env):
+        return (
+            f"registry_env must not set {_LOG_LEVEL_ENV} together with registry_log_level:"
+            " the role sets it from that option"
         )
     return ""
 
@@ -453,6 +471,7 @@ def registry_input_problems(variables: dict) -> list[str]:
         _metric(v),
         # Not passed by callers older than the option: absent means "".
         _notifications({**v, "registry_notifications_secret": v.get("registry_notifications_secret", "")}),
+        _log_level({**v, "registry_log_level": v.get("registry_log_level", "")}),
     ]
     return [problem for problem in problems if problem]
 

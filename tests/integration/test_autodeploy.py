@@ -26,6 +26,7 @@ import base64
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -184,6 +185,23 @@ class Sandbox:
                 return service
             time.sleep(0.5)
         raise AssertionError(f"ksvc {name} not Ready: {json.dumps(service.get('status'))[:2000]}")
+
+    def pods(self, service: str) -> list[dict]:
+        found = json.loads(
+            self.kubectl("get", "pods", "-n", "default", "-l", f"serving.knative.dev/service={service}", "-o", "json")
+        )
+        return found["items"]
+
+    def pod_logs(self, service: str) -> str:
+        """`kubectl logs` of every pod the Service has now (its user container)."""
+        names = [pod["metadata"]["name"] for pod in self.pods(service)]
+        assert names, f"no pods of {service}"
+        return "".join(self.kubectl("logs", "-n", "default", name, "-c", "user-container") for name in names)
+
+    def set_hello_image(self, image: str) -> None:
+        """The image of hello, set by hand (as `kubectl edit` would)."""
+        patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}]
+        self.kubectl("patch", "ksvc", "hello", "-n", "default", "--type", "json", "-p", json.dumps(patch))
 
     def answer(self, name: str) -> str:
         service = self.get("ksvc", name)
@@ -359,6 +377,8 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
         "name": "REGISTRY_NOTIFICATIONS_ENDPOINTS",
         "valueFrom": {"secretKeyRef": {"name": "hub-notifications", "key": "endpoints", "optional": True}},
     } in env
+    # With notifications the hub runs at warn: at info distribution logs the endpoint with its headers.
+    assert {"name": "REGISTRY_LOG_LEVEL", "value": "warn"} in env
     hub_host = hub["status"]["url"].split("://", 1)[1]
     receiver.env["AUTODEPLOY_HUB_HOST_HEADER"] = hub_host
 
@@ -384,6 +404,12 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
         assert len(sandbox.revisions()) == 3
         assert "Two" in sandbox.answer("hello")
         assert "push event" in receiver.status()["hello:latest->hello"]["reason"]
+        # The hub sent that event with the token, and its log (kubectl logs) does not show it; the
+        # access log of the push is still there (so the log was read, and it is not empty).
+        hub_log = sandbox.pod_logs("hub")
+        assert '"PUT /v2/hello/manifests/latest HTTP/1.1" 201' in hub_log, hub_log[-3000:]
+        assert TOKEN not in hub_log
+        assert "configuring endpoint" not in hub_log
 
         # 6. Another repository: nothing. A duplicate of the last event: nothing.
         push(sandbox, hub_host, "other", "Other")
@@ -394,23 +420,40 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
         assert "no binding for this repository and tag" in receiver.log_text()
         assert receiver.status()["hello:latest->hello"]["decision"] == "already deployed"
 
-        # 7. The wrong token (and none): 401, nothing changes - even for an event of a new digest.
-        third_unseen = push(sandbox, hub_host, "hello-shadow", "Shadow")
-        assert receiver.post(manifest_event(third_unseen), "wrong") == 401
-        assert receiver.post(manifest_event(third_unseen), None) == 401
-        time.sleep(1)
-        assert len(sandbox.revisions()) == 3
+        # 7. The wrong token (and none): 401 and nothing changes, for an event that would roll
+        #    hello out: it names the bound hello:latest, whose digest (second) is not what hello
+        #    runs, because hello was set to the first digest by hand (the resync is an hour away,
+        #    so nothing else moves it back). The same event with the token then rolls it out.
+        sandbox.set_hello_image(f"{PULL_HOST}/hello@{first}")
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == 4
+        assert "One" in sandbox.answer("hello")
+        assert receiver.post(manifest_event(second), "wrong") == 401
+        assert receiver.post(manifest_event(second), "") == 401
+        assert receiver.post(manifest_event(second), None) == 401
+        time.sleep(4)
+        assert sandbox.hello_image() == f"{PULL_HOST}/hello@{first}"
+        assert len(sandbox.revisions()) == 4
+        assert receiver.log_text().count("event refused: missing or wrong Authorization header") == 3
+        assert receiver.post(manifest_event(second), TOKEN) == 200
+        wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{second}", "the event with the token", receiver)
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == 5
+        assert "Two" in sandbox.answer("hello")
 
-        # 8. Receiver down, two pushes, up again: the Service ends on the newest digest (one Revision).
+        # 8. Receiver down, two pushes, up again: the Service ends on the newest digest (one
+        #    Revision). The hub still holds the events here and redelivers them, so this passes by
+        #    either path; test_pushes_made_while_the_receiver_is_down_survive_a_hub_restart shows
+        #    the receiver's resync at start alone.
         receiver.stop()
         push(sandbox, hub_host, "hello", "Three")
         fourth = push(sandbox, hub_host, "hello", "Four")
         time.sleep(1)
-        assert len(sandbox.revisions()) == 3
+        assert len(sandbox.revisions()) == 5
         receiver.start()
         wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{fourth}", "the catch-up resync", receiver)
         sandbox.wait_ready("hello")
-        assert len(sandbox.revisions()) == 4
+        assert len(sandbox.revisions()) == 6
         assert "Four" in sandbox.answer("hello")
 
         # 9. Roll back: pushing the first image again rolls its digest out again.
@@ -418,9 +461,128 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
         assert again == first
         wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{first}", "the roll back", receiver)
         sandbox.wait_ready("hello")
-        assert len(sandbox.revisions()) == 5
+        assert len(sandbox.revisions()) == 7
         assert "One" in sandbox.answer("hello")
         assert TOKEN not in receiver.log_text()
+        assert TOKEN not in sandbox.pod_logs("hub")
+    finally:
+        receiver.stop()
+
+
+PERSISTENT_PLAY = """
+- name: The hub on a claim (its images survive a restart), reading its notification endpoint
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: knlab.serverless.registry
+      vars:
+        registry_persistence: true
+        registry_notifications_secret: hub-notifications
+"""
+FEATURE_FLAGS = {
+    "data": {
+        "kubernetes.podspec-persistent-volume-claim": "enabled",
+        "kubernetes.podspec-persistent-volume-write": "enabled",
+    }
+}
+
+
+def endpoint_secret(receiver: Receiver) -> dict:
+    """The hub's endpoint Secret as the autodeploy role writes it, with the local receiver's URL."""
+    settings = {
+        "name": "autodeploy",
+        "namespace": "default",
+        "bindings": [{"repository": "hello", "service": "hello"}],
+        "timeout": "2s",
+        "threshold": 3,
+        "backoff": "1s",
+    }
+    written = autodeploy_settings(settings, TOKEN)
+    endpoints = written["endpoints"].replace(written["events_url"], receiver.url + "/events")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hub-notifications", "namespace": "default"},
+        "data": {"endpoints": base64.b64encode(endpoints.encode()).decode()},
+    }
+
+
+def test_pushes_made_while_the_receiver_is_down_survive_a_hub_restart(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Receiver down, two pushes, the hub restarted (its queued events gone, its images kept on the
+    claim), the receiver up: the Service ends on the newest digest by the receiver's resync at start.
+
+    Without the hub's restart the hub would deliver the queued events itself once the receiver is
+    back; here nothing but that resync can roll hello out (the periodic one is an hour away).
+    """
+    receiver = Receiver(sandbox, tmp_path, hub_host="")
+    sandbox.kubectl("apply", "-f", "-", stdin=json.dumps(endpoint_secret(receiver)))
+    sandbox.kubectl("patch", "configmap", "config-features", "-n", "knative-serving", "--type", "merge",
+                    "-p", json.dumps(FEATURE_FLAGS))  # fmt: skip
+    code, output = sandbox.play(PERSISTENT_PLAY, tmp_path)
+    assert code == 0, output[-3000:]
+    hub_host = sandbox.wait_ready("hub")["status"]["url"].split("://", 1)[1]
+    receiver.env["AUTODEPLOY_HUB_HOST_HEADER"] = hub_host
+    first = push(sandbox, hub_host, "hello", "One")
+    # hello already runs the tag's digest: the receiver's first start changes nothing.
+    pinned = APP_PLAY.replace("hub.default.svc.cluster.local/hello:latest", f"{PULL_HOST}/hello@{first}")
+    code, output = sandbox.play(pinned, tmp_path)
+    assert code == 0, output[-3000:]
+    sandbox.wait_ready("hello")
+    revisions = sandbox.revisions()
+    assert len(revisions) == 1
+    try:
+        receiver.start()
+        wait_for(lambda: "hello:latest->hello" in receiver.status(), "the receiver's first look", receiver)
+        assert receiver.status()["hello:latest->hello"]["decision"] == "already deployed"
+
+        # Down: two pushes; the hub cannot deliver their events and keeps them in memory.
+        receiver.stop()
+        second = push(sandbox, hub_host, "hello", "Two")
+        third = push(sandbox, hub_host, "hello", "Three")
+        assert len({first, second, third}) == 3
+        deadline = time.monotonic() + 20
+        while "retryingsink: error writing events" not in sandbox.pod_logs("hub"):
+            assert time.monotonic() < deadline, sandbox.pod_logs("hub")[-3000:]
+            time.sleep(0.3)
+
+        # The hub restarted: its pod deleted, a new one in its place (the events are gone with the
+        # old process), the images still there (the claim).
+        (old_pod,) = [pod["metadata"]["name"] for pod in sandbox.pods("hub")]
+        sandbox.kubectl("delete", "pod", old_pod, "-n", "default")
+        deadline = time.monotonic() + 60
+        while True:
+            pods = sandbox.pods("hub")
+            names = [pod["metadata"]["name"] for pod in pods]
+            ready = [
+                c.get("status") == "True"
+                for pod in pods
+                for c in (pod.get("status") or {}).get("conditions") or []
+                if c.get("type") == "Ready"
+            ]
+            if names and old_pod not in names and all(ready) and len(ready) == len(names):
+                break
+            assert time.monotonic() < deadline, json.dumps(pods)[-3000:]
+            time.sleep(0.3)
+        assert autodeploy_push.tag_digest(sandbox.info["gateway"], hub_host, "hello", "latest") == third
+        assert sandbox.hello_image() == f"{PULL_HOST}/hello@{first}"
+        assert sandbox.revisions() == revisions
+
+        # Up again: the resync at start rolls out the newest digest, one Revision for both pushes.
+        # No event came: the new hub never had them.
+        log_before = len(receiver.log_text())
+        receiver.start()
+        wait_for(lambda: sandbox.hello_image() == f"{PULL_HOST}/hello@{third}", "the start's resync", receiver)
+        sandbox.wait_ready("hello")
+        assert len(sandbox.revisions()) == len(revisions) + 1
+        assert "Three" in sandbox.answer("hello")
+        status = receiver.status()["hello:latest->hello"]
+        assert (status["decision"], status["digest"]) == ("applied", third)
+        assert status["reason"].startswith("resync: ")
+        time.sleep(3)
+        since = receiver.log_text()[log_before:]
+        assert "push event" not in since, since
+        assert len(sandbox.revisions()) == len(revisions) + 1
     finally:
         receiver.stop()
 
@@ -582,13 +744,94 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
         assert answer["status"]["allowed"] is allowed, (name, answer)
 
 
+RECEIVER_HOST = "autodeploy.default.svc.cluster.local"
+TOKEN_ANNOTATION = "serverless.knlab.io/token-digest"
+
+
+def post_to_pod(sandbox: Sandbox, body: dict, token: str) -> int:
+    """POST an event envelope to the receiver pod's /events through the gateway, by its cluster-local host."""
+    headers = {"Content-Type": EVENTS_V1, "Host": RECEIVER_HOST, "Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(
+        sandbox.info["gateway"] + "/events", data=json.dumps(body).encode(), headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def event_token(sandbox: Sandbox) -> str:
+    return base64.b64decode(sandbox.get("secret", "autodeploy-token")["data"]["token"]).decode()
+
+
+def test_a_rotated_token_rolls_the_receiver(sandbox: Sandbox) -> None:
+    """The token Secret changed and the role run again: the receiver rolls to a revision with the new
+    token (a digest of it on its template), the hub to one that sends it; a re-run changes nothing."""
+    for name in ("sandbox-prepare.yml", "demo.yml"):
+        code, output = sandbox.playbook(name)
+        assert code == 0, output[-3000:]
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    receiver = sandbox.wait_ready("autodeploy")
+    old_token = event_token(sandbox)
+    old_revision = receiver["status"]["latestReadyRevisionName"]
+    old_digest = receiver["spec"]["template"]["metadata"]["annotations"][TOKEN_ANNOTATION]
+    assert old_digest.startswith("sha256:") and old_token not in old_digest
+    hub_revision = sandbox.wait_ready("hub")["status"]["latestReadyRevisionName"]
+    current = sandbox.hello_image().rsplit("@", 1)[1]
+    assert post_to_pod(sandbox, manifest_event(current), old_token) == 200
+
+    # Rotate: a new token in the Secret, the role again.
+    new_token = secrets.token_hex(32)
+    patch = {"data": {"token": base64.b64encode(new_token.encode()).decode()}}
+    sandbox.kubectl("patch", "secret", "autodeploy-token", "-n", "default", "--type", "merge", "-p", json.dumps(patch))
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    assert old_token not in output and new_token not in output
+    assert event_token(sandbox) == new_token  # the role kept the token it found
+    receiver = sandbox.wait_ready("autodeploy")
+    new_revision = receiver["status"]["latestReadyRevisionName"]
+    assert new_revision != old_revision
+    new_digest = receiver["spec"]["template"]["metadata"]["annotations"][TOKEN_ANNOTATION]
+    assert new_digest != old_digest and new_token not in new_digest
+    assert sandbox.wait_ready("hub")["status"]["latestReadyRevisionName"] != hub_revision
+
+    # The new token is accepted, the old one refused.
+    assert post_to_pod(sandbox, manifest_event(current), new_token) == 200
+    assert post_to_pod(sandbox, manifest_event(current), old_token) == 401
+
+    # The hub sends the new token: a real push rolls out one new Revision serving it.
+    rollout = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}"
+    assert len(rollout.revisions_after) == len(rollout.revisions_before) + 1
+    assert f"applied: push event: {PULL_HOST}/hello@{current} -> {PULL_HOST}/hello@{rollout.digest}" in (
+        receiver_pod_log(sandbox, new_revision)
+    )
+    hub_log = sandbox.pod_logs("hub")
+    assert old_token not in hub_log and new_token not in hub_log
+
+    # Nothing changed since: nothing to do.
+    code, output = sandbox.playbook("autodeploy.yml", AUTODEPLOY_RESYNC_SECONDS="3600")
+    assert code == 0, output[-3000:]
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", output), output[-2000:]
+    assert sandbox.get("ksvc", "autodeploy")["status"]["latestReadyRevisionName"] == new_revision
+
+
 def test_a_hub_whose_endpoint_secret_is_missing_runs_without_events(sandbox: Sandbox, tmp_path: Path) -> None:
-    """The optional secretKeyRef to a missing Secret leaves REGISTRY_NOTIFICATIONS_ENDPOINTS unset (kubelet's way)."""
-    code, output = sandbox.play(PLAY, tmp_path)
+    """The optional secretKeyRef to a missing Secret leaves REGISTRY_NOTIFICATIONS_ENDPOINTS unset (kubelet's way).
+
+    At info, as chosen here (registry_log_level), the hub would log an endpoint it configured; with
+    notifications the role's own choice is warn, which would hide that line whatever happens.
+    """
+    code, output = sandbox.play(PLAY, tmp_path, registry_log_level="info")
     assert code == 0, output[-3000:]
     hub = sandbox.wait_ready("hub")
+    assert {"name": "REGISTRY_LOG_LEVEL", "value": "info"} in hub["spec"]["template"]["spec"]["containers"][0]["env"]
     hub_host = hub["status"]["url"].split("://", 1)[1]
     assert push(sandbox, hub_host, "hello", "One").startswith("sha256:")
     logs = sorted((sandbox.state_dir / "logs" / "default").glob("hub-00001-deployment-*/user-container.log"))
     assert logs
-    assert "configuring endpoint" not in "".join(path.read_text() for path in logs)
+    text = "".join(path.read_text() for path in logs)
+    assert "level=info" in text
+    assert "configuring endpoint" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -159,6 +160,19 @@ def test_settings_are_stable_and_fill_in_the_tag() -> None:
     ]
     assert autodeploy_settings(SETTINGS, "other")["endpoints_digest"] != first["endpoints_digest"]
     assert autodeploy_settings({**SETTINGS, "threshold": 6}, "t0ken")["endpoints_digest"] != first["endpoints_digest"]
+
+
+def test_the_token_digest_changes_with_the_token_only_and_never_holds_it() -> None:
+    first = autodeploy_settings(SETTINGS, "t0ken")
+    assert first["token_digest"].startswith("sha256:") and len(first["token_digest"]) == 71
+    assert "t0ken" not in first["token_digest"]
+    assert first["token_digest"] != "sha256:" + hashlib.sha256(b"t0ken").hexdigest()
+    assert autodeploy_settings(dict(SETTINGS), "t0ken")["token_digest"] == first["token_digest"]
+    assert autodeploy_settings(SETTINGS, "other")["token_digest"] != first["token_digest"]
+    # The endpoint's delivery settings are the hub's business: the receiver does not roll for them.
+    assert autodeploy_settings({**SETTINGS, "threshold": 6}, "t0ken")["token_digest"] == first["token_digest"]
+    # The same token for another receiver gives another digest.
+    assert autodeploy_settings({**SETTINGS, "name": "other"}, "t0ken")["token_digest"] != first["token_digest"]
 
 
 def test_the_real_registry_reads_the_endpoint_from_the_environment(tmp_path: Path) -> None:

@@ -37,3 +37,33 @@ def test_bad_values_are_named(changes: dict, expected: str) -> None:
 def test_the_variable_may_be_set_by_hand_without_the_option() -> None:
     env = {"REGISTRY_NOTIFICATIONS_ENDPOINTS": "- name: x\n  url: http://x/events"}
     assert registry_input_problems({**VALID, "registry_env": env}) == []
+
+
+def test_the_log_level_is_empty_or_a_level() -> None:
+    without = {key: value for key, value in VALID.items() if key != "registry_log_level"}
+    assert registry_input_problems(without) == []
+    for level in ("", "error", "warn", "info", "debug"):
+        assert registry_input_problems({**VALID, "registry_log_level": level}) == []
+    # A level by hand in registry_env, without the option, is the user's choice (it wins).
+    assert registry_input_problems({**VALID, "registry_env": {"REGISTRY_LOG_LEVEL": "info"}}) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"registry_log_level": "loud"},
+            'registry_log_level must be empty or one of error, warn, info, debug, got "loud"',
+        ),
+        ({"registry_log_level": "WARN"}, "registry_log_level must be empty or one of"),
+        ({"registry_log_level": ["warn"]}, "registry_log_level must be empty or one of"),
+        (
+            {"registry_log_level": "warn", "registry_env": {"registry_log_level": "info"}},
+            "registry_env must not set REGISTRY_LOG_LEVEL together with registry_log_level",
+        ),
+    ],
+)
+def test_bad_log_levels_are_named(changes: dict, expected: str) -> None:
+    found = registry_input_problems({**VALID, **changes})
+    assert len(found) == 1, found
+    assert found[0].startswith(expected)
