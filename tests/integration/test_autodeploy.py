@@ -743,6 +743,18 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
         assert code == 201, answer
         assert answer["status"]["allowed"] is allowed, (name, answer)
 
+    # The demo run again keeps what autodeploy.yml gave the hub (it reads the hub first): the hub
+    # is not rolled, it still reads its endpoint, and a push still arrives as an event (the resync
+    # is an hour away). Before the fix the demo rolled the hub to a revision without notifications.
+    hub_before = sandbox.get("ksvc", "hub")
+    code, output = sandbox.playbook("demo.yml")
+    assert code == 0, output[-3000:]
+    hub_after = sandbox.get("ksvc", "hub")
+    assert hub_after["metadata"]["generation"] == hub_before["metadata"]["generation"]
+    assert hub_after["spec"]["template"] == hub_before["spec"]["template"]
+    again = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    assert sandbox.hello_image() == f"{PULL_HOST}/hello@{again.digest}"
+
 
 RECEIVER_HOST = "autodeploy.default.svc.cluster.local"
 TOKEN_ANNOTATION = "serverless.knlab.io/token-digest"
