@@ -49,12 +49,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxCLI]:
-    sandbox = SandboxCLI(tmp_path / "sandbox")
-    sandbox.up()
-    try:
+    with SandboxCLI(tmp_path / "sandbox") as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 @pytest.fixture

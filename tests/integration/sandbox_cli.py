@@ -3,7 +3,8 @@ them (hub_scale.py) share. Plain Python, no pytest: conftest.py builds the ``san
 and a script run by make imports it as it is.
 
 ``SandboxCLI`` starts a sandbox on random loopback ports in a state directory (``knlab-sandbox up``),
-runs kubectl and playbooks against it, and stops it (``down``, which stops its S3 server too). A
+runs kubectl and playbooks against it, and stops it (``down``, which stops its S3 server too); as a
+context manager, up on entry and down on exit. A
 command that fails raises ``CommandFailed`` with its output's tail; a playbook's exit code and
 output are returned, so that a test can check a refusal too.
 """
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -133,6 +135,13 @@ class SandboxCLI:
 
     def down(self) -> None:
         self.cli("down")  # stops the S3 server too
+
+    def __enter__(self) -> Self:
+        self.up()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.down()
 
     def kubectl(self, *args: str, stdin: str | None = None, timeout: float = 60) -> str:
         argv = ["kubectl", "--kubeconfig", str(self.kubeconfig), *args]

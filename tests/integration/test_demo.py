@@ -86,12 +86,8 @@ def _left_in(temp: Path) -> list[str]:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path / "sandbox")
-    sandbox.up()
-    try:
+    with Sandbox(tmp_path / "sandbox") as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 def _custom(sandbox: Sandbox, group: str, plural: str) -> list[str]:
