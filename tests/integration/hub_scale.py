@@ -87,7 +87,7 @@ DemoError = CommandFailed  # a step failed: the message says which
 # A completed response to one of the load's own requests (its repositories are scale/p<n>): the
 # registry's text log (logrus) quotes a value only when it needs to (a blob's "sha256:", an upload's "?").
 LOAD_REQUEST = re.compile(r'msg="response completed" .*\bhttp\.request\.uri="?/v2/scale/')
-LOG_TIME = re.compile(r'^time="([^"]+)"')
+LOG_TIME = re.compile(r'(?:^|\s)time="([^"]+)"')
 SUMMARY = re.compile(
     r"hub-scale-demo \((?P<target>sandbox|cluster)\): replicas served at once=(?P<at_once>\d+) "
     r"pods served=(?P<pods>\d+) pushes=(?P<pushes>\d+) pulls=(?P<pulls>\d+) errors=(?P<errors>\d+) "

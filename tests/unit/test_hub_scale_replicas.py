@@ -75,6 +75,8 @@ def test_only_the_loads_completed_requests_count_with_their_time() -> None:
         "hub-a": [START.timestamp() + s for s in (1.0, 2.0, 3.0)]
     }
     assert hub_scale.line_time('time="2026-12-07T01:00:00.500000001Z" level=info') == START.timestamp() + 0.5
+    assert hub_scale.line_time('level=info time="2026-12-07T01:00:02Z" msg=x') == START.timestamp() + 2
+    assert hub_scale.line_time('level=info http.response.time="2026-12-07T01:00:02Z"') is None
     assert hub_scale.line_time("no time here") is None
 
 
