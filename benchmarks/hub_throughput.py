@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +28,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import hub_scale  # noqa: E402
-from hub_scale import CLUSTER_CLI, CLUSTER_ENV, HUB, PLAY, PLAY_ABSENT, S3_ENV, Cluster, Tally  # noqa: E402
+from hub_scale import Cluster, Tally  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- hub-throughput:begin -->", "<!-- hub-throughput:end -->"
@@ -58,16 +55,15 @@ async def measure(cluster: Cluster, host: str, args: argparse.Namespace, round_t
     warm, pushed = Tally(), Tally()
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
-        async def warm_push(who: int, number: int) -> None:
-            await hub_scale.push_one(session, gateway, host, f"w{round_tag}{who}", number, args.size, warm)  # type: ignore[arg-type]
+        def pusher(prefix: str, tally: Tally):
+            # hub_scale's push (unique data each, retried as there), one repository per worker.
+            async def push(who: int, number: int) -> None:
+                await hub_scale.push_one(session, gateway, host, f"{prefix}{who}", number, args.size, tally)
 
-        await phase(args.warmup, args.workers, warm_push)
+            return push
 
-        async def push(who: int, number: int) -> None:
-            tag = f"{round_tag}{who}"
-            await hub_scale.push_one(session, gateway, host, tag, number, args.size, pushed)  # type: ignore[arg-type]
-
-        push_time = await phase(args.seconds, args.workers, push)
+        await phase(args.warmup, args.workers, pusher(f"w{round_tag}", warm))
+        push_time = await phase(args.seconds, args.workers, pusher(round_tag, pushed))
         pulled = Tally()
         chooser = random.Random(1)
 
@@ -87,38 +83,15 @@ async def measure(cluster: Cluster, host: str, args: argparse.Namespace, round_t
 
 
 def one_round(cluster: Cluster, s3: dict, max_scale: int, args: argparse.Namespace) -> dict:
-    secret = f"{HUB}-s3"
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": secret, "namespace": cluster.namespace},
-        "stringData": {"access_key": s3["access_key"], "secret_key": s3["secret_key"]},
-    }
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     try:
-        cluster.play(
-            PLAY,
-            registry_image=cluster.demo_env["DEMO_REGISTRY_IMAGE"],
-            registry_storage="s3",
-            registry_s3_endpoint=s3["endpoint"],
-            registry_s3_bucket=s3["bucket"],
-            registry_s3_region=s3["region"],
-            registry_s3_credentials_secret=secret,
-            registry_s3_root_directory=f"/{HUB}",
-            registry_max_scale=max_scale,
-            registry_autoscaling_target=1,
-            registry_autoscaling_metric="concurrency",
-        )
-        hub = json.loads(cluster.kubectl("get", "ksvc", HUB, "-o", "json"))
+        hub = cluster.start_hub(s3, max_scale)
         revision = hub["status"]["latestReadyRevisionName"]
         host = hub["status"]["url"].split("://", 1)[1]
         figures = asyncio.run(measure(cluster, host, args, f"r{max_scale}-{int(time.time())}-"))
         figures["ready"] = sum(hub_scale.ready(p) for p in cluster.hub_pods(revision))
         return figures
     finally:
-        cluster.play(PLAY_ABSENT)
-        cluster.kubectl("delete", "secret", secret, "--ignore-not-found")
-        cluster.kubectl("wait", "pod", "-l", f"serving.knative.dev/service={HUB}", "--for=delete", "--timeout=120s")
+        cluster.remove_hub()
 
 
 def write(rows: dict[int, dict], args: argparse.Namespace) -> str:
@@ -170,16 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     raw = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    if not args.inside:
-        done = subprocess.run([str(CLUSTER_CLI), "s3"], check=False, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            print(f"hub_throughput: knlab-cluster s3 failed: {done.stderr.strip()[-500:]}", file=sys.stderr)
-            return 1
-        env = dict(os.environ, **{S3_ENV: done.stdout})
-        inside = [str(CLUSTER_CLI), "exec", "--", sys.executable, str(Path(__file__).resolve()), *raw, "--inside"]
-        return subprocess.run(inside, check=False, env=env, stdin=subprocess.DEVNULL).returncode
-    s3 = json.loads(os.environ.pop(S3_ENV))
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="knlab-hub-throughput-")), hub_scale.read_env(CLUSTER_ENV))
+    try:
+        if not args.inside:
+            return hub_scale.run_inside_cluster(Path(__file__), raw)
+        cluster, s3 = hub_scale.inside_cluster("knlab-hub-throughput-")
+    except (hub_scale.DemoError, subprocess.TimeoutExpired) as error:
+        print(f"hub_throughput: FAILED: {error}", file=sys.stderr)
+        return 1
     rows = {}
     try:
         for scale in (1, 3):

@@ -179,6 +179,43 @@ class Cluster:
         finally:
             self.kubectl("delete", "namespace", name, "--wait=false")
 
+    @contextmanager
+    def fresh_namespace(self, name: str) -> Iterator[str]:
+        """A namespace made anew for one test (what a previous run left there is deleted first),
+        deleted after it, waiting until it is gone."""
+        self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=300)
+        try:
+            self.kubectl("create", "namespace", name)
+            yield name
+        finally:
+            self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=300, check=False)
+
+    def wait_for_hub(self, host: str) -> None:
+        """Until the hub answers on its NodePort: kube-proxy programs a new NodePort a moment after
+        the Service and its endpoints exist."""
+        self.wait(lambda: self.exec("curl", "-fsS", f"http://{host}/v2/", check=False), "the hub's NodePort", 60)
+
+    def replace_hub_pods(self, namespace: str, host: str) -> list[str]:
+        """Delete the pods of the hub in ``namespace``, wait for a new Ready one to answer on ``host``
+        (its NodePort); the repositories its catalog lists then."""
+        old = self.names("pods", namespace)
+        self.kubectl("delete", "pod", "-n", namespace, "-l", "serving.knative.dev/service=hub", "--wait=true")
+        self.wait(lambda: (p := self.names("pods", namespace)) and set(p).isdisjoint(old), "a new hub pod")
+        self.kubectl(
+            "wait",
+            "pod",
+            "-n",
+            namespace,
+            "-l",
+            "serving.knative.dev/service=hub",
+            "--for=condition=Ready",
+            "--timeout=180s",
+        )
+        catalog = self.wait(
+            lambda: self.exec("curl", "-fsS", f"http://{host}/v2/_catalog", check=False), "the new hub pod"
+        )
+        return json.loads(catalog)["repositories"]
+
     def answer(self, name: str, namespace: str = NAMESPACE) -> str:
         """The app's answer through the real ingress (Traefik), with its host in the Host header."""
         url = self.json("get", "ksvc", name, "-n", namespace)["status"]["url"]
@@ -247,18 +284,23 @@ def hub_manifests(namespace: str, image: str, node_port: int) -> str:
                 }
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "hub-nodeport", "namespace": namespace},
-            "spec": {
-                "type": "NodePort",
-                "selector": {"serving.knative.dev/service": "hub"},
-                "ports": [{"port": 5000, "targetPort": 5000, "nodePort": node_port}],
-            },
-        },
+        hub_nodeport(namespace, node_port),
     ]
     return "\n".join(json.dumps(m) for m in manifests)
+
+
+def hub_nodeport(namespace: str, node_port: int) -> dict:
+    """A NodePort Service in front of the pods of the Knative Service ``hub`` in ``namespace``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hub-nodeport", "namespace": namespace},
+        "spec": {
+            "type": "NodePort",
+            "selector": {"serving.knative.dev/service": "hub"},
+            "ports": [{"port": 5000, "targetPort": 5000, "nodePort": node_port}],
+        },
+    }
 
 
 @pytest.fixture(scope="session")

@@ -17,37 +17,16 @@ pytestmark = pytest.mark.timeout(1500)
 
 def test_a_hub_without_a_volume_loses_its_images_with_its_pod(cluster: Cluster) -> None:
     host = f"{NODE_IP}:{NODE_PORT}"
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
-    try:
-        cluster.kubectl("create", "namespace", NAMESPACE)
+    with cluster.fresh_namespace(NAMESPACE):
         cluster.kubectl(
             "apply", "-f", "-", input=hub_manifests(NAMESPACE, cluster.env["DEMO_REGISTRY_IMAGE"], NODE_PORT)
         )
         cluster.kubectl("wait", "ksvc/hub", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=300s", timeout=320)
-        # kube-proxy programs the new NodePort a moment after the Service and its endpoints exist.
-        cluster.wait(lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/", check=False), "the hub's NodePort", 60)
+        cluster.wait_for_hub(host)
         # Any image will do: the Python base image, from the mirror.
         source = f"{MIRROR}/knlab/python:3-debian12"
         cluster.exec(cluster.build["binaries"]["crane"], "copy", "--insecure", source, f"{host}/marker:v1", timeout=300)
         catalog = cluster.exec("curl", "-fsS", f"http://{host}/v2/_catalog")
         assert "marker" in json.loads(catalog)["repositories"]
 
-        old = cluster.names("pods", NAMESPACE)
-        cluster.kubectl("delete", "pod", "-n", NAMESPACE, "-l", "serving.knative.dev/service=hub", "--wait=true")
-        cluster.wait(lambda: (p := cluster.names("pods", NAMESPACE)) and set(p).isdisjoint(old), "a new hub pod")
-        cluster.kubectl(
-            "wait",
-            "pod",
-            "-n",
-            NAMESPACE,
-            "-l",
-            "serving.knative.dev/service=hub",
-            "--for=condition=Ready",
-            "--timeout=180s",
-        )
-        catalog = cluster.wait(
-            lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/_catalog", check=False), "the new hub pod"
-        )
-        assert json.loads(catalog)["repositories"] == []
-    finally:
-        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300, check=False)
+        assert cluster.replace_hub_pods(NAMESPACE, host) == []

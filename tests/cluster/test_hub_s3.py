@@ -8,23 +8,19 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CLI, Cluster
+from conftest import CLI, Cluster, hub_nodeport
 from knlab_cluster.settings import MIRROR, NODE_IP
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from sandbox_cli import REGISTRY_PLAY, s3_secret_manifest
 
 NAMESPACE = "hub-s3"
 NODE_PORT = 30503
-PLAY = """
-- name: The hub on the cluster's S3 server
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  roles:
-    - role: knlab.serverless.registry
-"""
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -39,7 +35,7 @@ def test_a_hub_on_s3_keeps_its_images_when_its_pods_go(cluster: Cluster, tmp_pat
     prefix = f"/test-{uuid.uuid4().hex[:8]}"
     host = f"{NODE_IP}:{NODE_PORT}"
     playbook = tmp_path / "hub-s3.yml"
-    playbook.write_text(PLAY)
+    playbook.write_text(REGISTRY_PLAY)
     settings = tmp_path / "settings.json"
     settings.write_text(
         json.dumps(
@@ -56,63 +52,29 @@ def test_a_hub_on_s3_keeps_its_images_when_its_pods_go(cluster: Cluster, tmp_pat
             }
         )
     )
-    cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
     try:
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        # The keys go through stdin, never a command line.
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "hub-s3", "namespace": NAMESPACE},
-            "stringData": {"access_key": s3["access_key"], "secret_key": s3["secret_key"]},
-        }
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
-        run = cluster.playbook(str(playbook), "-e", f"@{settings}")
-        assert s3["secret_key"] not in run.output
-        again = cluster.playbook(str(playbook), "-e", f"@{settings}")
-        assert again.changed == 0, again.output[-3000:]
-        annotations = cluster.json("get", "ksvc", "hub", "-n", NAMESPACE)["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["autoscaling.knative.dev/max-scale"] == "2"
+        with cluster.fresh_namespace(NAMESPACE):
+            # The keys go through stdin, never a command line.
+            cluster.kubectl("apply", "-f", "-", input=s3_secret_manifest("hub-s3", NAMESPACE, s3))
+            run = cluster.playbook(str(playbook), "-e", f"@{settings}")
+            assert s3["secret_key"] not in run.output
+            again = cluster.playbook(str(playbook), "-e", f"@{settings}")
+            assert again.changed == 0, again.output[-3000:]
+            template = cluster.json("get", "ksvc", "hub", "-n", NAMESPACE)["spec"]["template"]
+            assert template["metadata"]["annotations"]["autoscaling.knative.dev/max-scale"] == "2"
 
-        nodeport = {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "hub-nodeport", "namespace": NAMESPACE},
-            "spec": {
-                "type": "NodePort",
-                "selector": {"serving.knative.dev/service": "hub"},
-                "ports": [{"port": 5000, "targetPort": 5000, "nodePort": NODE_PORT}],
-            },
-        }
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(nodeport))
-        cluster.wait(lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/", check=False), "the hub's NodePort", 60)
-        source = f"{MIRROR}/knlab/python:3-debian12"
-        crane = cluster.build["binaries"]["crane"]
-        cluster.exec(crane, "copy", "--insecure", source, f"{host}/marker:v1", timeout=300)
-        pushed = cluster.exec(crane, "digest", "--insecure", f"{host}/marker:v1").strip()
-        blobs = Path(s3["bucket_dir"]) / prefix.lstrip("/") / "docker" / "registry" / "v2" / "blobs"
-        assert list(blobs.glob("sha256/*/*/data")), f"no blob under {blobs}"
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(hub_nodeport(NAMESPACE, NODE_PORT)))
+            cluster.wait_for_hub(host)
+            source = f"{MIRROR}/knlab/python:3-debian12"
+            crane = cluster.build["binaries"]["crane"]
+            cluster.exec(crane, "copy", "--insecure", source, f"{host}/marker:v1", timeout=300)
+            pushed = cluster.exec(crane, "digest", "--insecure", f"{host}/marker:v1").strip()
+            blobs = Path(s3["bucket_dir"]) / prefix.lstrip("/") / "docker" / "registry" / "v2" / "blobs"
+            assert list(blobs.glob("sha256/*/*/data")), f"no blob under {blobs}"
 
-        old = cluster.names("pods", NAMESPACE)
-        cluster.kubectl("delete", "pod", "-n", NAMESPACE, "-l", "serving.knative.dev/service=hub", "--wait=true")
-        cluster.wait(lambda: (p := cluster.names("pods", NAMESPACE)) and set(p).isdisjoint(old), "a new hub pod")
-        cluster.kubectl(
-            "wait",
-            "pod",
-            "-n",
-            NAMESPACE,
-            "-l",
-            "serving.knative.dev/service=hub",
-            "--for=condition=Ready",
-            "--timeout=180s",
-        )
-        catalog = cluster.wait(
-            lambda: cluster.exec("curl", "-fsS", f"http://{host}/v2/_catalog", check=False), "the new hub pod"
-        )
-        assert "marker" in json.loads(catalog)["repositories"]
-        assert cluster.exec(crane, "digest", "--insecure", f"{host}/marker:v1").strip() == pushed
-        # Every layer comes back whole (crane checks each blob's digest as it reads it).
-        cluster.exec(crane, "validate", "--insecure", "--remote", f"{host}/marker:v1", timeout=300)
+            assert "marker" in cluster.replace_hub_pods(NAMESPACE, host)
+            assert cluster.exec(crane, "digest", "--insecure", f"{host}/marker:v1").strip() == pushed
+            # Every layer comes back whole (crane checks each blob's digest as it reads it).
+            cluster.exec(crane, "validate", "--insecure", "--remote", f"{host}/marker:v1", timeout=300)
     finally:
-        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300, check=False)
         shutil.rmtree(Path(s3["bucket_dir"]) / prefix.lstrip("/"), ignore_errors=True)

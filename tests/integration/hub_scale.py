@@ -13,9 +13,17 @@ smaller version. On a sandbox of its own (random loopback ports, state in ``--st
 4. every acknowledged push is pulled back and checked byte for byte and by digest.
 
 A push that fails (the kill may cut one) is retried from the start, up to ``RETRIES`` times; a pull
-too. Only what still fails after that is an error. Replicas that served requests are counted per pod
-from the registry's own log lines (``response completed``), read with ``kubectl logs``; the killed
-pod's lines are read just before the kill (its restarted container starts a new log).
+too. Only what still fails after that is an error.
+
+Replicas that served are counted from the registry's own log lines (``response completed`` for the
+load's repositories, ``scale/p<n>``; the probes' ``GET /v2/`` does not count), read with ``kubectl
+logs`` just before the kill, when the load ends and at the end (the killed one's lines are gone after
+the kill: its restarted container starts a new log). Each pod served from the time of its first
+such line to that of its last; the verdict is the most pods whose spans overlap, the replicas that
+served *at the same time* (``replicas_at_once``). A killed pod and the pod that replaces it never
+overlap (the killed one's last request ends before the kill, the replacement's first after it), so
+they count as one, as do the process killed in a sandbox pod and its restart in the same pod. Fewer
+than two at once is a failure.
 
 ``--target cluster`` (``make hub-scale-demo TARGET=cluster``, root, the cluster up): the same load on
 the real cluster. On the host it reads the S3 endpoint and keys (``knlab-cluster s3``) and runs itself
@@ -24,10 +32,10 @@ environment). There the registry role starts a hub of its own (``hubscale`` in D
 image DEMO_REGISTRY_IMAGE, both from /srv/knlab-cluster/demo.env) on the cluster's S3 bucket under
 ``/hubscale``, with ``--max-scale`` (3) and a target of 1; the load goes through the ingress
 (DEMO_INGRESS_ADDRESS with the Host of the hub's URL). The kill is ``kubectl delete pod
---grace-period=0 --force`` of one ready hub pod; its replacement must be Ready by the end. Requests per
-pod are the registry's log lines for the load's own repositories (probes not counted), the deleted
-pod's read just before. At the end the role's ``absent`` entry point removes the hub and the script
-waits for its pods to go; the images stay in the bucket.
+--grace-period=0 --force`` of one ready hub pod; its replacement must be Ready by the end. Replicas are
+counted as in the sandbox, so the deleted pod and its replacement are one replica. At the end the
+role's ``absent`` entry point removes the hub and the script waits for its pods to go; the images stay
+in the bucket.
 
 The last line sums it up; the exit code is non-zero on any failure.
 """
@@ -40,6 +48,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -47,31 +56,43 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-sys.path[:0] = [str(ROOT / "tests" / "sandbox"), str(ROOT / ".build" / "collections")]
+sys.path[:0] = [
+    str(ROOT / "tests" / "integration"),
+    str(ROOT / "tests" / "sandbox"),
+    str(ROOT / ".build" / "collections"),
+]
 from image_push import PushedImage, Pusher, layer  # noqa: E402
+from sandbox_cli import (  # noqa: E402
+    BIN,
+    REGISTRY_ABSENT_PLAY,
+    REGISTRY_PLAY,
+    CommandFailed,
+    SandboxCLI,
+    ansible_settings,
+    s3_secret_manifest,
+)
 
 RETRIES = 3
 GATE_TIMEOUT = 120.0
-PLAY = """
-- name: The hub on S3, up to three replicas
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  roles:
-    - role: knlab.serverless.registry
-"""
 REVISION_LABEL = "serving.knative.dev/revision"
-
-
-class DemoError(Exception):
-    """A step failed: the message says which."""
+DemoError = CommandFailed  # a step failed: the message says which
+# A completed response to one of the load's own requests (its repositories are scale/p<n>): the
+# registry's text log (logrus) quotes a value only when it needs to (a blob's "sha256:", an upload's "?").
+LOAD_REQUEST = re.compile(r'msg="response completed" .*\bhttp\.request\.uri="?/v2/scale/')
+LOG_TIME = re.compile(r'(?:^|\s)time="([^"]+)"')
+SUMMARY = re.compile(
+    r"hub-scale-demo \((?P<target>sandbox|cluster)\): replicas served at once=(?P<at_once>\d+) "
+    r"pods served=(?P<pods>\d+) pushes=(?P<pushes>\d+) pulls=(?P<pulls>\d+) errors=(?P<errors>\d+) "
+    r"digests checked=(?P<checked>\d+) killed=(?P<killed>\d+) lost=(?P<lost>\d+) in \d+ s"
+)
 
 
 @dataclass
@@ -83,61 +104,105 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     acknowledged: list[PushedImage] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
-    served_before_kill: dict[str, int] = field(default_factory=dict)
+    killed_at: float = 0.0
+    served: dict[str, set[str]] = field(default_factory=dict)  # pod -> its log lines of load requests
+
+    def read_served(self, hub: Sandbox | Cluster, pods: Iterable[str]) -> None:
+        """Add the pods' load lines read now to those read before (a log read twice adds nothing)."""
+        for pod in pods:
+            self.served.setdefault(pod, set()).update(hub.served(pod))
 
 
-class Sandbox:
-    def __init__(self, state_dir: Path):
-        self.state_dir = state_dir
-        self.info: dict = {}
+def load_lines(log: str) -> set[str]:
+    """The lines of a hub's log that are completed responses to the load's own requests."""
+    return {line for line in log.splitlines() if LOAD_REQUEST.search(line)}
 
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        argv = [str(BIN / "knlab-sandbox"), *args, "--state-dir", str(self.state_dir)]
-        done = subprocess.run(
-            argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
-        )
-        if done.returncode != 0:
-            raise DemoError(f"knlab-sandbox {' '.join(args)} failed: {(done.stdout + done.stderr).strip()[-800:]}")
-        return done.stdout
 
-    def kubectl(self, *args: str) -> str:
-        argv = ["kubectl", "--kubeconfig", self.info["kubeconfig"], *args]
-        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
-        if done.returncode != 0:
-            raise DemoError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
-        return done.stdout
+def line_time(line: str) -> float | None:
+    """When the registry wrote ``line`` (its ``time=``, RFC 3339), in seconds since the epoch."""
+    found = LOG_TIME.search(line)
+    try:
+        return datetime.fromisoformat(found.group(1)).timestamp() if found else None
+    except ValueError:
+        return None
 
-    def play(self, **extra: object) -> None:
+
+def served_times(served: Mapping[str, Iterable[str]]) -> dict[str, list[float]]:
+    """pod -> the sorted times of its load lines; pods that served none are left out."""
+    times = {pod: sorted(t for t in map(line_time, lines) if t is not None) for pod, lines in served.items()}
+    return {pod: found for pod, found in times.items() if found}
+
+
+def replicas_at_once(times: Mapping[str, Iterable[float]]) -> int:
+    """The most pods that served the load at the same time: a pod serves from its first load request
+    to its last (both included), and the answer is the most of these spans that overlap at one
+    instant. A pod killed mid-load and the one that replaces it do not overlap (the first's last
+    request ends before the kill, the second's first one after it): together they are one replica,
+    not two."""
+    edges = []
+    for found in map(list, times.values()):
+        if found:
+            edges += [(min(found), 0), (max(found), 1)]  # at the same instant a start comes first
+    edges.sort()
+    serving = most = 0
+    for _, end in edges:
+        serving += -1 if end else 1
+        most = max(most, serving)
+    return most
+
+
+def parse_summary(line: str) -> dict[str, int | str] | None:
+    """The figures of the last line, or None if ``line`` is not one."""
+    found = SUMMARY.fullmatch(line)
+    if not found:
+        return None
+    return {key: value if key == "target" else int(value) for key, value in found.groupdict().items()}
+
+
+def s3_hub_settings(s3: Mapping[str, str], secret: str, root_directory: str, max_scale: int) -> dict[str, object]:
+    """The registry role's settings for a hub on ``s3`` (``knlab-sandbox|knlab-cluster s3``) whose
+    keys are in ``secret``, scaled out by load: a target of 1 concurrent request per replica."""
+    return {
+        "registry_storage": "s3",
+        "registry_s3_endpoint": s3["endpoint"],
+        "registry_s3_bucket": s3["bucket"],
+        "registry_s3_region": s3["region"],
+        "registry_s3_credentials_secret": secret,
+        "registry_s3_root_directory": root_directory,
+        "registry_max_scale": max_scale,
+        "registry_autoscaling_target": 1,
+        "registry_autoscaling_metric": "concurrency",
+    }
+
+
+def live_pods(listing: str) -> list[dict]:
+    """The pods of a ``kubectl get pods -o json`` that are not being deleted."""
+    return [p for p in json.loads(listing)["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+class Sandbox(SandboxCLI):
+    """A sandbox of its own; its hub is ``hub`` in ``default``, its S3 keys in the Secret ``hub-s3``."""
+
+    def start_hub(self, s3: Mapping[str, str], max_scale: int) -> dict:
+        """The registry role on ``s3``; the hub's Knative Service once it is Ready."""
+        self.kubectl("create", "-f", "-", stdin=s3_secret_manifest("hub-s3", "default", s3))
         playbook = self.state_dir / "hub-scale.yml"
-        playbook.write_text(PLAY)
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
-        env.pop("KUBECONFIG", None)
-        env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
-        )
-        argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", json.dumps(extra)]
-        done = subprocess.run(
-            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
-        )
-        if done.returncode != 0:
-            raise DemoError(f"the registry role failed:\n{(done.stdout + done.stderr)[-2500:]}")
+        playbook.write_text(REGISTRY_PLAY)
+        code, output = self.play(playbook, **s3_hub_settings(s3, "hub-s3", "/knlab", max_scale))
+        if code != 0:
+            raise DemoError(f"the registry role failed:\n{output[-2500:]}")
+        return self.get("ksvc", "hub")
 
     def hub_pods(self, revision: str) -> list[dict]:
-        pods = json.loads(self.kubectl("get", "pods", "-l", f"{REVISION_LABEL}={revision}", "-o", "json"))["items"]
-        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return live_pods(self.kubectl("get", "pods", "-l", f"{REVISION_LABEL}={revision}", "-o", "json"))
 
-    def served(self, pod: str) -> int:
-        # Only the load's own requests (its repositories are scale/p<n>): each instance answers the
-        # sandbox's readiness GET /v2/ too, which would make every started replica one that "served".
+    def served(self, pod: str) -> set[str]:
+        # Only the load's own requests: each instance answers the sandbox's readiness GET /v2/ too,
+        # which would make every started replica one that "served".
         try:
-            lines = self.kubectl("logs", pod).splitlines()
+            return load_lines(self.kubectl("logs", pod))
         except DemoError:
-            return 0  # a pod scaled down and gone: its lines went with it
-        return sum(1 for line in lines if 'msg="response completed"' in line and 'uri="/v2/scale/' in line)
+            return set()  # a pod scaled down and gone: its lines went with it
 
     def kill(self, revision: str, pods: list[dict], chooser: random.Random) -> str:
         """SIGKILL one hub process of ``revision``; its pod restarts it in place."""
@@ -160,17 +225,6 @@ CLUSTER_CLI = BIN / "knlab-cluster"
 CLUSTER_ENV = Path("/srv/knlab-cluster/demo.env")
 S3_ENV = "KNLAB_HUB_SCALE_S3"  # the cluster's S3 endpoint and keys, handed to the run inside
 HUB = "hubscale"  # a hub of its own, next to the demo's (which stays untouched)
-PLAY_ABSENT = """
-- name: Remove the hub
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: The registry role's absent entry point
-      ansible.builtin.include_role:
-        name: knlab.serverless.registry
-        tasks_from: absent
-"""
 
 
 class Cluster:
@@ -182,6 +236,7 @@ class Cluster:
         self.demo_env = demo_env
         self.namespace = demo_env.get("DEMO_NAMESPACE") or "default"
         self.info = {"gateway": demo_env["DEMO_INGRESS_ADDRESS"]}
+        self.secret = f"{HUB}-s3"
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         argv = ["kubectl", "-n", self.namespace, *args]
@@ -198,12 +253,7 @@ class Cluster:
         env = dict(os.environ)
         env.pop(S3_ENV, None)
         env.update(self.demo_env)
-        env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-        )
+        env.update(ansible_settings())
         argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", f"@{settings}"]
         done = subprocess.run(
             argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600
@@ -211,17 +261,34 @@ class Cluster:
         if done.returncode != 0:
             raise DemoError(f"the registry role failed:\n{(done.stdout + done.stderr)[-2500:]}")
 
-    def hub_pods(self, revision: str) -> list[dict]:
-        pods = json.loads(self.kubectl("get", "pods", "-l", f"{REVISION_LABEL}={revision}", "-o", "json"))["items"]
-        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    def start_hub(self, s3: Mapping[str, str], max_scale: int) -> dict:
+        """The hub ``hubscale`` on the cluster's S3 bucket under /hubscale (the keys in a Secret, given
+        on stdin); its Knative Service once it is Ready."""
+        self.kubectl("apply", "-f", "-", stdin=s3_secret_manifest(self.secret, self.namespace, s3))
+        self.play(
+            REGISTRY_PLAY,
+            registry_image=self.demo_env["DEMO_REGISTRY_IMAGE"],
+            **s3_hub_settings(s3, self.secret, f"/{HUB}", max_scale),
+        )
+        return json.loads(self.kubectl("get", "ksvc", HUB, "-o", "json"))
 
-    def served(self, pod: str) -> int:
-        # Only the load's own requests (its repositories are scale/p<n>), not the probes.
+    def remove_hub(self) -> None:
+        """The role's ``absent`` entry point, the keys' Secret, then wait for the hub's pods to go: the
+        role's wait ends with the Service, and a next run would find them Terminating under the same
+        revision name. The images stay in the bucket."""
+        self.play(REGISTRY_ABSENT_PLAY)
+        self.kubectl("delete", "secret", self.secret, "--ignore-not-found")
+        self.kubectl("wait", "pod", "-l", f"serving.knative.dev/service={HUB}", "--for=delete", "--timeout=120s")
+
+    def hub_pods(self, revision: str) -> list[dict]:
+        return live_pods(self.kubectl("get", "pods", "-l", f"{REVISION_LABEL}={revision}", "-o", "json"))
+
+    def served(self, pod: str) -> set[str]:
+        # Only the load's own requests, not the probes.
         try:
-            lines = self.kubectl("logs", pod, "-c", "user-container").splitlines()
+            return load_lines(self.kubectl("logs", pod, "-c", "user-container"))
         except DemoError:
-            return 0  # a pod scaled down and gone: its lines went with it
-        return sum(1 for line in lines if 'msg="response completed"' in line and 'uri="/v2/scale/' in line)
+            return set()  # a pod scaled down and gone: its lines went with it
 
     def kill(self, revision: str, pods: list[dict], chooser: random.Random) -> str:
         """Delete one ready hub pod at once (no grace period): its Deployment replaces it."""
@@ -240,7 +307,7 @@ def ready(pod: dict) -> bool:
 
 
 async def push_one(  # noqa: PLR0917 (one pusher's one push, all of it needed)
-    session: aiohttp.ClientSession, gateway: str, host: str, who: int, number: int, size: int, tally: Tally
+    session: aiohttp.ClientSession, gateway: str, host: str, who: int | str, number: int, size: int, tally: Tally
 ) -> None:
     # Unique content per pusher and push: nothing is shared, so every blob really travels.
     payload = random.Random(f"{who}-{number}").randbytes(size)
@@ -340,8 +407,9 @@ async def load(sandbox: Sandbox | Cluster, revision: str, host: str, args: argpa
         while tally.pushes == before and not pushing_done.is_set():
             await asyncio.sleep(0.02)
         pods = [p for p in sandbox.hub_pods(revision) if ready(p)]
-        for pod in pods:
-            tally.served_before_kill[pod["metadata"]["name"]] = sandbox.served(pod["metadata"]["name"])
+        # The killed one's log goes with it (a pod deleted, a container restarted): read them all now.
+        tally.read_served(sandbox, (p["metadata"]["name"] for p in pods))
+        tally.killed_at = time.time()
         what = sandbox.kill(revision, pods, random.Random(args.seed))
         tally.killed.append(what)
         killed.set()
@@ -352,6 +420,8 @@ async def load(sandbox: Sandbox | Cluster, revision: str, host: str, args: argpa
     await asyncio.gather(*(pusher(i) for i in range(args.pushers)))
     pushing_done.set()
     await asyncio.gather(*tasks, kill_task)
+    # The pods that served the load, read before any of them scales down and takes its log along.
+    tally.read_served(sandbox, (p["metadata"]["name"] for p in sandbox.hub_pods(revision)))
     # Everything acknowledged comes back intact, after the kill and the restart.
     checked = 0
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -366,31 +436,11 @@ def run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir or tempfile.mkdtemp(prefix="knlab-hub-scale-"))
     sandbox = Sandbox(state_dir)
     tally = Tally()
-    served: dict[str, int] = {}
     checked = restarted = 0
-    sandbox.cli("up", "--api-port", "0", "--gateway-port", "0")
+    sandbox.up()
     try:
-        sandbox.info = json.loads((state_dir / "server.json").read_text())
         s3 = json.loads(sandbox.cli("s3", "up", "--port", "0", timeout=900))
-        sandbox.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "hub-s3",
-            f"--from-literal=access_key={s3['access_key']}",
-            f"--from-literal=secret_key={s3['secret_key']}",
-        )
-        sandbox.play(
-            registry_storage="s3",
-            registry_s3_endpoint=s3["endpoint"],
-            registry_s3_bucket=s3["bucket"],
-            registry_s3_credentials_secret="hub-s3",
-            registry_s3_root_directory="/knlab",
-            registry_max_scale=3,
-            registry_autoscaling_target=1,
-            registry_autoscaling_metric="concurrency",
-        )
-        hub = json.loads(sandbox.kubectl("get", "ksvc", "hub", "-o", "json"))
+        hub = sandbox.start_hub(s3, max_scale=3)
         revision = hub["status"]["latestReadyRevisionName"]
         host = hub["status"]["url"].split("://", 1)[1]
         print(f"hub revision {revision} on S3 ({s3['endpoint']}), max-scale 3, target 1: loading it", flush=True)
@@ -403,21 +453,16 @@ def run(args: argparse.Namespace) -> int:
             pods = sandbox.hub_pods(revision)
         restarted = restarts(pods)
         print(f"  {len(pods)} hub pods, {sum(ready(p) for p in pods)} ready, {restarted} restart(s)", flush=True)
-        served = {p["metadata"]["name"]: sandbox.served(p["metadata"]["name"]) for p in pods}
-        for pod, count in tally.served_before_kill.items():
-            served[pod] = served.get(pod, 0) + count
-        for pod, count in sorted(served.items()):
-            print(f"  {pod}: {count} requests", flush=True)
+        tally.read_served(sandbox, (p["metadata"]["name"] for p in pods))
     finally:
         if not args.keep:
-            sandbox.cli("down")  # stops the S3 server too
+            sandbox.down()  # stops the S3 server too
             if not args.state_dir:
                 shutil.rmtree(state_dir, ignore_errors=True)
     return report(
         "sandbox",
         args,
         tally,
-        served,
         checked,
         started,
         "" if restarted >= 1 else "the killed hub process was not restarted",
@@ -428,19 +473,30 @@ def report(  # noqa: PLR0917 (the summary of everything the run counted)
     label: str,
     args: argparse.Namespace,
     tally: Tally,
-    served: dict[str, int],
     checked: int,
     started: float,
     replaced: str,
 ) -> int:
-    replicas = sum(1 for count in served.values() if count > 0)
+    times = served_times(tally.served)
+    at_once = replicas_at_once(times)
+    first = min((found[0] for found in times.values()), default=0.0)
+    for pod, found in sorted(times.items()):
+        print(
+            f"  {pod}: {len(found)} load requests, from +{found[0] - first:.2f} s to +{found[-1] - first:.2f} s",
+            flush=True,
+        )
+    if tally.killed_at and times:
+        print(f"  the kill at +{tally.killed_at - first:.2f} s", flush=True)
     lost = len(tally.acknowledged) - checked
     for error in tally.errors[:10]:
         print(f"  error: {error}", flush=True)
     print(f"  retried: {tally.push_retries} pushes, {tally.pull_retries} pulls", flush=True)
     problems = []
-    if replicas < 2:
-        problems.append(f"only {replicas} replica served requests")
+    if at_once < 2:
+        problems.append(
+            f"at most {at_once} replica(s) served the load at the same time ({len(times)} pod(s) served it at "
+            "all; a killed pod and its replacement are one replica, not two): the hub did not scale out"
+        )
     if tally.errors or lost or len(tally.killed) != 1 or tally.pushes != args.pushers * args.pushes:
         problems.append("errors, lost images, missing pushes or no kill")
     if replaced:
@@ -448,9 +504,9 @@ def report(  # noqa: PLR0917 (the summary of everything the run counted)
     for problem in problems:
         print(f"  FAILED: {problem}", flush=True)
     print(
-        f"hub-scale-demo ({label}): replicas served={replicas} pushes={tally.pushes} pulls={tally.pulls} "
-        f"errors={len(tally.errors)} digests checked={checked} killed={len(tally.killed)} lost={lost} "
-        f"in {time.monotonic() - started:.0f} s",
+        f"hub-scale-demo ({label}): replicas served at once={at_once} pods served={len(times)} "
+        f"pushes={tally.pushes} pulls={tally.pulls} errors={len(tally.errors)} digests checked={checked} "
+        f"killed={len(tally.killed)} lost={lost} in {time.monotonic() - started:.0f} s",
         flush=True,
     )
     return 1 if problems else 0
@@ -466,53 +522,35 @@ def read_env(path: Path) -> dict[str, str]:
     return found
 
 
-def run_cluster_outside(args: argparse.Namespace, argv: list[str]) -> int:
-    """On the host: the S3 keys from ``knlab-cluster s3``, then this script again inside the cluster's
-    network namespace (the keys go through the environment, never a command line)."""
+def run_inside_cluster(script: Path, argv: list[str]) -> int:
+    """On the host: the S3 endpoint and keys from ``knlab-cluster s3``, then ``script argv --inside``
+    inside the cluster's network namespace (the keys go through the environment, never a command
+    line); its exit code."""
     if not CLUSTER_ENV.is_file():
         raise DemoError(f"{CLUSTER_ENV} is missing: is the cluster up (make cluster)?")
     done = subprocess.run([str(CLUSTER_CLI), "s3"], check=False, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         raise DemoError(f"knlab-cluster s3 failed: {done.stderr.strip()[-500:]}")
     env = dict(os.environ, **{S3_ENV: done.stdout})
-    inside = [str(CLUSTER_CLI), "exec", "--", sys.executable, str(Path(__file__).resolve()), *argv, "--inside"]
+    inside = [str(CLUSTER_CLI), "exec", "--", sys.executable, str(script.resolve()), *argv, "--inside"]
     return subprocess.run(inside, check=False, env=env, stdin=subprocess.DEVNULL).returncode
+
+
+def inside_cluster(prefix: str) -> tuple[Cluster, dict]:
+    """Inside the namespace: the cluster (a new work directory) and the S3 server's endpoint and keys."""
+    s3 = json.loads(os.environ.pop(S3_ENV))
+    return Cluster(Path(tempfile.mkdtemp(prefix=prefix)), read_env(CLUSTER_ENV)), s3
 
 
 def run_cluster(args: argparse.Namespace) -> int:
     """Inside the cluster's network namespace: a hub of its own on the cluster's S3 server."""
     started = time.monotonic()
-    s3 = json.loads(os.environ.pop(S3_ENV))
-    work_dir = Path(tempfile.mkdtemp(prefix="knlab-hub-scale-"))
-    cluster = Cluster(work_dir, read_env(CLUSTER_ENV))
+    cluster, s3 = inside_cluster("knlab-hub-scale-")
     tally = Tally()
-    served: dict[str, int] = {}
     checked = 0
     replaced = "the killed hub pod was not replaced by a ready one"
-    secret = f"{HUB}-s3"
     try:
-        # The keys go through stdin, never a command line.
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": secret, "namespace": cluster.namespace},
-            "stringData": {"access_key": s3["access_key"], "secret_key": s3["secret_key"]},
-        }
-        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-        cluster.play(
-            PLAY,
-            registry_image=cluster.demo_env["DEMO_REGISTRY_IMAGE"],
-            registry_storage="s3",
-            registry_s3_endpoint=s3["endpoint"],
-            registry_s3_bucket=s3["bucket"],
-            registry_s3_region=s3["region"],
-            registry_s3_credentials_secret=secret,
-            registry_s3_root_directory=f"/{HUB}",
-            registry_max_scale=args.max_scale,
-            registry_autoscaling_target=1,
-            registry_autoscaling_metric="concurrency",
-        )
-        hub = json.loads(cluster.kubectl("get", "ksvc", HUB, "-o", "json"))
+        hub = cluster.start_hub(s3, args.max_scale)
         revision = hub["status"]["latestReadyRevisionName"]
         host = hub["status"]["url"].split("://", 1)[1]
         print(
@@ -531,25 +569,15 @@ def run_cluster(args: argparse.Namespace) -> int:
             time.sleep(1)
             pods = cluster.hub_pods(revision)
         print(f"  {len(pods)} hub pods, {sum(ready(p) for p in pods)} ready, the killed one gone", flush=True)
-        served = {p["metadata"]["name"]: cluster.served(p["metadata"]["name"]) for p in pods}
-        for pod, count in tally.served_before_kill.items():
-            served[pod] = max(served.get(pod, 0), count)
-        for pod, count in sorted(served.items()):
-            print(f"  {pod}: {count} requests", flush=True)
+        tally.read_served(cluster, (p["metadata"]["name"] for p in pods))
     finally:
         if not args.keep:
             try:
-                cluster.play(PLAY_ABSENT)
-                cluster.kubectl("delete", "secret", secret, "--ignore-not-found")
-                # The role's wait ends with the Service; its pods may still drain: a next run
-                # would find them Terminating under the same revision name.
-                cluster.kubectl(
-                    "wait", "pod", "-l", f"serving.knative.dev/service={HUB}", "--for=delete", "--timeout=120s"
-                )
+                cluster.remove_hub()
             except DemoError as error:
                 print(f"  cleanup: {error}", file=sys.stderr, flush=True)
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return report("cluster", args, tally, served, checked, started, replaced)
+        shutil.rmtree(cluster.work_dir, ignore_errors=True)
+    return report("cluster", args, tally, checked, started, replaced)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -569,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.target == "cluster":
-            return run_cluster(args) if args.inside else run_cluster_outside(args, raw)
+            return run_cluster(args) if args.inside else run_inside_cluster(Path(__file__), raw)
         return run(args)
     except (DemoError, TimeoutError, subprocess.TimeoutExpired) as error:
         print(f"hub-scale-demo ({args.target}): FAILED: {error or 'the load did not finish in time'}", file=sys.stderr)

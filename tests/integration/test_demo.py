@@ -18,12 +18,9 @@ and the kubectl-like views equal what kubectl itself prints.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,21 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sandbox_cli import ROOT, SandboxCLI, run_play, sandbox_env
 
 kubernetes = pytest.importorskip("kubernetes")
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 PLAYBOOKS = ROOT / "playbooks"
 SOURCE = PLAYBOOKS / "files" / "hello"
 NAMESPACE = "default"
 DEMO_LABEL = "app.kubernetes.io/managed-by=knlab.serverless"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
-pytestmark = pytest.mark.skipif(
-    not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
-    reason="the sandbox's hub needs docker-registry (apt-get install docker-registry)",
-)
+pytestmark = pytest.mark.needs_docker_registry
 
 
 @dataclass
@@ -54,61 +47,33 @@ class Run:
     output: str
 
 
-class Sandbox:
-    """One sandbox through its CLI; `up` again after `down` keeps its objects (new random ports)."""
+class Sandbox(SandboxCLI):
+    """One sandbox through its CLI, with a Kubernetes client; `up` again after `down` keeps its
+    objects (new random ports)."""
 
     def __init__(self, state_dir: Path):
-        self.state_dir = state_dir
-        self.kubeconfig = state_dir / "kubeconfig"
-        self.gateway = ""
+        super().__init__(state_dir)
         self.api: kubernetes.client.ApiClient | None = None
 
     def up(self) -> None:
-        _cli("up", "--state-dir", str(self.state_dir), "--api-port", "0", "--gateway-port", "0")
-        info = json.loads((self.state_dir / "server.json").read_text())
-        self.kubeconfig, self.gateway = Path(info["kubeconfig"]), info["gateway"]
+        super().up()
         self.api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
 
     def down(self) -> None:
         if self.api is not None:
             self.api.close()
             self.api = None
-        _cli("down", "--state-dir", str(self.state_dir))
-
-    def request_log(self) -> list[dict]:
-        path = self.state_dir / "requests.log"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        super().down()
 
     def playbook(self, name: str, *args: str, env: dict[str, str] | None = None) -> Run:
         # The sandbox's kubeconfig carries its CA inline: every client writes it to a temp file while
         # a task runs. The play gets a temp dir of its own, which must be empty again when it ends.
         temp = self.state_dir.parent / "tmp"
         temp.mkdir(exist_ok=True)
-        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
-        run_env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-            K8S_AUTH_KUBECONFIG=str(self.kubeconfig),
-            DEMO_INGRESS_ADDRESS=self.gateway,
-            TMPDIR=str(temp),
-            **(env or {}),
-        )
-        argv = [str(BIN / "ansible-playbook"), str(PLAYBOOKS / name), *args]
-        done = subprocess.run(
-            argv,
-            check=False,
-            env=run_env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        output = done.stdout + done.stderr
-        assert done.returncode == 0, f"{' '.join(argv[1:])} failed:\n{output[-4000:]}"
-        assert _left_in(temp) == [], f"{' '.join(argv[1:])} left temp files behind"
+        run_env = sandbox_env(self.kubeconfig, DEMO_INGRESS_ADDRESS=self.gateway, TMPDIR=str(temp), **(env or {}))
+        code, output = run_play([str(PLAYBOOKS / name), *args], run_env, timeout=240)
+        assert code == 0, f"{name} {' '.join(args)} failed:\n{output[-4000:]}"
+        assert _left_in(temp) == [], f"{name} {' '.join(args)} left temp files behind"
         recap = re.search(r"^localhost\s+: ok=\d+\s+changed=(\d+)\s+unreachable=0\s+failed=0", output, re.M)
         assert recap, f"no PLAY RECAP for localhost in:\n{output[-2000:]}"
         return Run(int(recap.group(1)), output)
@@ -119,27 +84,10 @@ def _left_in(temp: Path) -> list[str]:
     return sorted(p.name for p in temp.iterdir() if not (p.name.startswith("k8srcp-") and p.suffix == ".json"))
 
 
-def _cli(*args: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "knlab-sandbox"), *args],
-        check=False,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path / "sandbox")
-    sandbox.up()
-    try:
+    with Sandbox(tmp_path / "sandbox") as sandbox:
         yield sandbox
-    finally:
-        sandbox.down()
 
 
 def _custom(sandbox: Sandbox, group: str, plural: str) -> list[str]:
@@ -279,28 +227,12 @@ def test_the_modules_answer_the_same_in_a_fork_and_in_a_process_of_their_own(san
     messages = []
     for env in (fork, own):
         temp = sandbox.state_dir.parent / "tmp"
-        done = subprocess.run(
-            [str(BIN / "ansible-playbook"), str(play)],
-            check=False,
-            env={
-                **os.environ,
-                **env,
-                "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".build" / "collections"),
-                "ANSIBLE_NOCOLOR": "1",
-                "K8S_AUTH_KUBECONFIG": str(sandbox.kubeconfig),
-                "TMPDIR": str(temp),
-            },
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert done.returncode == 0, done.stdout[-3000:]
-        assert "Traceback" not in done.stdout + done.stderr
-        messages.append(re.findall(r'"msg": "refused: (.*)"$', done.stdout, re.M))
+        code, output = run_play([str(play)], sandbox_env(sandbox.kubeconfig, TMPDIR=str(temp), **env), timeout=240)
+        assert code == 0, output[-3000:]
+        assert "Traceback" not in output
+        messages.append(re.findall(r'"msg": "refused: (.*)"$', output, re.M))
         # A module's warning shows either way (a fork of the worker must not send it to the controller's Display).
-        assert "[WARNING]: Both option validate_certs and its alias verify_ssl are set." in done.stdout + done.stderr
+        assert "[WARNING]: Both option validate_certs and its alias verify_ssl are set." in output
         assert _left_in(temp) == []
     assert messages[0] == messages[1]
     assert len(messages[0]) == 3, messages
@@ -490,14 +422,7 @@ def _rows(table: list[str]) -> list[dict[str, str]]:
 
 
 def _kubectl(sandbox: Sandbox, command: str) -> list[str]:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(sandbox.kubeconfig), *shlex.split(command)[1:]],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return done.stdout.splitlines()
+    return sandbox.kubectl(*shlex.split(command)[1:], timeout=30).splitlines()
 
 
 def _assert_views_are_kubectls(sandbox: Sandbox, views: dict[str, list[str]]) -> None:

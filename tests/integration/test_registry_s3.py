@@ -20,106 +20,21 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from sandbox_cli import REGISTRY_ABSENT_PLAY, ROOT, SandboxCLI, recap_changed, s3_secret_manifest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests" / "sandbox"))
-from image_push import Pusher, layer  # noqa: E402
+from image_push import Pusher, layer
 
-PLAY = """
-- name: The hub on S3
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  roles:
-    - role: knlab.serverless.registry
-"""
-ABSENT_PLAY = """
-- name: No hub
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Remove the hub
-      ansible.builtin.include_role:
-        name: knlab.serverless.registry
-        tasks_from: absent
-"""
-
-pytestmark = [
-    pytest.mark.skipif(
-        not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
-        reason="the sandbox's hub needs docker-registry (apt-get install docker-registry)",
-    ),
-    pytest.mark.skipif(
-        not (os.environ.get("KNLAB_VERSITYGW") or shutil.which("go")),
-        reason="the S3 server is built from cluster/go/versitygw: it needs Go (or $KNLAB_VERSITYGW)",
-    ),
-]
+pytestmark = [pytest.mark.needs_docker_registry, pytest.mark.needs_s3_server]
 
 
-class Sandbox:
-    def __init__(self, state_dir: Path, playbook: Path):
-        self.state_dir = state_dir
-        self.playbook = playbook
-        self.info: dict = {}
-
-    def cli(self, *args: str, timeout: float = 60) -> str:
-        argv = [str(BIN / "knlab-sandbox"), *args, "--state-dir", str(self.state_dir)]
-        done = subprocess.run(
-            argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        argv = ["kubectl", "--kubeconfig", self.info["kubeconfig"], *args]
-        return subprocess.run(argv, check=True, input=stdin, capture_output=True, text=True, timeout=60).stdout
-
-    def run(self, playbook: Path | None = None, **extra: object) -> tuple[int, str]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
-        env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
-        )
-        argv = [str(BIN / "ansible-playbook"), str(playbook or self.playbook), "-e", json.dumps(extra)]
-        done = subprocess.run(
-            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240
-        )
-        return done.returncode, done.stdout + done.stderr
-
-    def hub(self) -> dict:
-        return json.loads(self.kubectl("get", "ksvc", "hub", "-o", "json"))
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    playbook = tmp_path / "hub.yml"
-    playbook.write_text(PLAY)
-    sandbox = Sandbox(tmp_path / "sandbox", playbook)
-    sandbox.cli("up", "--api-port", "0", "--gateway-port", "0")
-    sandbox.info = json.loads((sandbox.state_dir / "server.json").read_text())
-    try:
-        yield sandbox
-    finally:
-        sandbox.cli("down")  # stops the S3 server too
-
-
-def recap_changed(output: str) -> int:
-    line = next(line for line in output.splitlines() if line.startswith("localhost"))
-    return int(line.split("changed=")[1].split()[0])
+def hub(sandbox: SandboxCLI) -> dict:
+    return sandbox.get("ksvc", "hub")
 
 
 async def push(gateway: str, host: str) -> tuple:
@@ -139,16 +54,9 @@ async def pull(gateway: str, host: str, pushed) -> None:
                 assert "sha256:" + hashlib.sha256(await response.read()).hexdigest() == digest
 
 
-def test_the_hub_keeps_its_images_in_the_bucket_across_revisions(sandbox: Sandbox) -> None:
+def test_the_hub_keeps_its_images_in_the_bucket_across_revisions(sandbox: SandboxCLI, registry_playbook: Path) -> None:
     s3 = json.loads(sandbox.cli("s3", "up", "--port", "0", timeout=600))
-    sandbox.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "hub-s3",
-        f"--from-literal=access_key={s3['access_key']}",
-        f"--from-literal=secret_key={s3['secret_key']}",
-    )
+    sandbox.kubectl("create", "-f", "-", stdin=s3_secret_manifest("hub-s3", "default", s3))
     settings = {
         "registry_storage": "s3",
         "registry_s3_endpoint": s3["endpoint"],
@@ -156,11 +64,11 @@ def test_the_hub_keeps_its_images_in_the_bucket_across_revisions(sandbox: Sandbo
         "registry_s3_credentials_secret": "hub-s3",
         "registry_s3_root_directory": "/knlab",
     }
-    code, output = sandbox.run(**settings)
+    code, output = sandbox.play(registry_playbook, **settings)
     assert code == 0, output[-3000:]
 
     # 1. The storage by env; the keys and the HTTP secret only by reference, and shown nowhere.
-    spec = sandbox.hub()["spec"]["template"]
+    spec = hub(sandbox)["spec"]["template"]
     env = {item["name"]: item for item in spec["spec"]["containers"][0]["env"]}
     assert env["REGISTRY_STORAGE"]["value"] == "s3"
     assert env["REGISTRY_STORAGE_S3_REGIONENDPOINT"]["value"] == s3["endpoint"]
@@ -176,17 +84,17 @@ def test_the_hub_keeps_its_images_in_the_bucket_across_revisions(sandbox: Sandbo
     assert len(shared) == 48
     for secret in (s3["secret_key"], shared):
         assert secret not in output
-        assert secret not in json.dumps(sandbox.hub())
+        assert secret not in json.dumps(hub(sandbox))
 
     # 2. Again: nothing changes, the HTTP secret stays.
-    code, output = sandbox.run(**settings)
+    code, output = sandbox.play(registry_playbook, **settings)
     assert code == 0, output[-3000:]
     assert recap_changed(output) == 0
     again = json.loads(sandbox.kubectl("get", "secret", "hub-http-secret", "-o", "json"))
     assert again["data"]["secret"] == http_secret["data"]["secret"]
 
     # 3. A push lands in the bucket, as files under the root directory.
-    host = sandbox.hub()["status"]["url"].split("://", 1)[1]
+    host = hub(sandbox)["status"]["url"].split("://", 1)[1]
     gateway = sandbox.info["gateway"]
     pushed = asyncio.run(push(gateway, host))
     blobs = Path(s3["bucket_dir"]) / "knlab" / "docker" / "registry" / "v2" / "blobs" / "sha256"
@@ -194,23 +102,27 @@ def test_the_hub_keeps_its_images_in_the_bucket_across_revisions(sandbox: Sandbo
     assert {digest.split(":", 1)[1] for digest in pushed.blob_digests} <= stored
 
     # 4. More replicas and a target: a new revision, a new process with an empty filesystem.
-    revision = sandbox.hub()["status"]["latestReadyRevisionName"]
-    code, output = sandbox.run(
-        **settings, registry_max_scale=3, registry_autoscaling_target=10, registry_autoscaling_metric="concurrency"
+    revision = hub(sandbox)["status"]["latestReadyRevisionName"]
+    code, output = sandbox.play(
+        registry_playbook,
+        **settings,
+        registry_max_scale=3,
+        registry_autoscaling_target=10,
+        registry_autoscaling_metric="concurrency",
     )
     assert code == 0, output[-3000:]
-    hub = sandbox.hub()
-    assert hub["status"]["latestReadyRevisionName"] != revision
-    annotations = hub["spec"]["template"]["metadata"]["annotations"]
+    scaled = hub(sandbox)
+    assert scaled["status"]["latestReadyRevisionName"] != revision
+    annotations = scaled["spec"]["template"]["metadata"]["annotations"]
     assert annotations["autoscaling.knative.dev/max-scale"] == "3"
     assert annotations["autoscaling.knative.dev/target"] == "10"
     assert annotations["autoscaling.knative.dev/metric"] == "concurrency"
     asyncio.run(pull(gateway, host, pushed))
 
     # 5. Gone: the hub and the role's Secret; the user's Secret and the images stay.
-    absent = sandbox.playbook.with_name("absent.yml")
-    absent.write_text(ABSENT_PLAY)
-    code, output = sandbox.run(absent)
+    absent = registry_playbook.with_name("absent.yml")
+    absent.write_text(REGISTRY_ABSENT_PLAY)
+    code, output = sandbox.play(absent)
     assert code == 0, output[-3000:]
     assert recap_changed(output) >= 2
     secrets = sandbox.kubectl("get", "secrets", "-o", "name").split()
@@ -220,7 +132,7 @@ def test_the_hub_keeps_its_images_in_the_bucket_across_revisions(sandbox: Sandbo
     }
 
 
-def test_bad_s3_settings_are_refused_before_any_request(sandbox: Sandbox) -> None:
+def test_bad_s3_settings_are_refused_before_any_request(sandbox: SandboxCLI, registry_playbook: Path) -> None:
     for settings, message in (
         (
             {"registry_storage": "s3", "registry_s3_bucket": "hub", "registry_persistence": True},
@@ -230,19 +142,19 @@ def test_bad_s3_settings_are_refused_before_any_request(sandbox: Sandbox) -> Non
         ({"registry_storage": "s3"}, "registry_s3_bucket must be set with registry_storage=s3"),
     ):
         seen = (sandbox.state_dir / "requests.log").read_text().count("\n")
-        code, output = sandbox.run(**settings)
+        code, output = sandbox.play(registry_playbook, **settings)
         assert code != 0
         assert message in " ".join(output.split())
         assert "Traceback" not in output
         assert (sandbox.state_dir / "requests.log").read_text().count("\n") == seen
 
 
-def test_a_default_hub_is_the_hub_it_always_was(sandbox: Sandbox) -> None:
+def test_a_default_hub_is_the_hub_it_always_was(sandbox: SandboxCLI, registry_playbook: Path) -> None:
     """The new options unset: no Secret, one replica, the same env and annotations as before them,
     so an existing hub gets no new revision."""
-    code, output = sandbox.run()
+    code, output = sandbox.play(registry_playbook)
     assert code == 0, output[-3000:]
-    template = sandbox.hub()["spec"]["template"]
+    template = hub(sandbox)["spec"]["template"]
     assert template["metadata"]["annotations"] == {
         "autoscaling.knative.dev/min-scale": "1",
         "autoscaling.knative.dev/max-scale": "1",
