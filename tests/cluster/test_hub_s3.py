@@ -55,7 +55,7 @@ def test_a_hub_on_s3_keeps_its_images_when_its_pods_go(cluster: Cluster, tmp_pat
     try:
         with cluster.fresh_namespace(NAMESPACE):
             # The keys go through stdin, never a command line.
-            cluster.kubectl("apply", "-f", "-", input=s3_secret_manifest("hub-s3", NAMESPACE, s3))
+            cluster.kubectl("apply", "--server-side", "-f", "-", input=s3_secret_manifest("hub-s3", NAMESPACE, s3))
             run = cluster.playbook(str(playbook), "-e", f"@{settings}")
             assert s3["secret_key"] not in run.output
             again = cluster.playbook(str(playbook), "-e", f"@{settings}")

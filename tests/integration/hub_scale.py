@@ -264,7 +264,7 @@ class Cluster:
     def start_hub(self, s3: Mapping[str, str], max_scale: int) -> dict:
         """The hub ``hubscale`` on the cluster's S3 bucket under /hubscale (the keys in a Secret, given
         on stdin); its Knative Service once it is Ready."""
-        self.kubectl("apply", "-f", "-", stdin=s3_secret_manifest(self.secret, self.namespace, s3))
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=s3_secret_manifest(self.secret, self.namespace, s3))
         self.play(
             REGISTRY_PLAY,
             registry_image=self.demo_env["DEMO_REGISTRY_IMAGE"],
