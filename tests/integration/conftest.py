@@ -1,7 +1,9 @@
 """What the integration tests share: a sandbox of their own per test, and skips for what they need.
 
 - ``sandbox``: a ``SandboxCLI`` (sandbox_cli.py) up on random loopback ports in the test's
-  tmp_path, stopped after the test (with its S3 server, if the test started one);
+  tmp_path, stopped after the test (with its S3 server, if the test started one); a module whose
+  tests want more of it subclasses ``SandboxCLI`` and overrides the ``sandbox_class`` fixture
+  to return its subclass;
 - ``registry_playbook``: a playbook that runs the registry role alone (``sandbox.play(path, **vars)``);
 - marks: ``needs_docker_registry`` (the sandbox runs Debian's docker-registry for every hub) and
   ``needs_s3_server`` (``knlab-sandbox s3 up`` runs versitygw, built with Go unless
@@ -48,8 +50,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[SandboxCLI]:
-    with SandboxCLI(tmp_path / "sandbox") as sandbox:
+def sandbox_class() -> type[SandboxCLI]:
+    """The class the ``sandbox`` fixture makes; a module overrides it with its ``SandboxCLI`` subclass."""
+    return SandboxCLI
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, sandbox_class: type[SandboxCLI]) -> Iterator[SandboxCLI]:
+    with sandbox_class(tmp_path / "sandbox") as sandbox:
         yield sandbox
 
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import ssl
@@ -36,22 +36,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import autodeploy_push
 import pytest
 import yaml
+from sandbox_cli import ROOT, SandboxCLI, run_play, sandbox_env
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 RECEIVER = ROOT / "roles" / "autodeploy" / "files" / "receiver" / "receiver.py"
 sys.path.insert(0, str(ROOT / "tests" / "sandbox"))
 from image_push import Pusher  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-import autodeploy_push  # noqa: E402
 
 sys.path.insert(0, str(ROOT / ".build" / "collections"))
 from ansible_collections.knlab.serverless.plugins.filter.autodeploy_settings import (  # noqa: E402
@@ -86,10 +82,7 @@ APP_PLAY = """
         wait_timeout: 120
 """
 
-pytestmark = pytest.mark.skipif(
-    not (os.environ.get("KNLAB_DOCKER_REGISTRY") or shutil.which("docker-registry")),
-    reason="the sandbox's hub needs docker-registry (apt-get install docker-registry)",
-)
+pytestmark = pytest.mark.needs_docker_registry
 
 
 def free_port() -> int:
@@ -98,67 +91,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Sandbox:
-    def __init__(self, state_dir: Path):
-        self.state_dir = state_dir
-        self.info: dict = {}
-        self.kubeconfig: dict = {}
+class Sandbox(SandboxCLI):
+    """A sandbox whose app is the Knative Service ``hello`` in ``default``, with the hub beside it."""
 
-    def cli(self, *args: str) -> None:
-        argv = [str(BIN / "knlab-sandbox"), *args, "--state-dir", str(self.state_dir)]
-        done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    def play(self, text: str, directory: Path, **extra: object) -> tuple[int, str]:
-        playbook = directory / f"play-{abs(hash(text))}.yml"
+    def play_text(self, text: str, **extra: object) -> tuple[int, str]:
+        """``play`` of a playbook given as text (written next to the state dir)."""
+        playbook = self.state_dir.parent / f"play-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yml"
         playbook.write_text(text)
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
-        env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
-        )
-        argv = [str(BIN / "ansible-playbook"), str(playbook), "-e", json.dumps(extra)]
-        done = subprocess.run(
-            argv, check=False, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300
-        )
-        return done.returncode, done.stdout + done.stderr
+        return self.play(playbook, **extra)
 
     def playbook(self, name: str, **env: str) -> tuple[int, str]:
         """A playbook of playbooks/ as `make demo` runs it: this sandbox's kubeconfig, its gateway as the ingress."""
-        run_env = {key: value for key, value in os.environ.items() if not key.startswith(("DEMO_", "K8S_AUTH_"))}
-        run_env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".build" / "collections"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_LOCALHOST_WARNING="false",
-            ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-            K8S_AUTH_KUBECONFIG=self.info["kubeconfig"],
-            DEMO_INGRESS_ADDRESS=self.info["gateway"],
-            **env,
-        )
-        argv = [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name)]
-        done = subprocess.run(
-            argv,
-            check=False,
-            env=run_env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=400,
-        )
-        return done.returncode, done.stdout + done.stderr
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        argv = ["kubectl", "--kubeconfig", self.info["kubeconfig"], *args]
-        done = subprocess.run(argv, check=False, input=stdin, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    def get(self, kind: str, name: str) -> dict:
-        return json.loads(self.kubectl("get", kind, name, "-n", "default", "-o", "json"))
+        run_env = sandbox_env(self.kubeconfig, DEMO_INGRESS_ADDRESS=self.gateway, **env)
+        return run_play([str(ROOT / "playbooks" / name)], run_env, timeout=400)
 
     def revisions(self) -> list[str]:
         found = json.loads(
@@ -206,9 +151,14 @@ class Sandbox:
     def answer(self, name: str) -> str:
         service = self.get("ksvc", name)
         host = service["status"]["url"].split("://", 1)[1]
-        request = urllib.request.Request(self.info["gateway"] + "/", headers={"Host": host})
+        request = urllib.request.Request(self.gateway + "/", headers={"Host": host})
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.read().decode()
+
+
+@pytest.fixture
+def sandbox_class() -> type[Sandbox]:
+    return Sandbox  # for conftest.py's sandbox fixture
 
 
 class Receiver:
@@ -219,7 +169,7 @@ class Receiver:
         self.log = directory / "receiver.log"
         sa_dir = directory / "serviceaccount"
         sa_dir.mkdir(exist_ok=True)
-        kubeconfig = yaml.safe_load(Path(sandbox.info["kubeconfig"]).read_text())
+        kubeconfig = yaml.safe_load(sandbox.kubeconfig.read_text())
         (sa_dir / "token").write_text(kubeconfig["users"][0]["user"]["token"])
         (sa_dir / "ca.crt").write_bytes(
             base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
@@ -233,7 +183,7 @@ class Receiver:
             "AUTODEPLOY_LISTEN_ADDRESS": "127.0.0.1",
             "AUTODEPLOY_TOKEN": TOKEN,
             "AUTODEPLOY_BINDINGS": json.dumps([{"repository": "hello", "tag": "latest", "service": "hello"}]),
-            "AUTODEPLOY_HUB_URL": sandbox.info["gateway"],
+            "AUTODEPLOY_HUB_URL": sandbox.gateway,
             "AUTODEPLOY_HUB_HOST_HEADER": hub_host,
             "AUTODEPLOY_PULL_HOST": PULL_HOST,
             "AUTODEPLOY_RESYNC_SECONDS": "3600",
@@ -290,23 +240,10 @@ class Receiver:
         return self.log.read_text() if self.log.exists() else ""
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    sandbox = Sandbox(tmp_path / "sandbox")
-    sandbox.cli("up", "--api-port", "0", "--gateway-port", "0")
-    sandbox.info = json.loads((sandbox.state_dir / "server.json").read_text())
-    try:
-        yield sandbox
-    finally:
-        sandbox.cli("down")
-
-
 def push(sandbox: Sandbox, hub_host: str, repository: str, target: str) -> str:
     async def run() -> str:
         async with aiohttp.ClientSession() as session:
-            image = await Pusher(session, sandbox.info["gateway"], hub_host).hello_app(
-                repository, "latest", target=target
-            )
+            image = await Pusher(session, sandbox.gateway, hub_host).hello_app(repository, "latest", target=target)
             return image.digest
 
     return asyncio.run(run())
@@ -339,14 +276,8 @@ def manifest_event(digest: str, repository: str = "hello") -> dict:
     }
 
 
-def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path: Path) -> None:
-    receiver_port_holder = tmp_path / "receiver"
-    receiver_port_holder.mkdir()
-    # 1. The hub's endpoint, as the autodeploy role writes it, but with the receiver's loopback URL
-    #    (the sandbox's hub is a local process; it cannot resolve cluster-local names).
-    #    Written before the hub exists, so that its first revision reads it (a hub without the
-    #    Secret runs without notifications: test_a_hub_whose_endpoint_secret_is_missing_runs_without_events).
-    receiver = Receiver(sandbox, receiver_port_holder, hub_host="")
+def endpoint_secret(receiver: Receiver) -> dict:
+    """The hub's endpoint Secret as the autodeploy role writes it, with the local receiver's URL."""
     settings = {
         "name": "autodeploy",
         "namespace": "default",
@@ -357,18 +288,28 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
     }
     written = autodeploy_settings(settings, TOKEN)
     endpoints = written["endpoints"].replace(written["events_url"], receiver.url + "/events")
-    secret = {
+    return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": "hub-notifications", "namespace": "default"},
         "data": {"endpoints": base64.b64encode(endpoints.encode()).decode()},
     }
-    sandbox.kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+
+
+def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path: Path) -> None:
+    receiver_port_holder = tmp_path / "receiver"
+    receiver_port_holder.mkdir()
+    # 1. The hub's endpoint, as the autodeploy role writes it, but with the receiver's loopback URL
+    #    (the sandbox's hub is a local process; it cannot resolve cluster-local names).
+    #    Written before the hub exists, so that its first revision reads it (a hub without the
+    #    Secret runs without notifications: test_a_hub_whose_endpoint_secret_is_missing_runs_without_events).
+    receiver = Receiver(sandbox, receiver_port_holder, hub_host="")
+    sandbox.kubectl("apply", "-f", "-", stdin=json.dumps(endpoint_secret(receiver)))
 
     # 2. The hub, by the registry role with the new option; a second run changes nothing.
-    code, output = sandbox.play(PLAY, tmp_path)
+    code, output = sandbox.play_text(PLAY)
     assert code == 0, output[-3000:]
-    code, output = sandbox.play(PLAY, tmp_path)
+    code, output = sandbox.play_text(PLAY)
     assert code == 0, output[-3000:]
     assert "changed=0" in output, output[-2000:]
     hub = sandbox.get("ksvc", "hub")
@@ -384,7 +325,7 @@ def test_a_push_to_the_hub_rolls_out_one_new_revision(sandbox: Sandbox, tmp_path
 
     # 3. hello:latest v1 and the app running it by tag.
     first = push(sandbox, hub_host, "hello", "One")
-    code, output = sandbox.play(APP_PLAY, tmp_path)
+    code, output = sandbox.play_text(APP_PLAY)
     assert code == 0, output[-3000:]
     sandbox.wait_ready("hello")
     assert len(sandbox.revisions()) == 1
@@ -488,26 +429,6 @@ FEATURE_FLAGS = {
 }
 
 
-def endpoint_secret(receiver: Receiver) -> dict:
-    """The hub's endpoint Secret as the autodeploy role writes it, with the local receiver's URL."""
-    settings = {
-        "name": "autodeploy",
-        "namespace": "default",
-        "bindings": [{"repository": "hello", "service": "hello"}],
-        "timeout": "2s",
-        "threshold": 3,
-        "backoff": "1s",
-    }
-    written = autodeploy_settings(settings, TOKEN)
-    endpoints = written["endpoints"].replace(written["events_url"], receiver.url + "/events")
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "hub-notifications", "namespace": "default"},
-        "data": {"endpoints": base64.b64encode(endpoints.encode()).decode()},
-    }
-
-
 def test_pushes_made_while_the_receiver_is_down_survive_a_hub_restart(sandbox: Sandbox, tmp_path: Path) -> None:
     """Receiver down, two pushes, the hub restarted (its queued events gone, its images kept on the
     claim), the receiver up: the Service ends on the newest digest by the receiver's resync at start.
@@ -519,14 +440,14 @@ def test_pushes_made_while_the_receiver_is_down_survive_a_hub_restart(sandbox: S
     sandbox.kubectl("apply", "-f", "-", stdin=json.dumps(endpoint_secret(receiver)))
     sandbox.kubectl("patch", "configmap", "config-features", "-n", "knative-serving", "--type", "merge",
                     "-p", json.dumps(FEATURE_FLAGS))  # fmt: skip
-    code, output = sandbox.play(PERSISTENT_PLAY, tmp_path)
+    code, output = sandbox.play_text(PERSISTENT_PLAY)
     assert code == 0, output[-3000:]
     hub_host = sandbox.wait_ready("hub")["status"]["url"].split("://", 1)[1]
     receiver.env["AUTODEPLOY_HUB_HOST_HEADER"] = hub_host
     first = push(sandbox, hub_host, "hello", "One")
     # hello already runs the tag's digest: the receiver's first start changes nothing.
     pinned = APP_PLAY.replace("hub.default.svc.cluster.local/hello:latest", f"{PULL_HOST}/hello@{first}")
-    code, output = sandbox.play(pinned, tmp_path)
+    code, output = sandbox.play_text(pinned)
     assert code == 0, output[-3000:]
     sandbox.wait_ready("hello")
     revisions = sandbox.revisions()
@@ -564,7 +485,7 @@ def test_pushes_made_while_the_receiver_is_down_survive_a_hub_restart(sandbox: S
                 break
             assert time.monotonic() < deadline, json.dumps(pods)[-3000:]
             time.sleep(0.3)
-        assert autodeploy_push.tag_digest(sandbox.info["gateway"], hub_host, "hello", "latest") == third
+        assert autodeploy_push.tag_digest(sandbox.gateway, hub_host, "hello", "latest") == third
         assert sandbox.hello_image() == f"{PULL_HOST}/hello@{first}"
         assert sandbox.revisions() == revisions
 
@@ -597,35 +518,27 @@ ROLE_PLAY = """
       vars:
         autodeploy_bindings: [{repository: hello, service: hello}]
 """
-HUB_WITHOUT_OPTION = """
-- name: The hub without notifications
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  roles:
-    - role: knlab.serverless.registry
-"""
 
 
 def test_the_role_names_the_registry_option_when_the_hub_does_not_read_its_secret(
-    sandbox: Sandbox, tmp_path: Path
+    sandbox: Sandbox, registry_playbook: Path
 ) -> None:
     """Before the first write: no hub, then a hub without registry_notifications_secret, then bad input."""
-    code, output = sandbox.play(ROLE_PLAY, tmp_path)
+    code, output = sandbox.play_text(ROLE_PLAY)
     assert code != 0
     message = " ".join(output.split())
     assert "autodeploy: the hub default/hub does not exist" in message
     assert "registry_notifications_secret: hub-notifications" in message
 
-    code, output = sandbox.play(HUB_WITHOUT_OPTION, tmp_path)
+    code, output = sandbox.play(registry_playbook)  # the hub without notifications
     assert code == 0, output[-3000:]
-    code, output = sandbox.play(ROLE_PLAY, tmp_path)
+    code, output = sandbox.play_text(ROLE_PLAY)
     assert code != 0
     message = " ".join(output.split())
     assert "does not read REGISTRY_NOTIFICATIONS_ENDPOINTS from the Secret hub-notifications" in message
     assert "run the registry role first with registry_notifications_secret: hub-notifications" in message
 
-    code, output = sandbox.play(ROLE_PLAY, tmp_path, autodeploy_bindings=[{"repository": "Hello", "service": "hello"}])
+    code, output = sandbox.play_text(ROLE_PLAY, autodeploy_bindings=[{"repository": "Hello", "service": "hello"}])
     assert code != 0
     assert "autodeploy_bindings[0].repository must be a repository name" in output
     # Nothing was written: no Secret, no ServiceAccount of the role's.
@@ -678,22 +591,19 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
     demo_image = sandbox.hello_image()
 
     # A push from outside the demo: exactly one new Revision, Ready, serving the pushed app.
-    rollout = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    rollout = autodeploy_push.push_and_wait(str(sandbox.kubeconfig), sandbox.gateway, timeout=60)
     assert rollout.answer != demo_answer
     assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}" != demo_image
     assert len(rollout.revisions_after) == len(rollout.revisions_before) + 1
     # The pushed image is the demo's build plus one layer (so it would run on a cluster as well).
     hub_host = sandbox.get("ksvc", "hub")["status"]["url"].split("://", 1)[1]
     accept = ", ".join(autodeploy_push.MANIFEST_TYPES)
-    demo_layers = json.loads(
-        autodeploy_push.fetch(
-            sandbox.info["gateway"], hub_host, f"/v2/hello/manifests/{demo_image.rsplit('@', 1)[1]}", accept
-        )[0]
-    )["layers"]
-    pushed_layers = json.loads(
-        autodeploy_push.fetch(sandbox.info["gateway"], hub_host, f"/v2/hello/manifests/{rollout.digest}", accept)[0]
-    )["layers"]
-    assert pushed_layers[:-1] == demo_layers
+
+    def layers(digest: str) -> list[dict]:
+        body, _ = autodeploy_push.fetch(sandbox.gateway, hub_host, f"/v2/hello/manifests/{digest}", accept)
+        return json.loads(body)["layers"]
+
+    assert layers(rollout.digest)[:-1] == layers(demo_image.rsplit("@", 1)[1])
     assert f"applied: push event: {demo_image} -> {PULL_HOST}/hello@{rollout.digest}" in receiver_pod_log(
         sandbox, receiver_revision
     )
@@ -752,7 +662,7 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
     hub_after = sandbox.get("ksvc", "hub")
     assert hub_after["metadata"]["generation"] == hub_before["metadata"]["generation"]
     assert hub_after["spec"]["template"] == hub_before["spec"]["template"]
-    again = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    again = autodeploy_push.push_and_wait(str(sandbox.kubeconfig), sandbox.gateway, timeout=60)
     assert sandbox.hello_image() == f"{PULL_HOST}/hello@{again.digest}"
 
 
@@ -763,9 +673,7 @@ TOKEN_ANNOTATION = "serverless.knlab.io/token-digest"
 def post_to_pod(sandbox: Sandbox, body: dict, token: str) -> int:
     """POST an event envelope to the receiver pod's /events through the gateway, by its cluster-local host."""
     headers = {"Content-Type": EVENTS_V1, "Host": RECEIVER_HOST, "Authorization": f"Bearer {token}"}
-    request = urllib.request.Request(
-        sandbox.info["gateway"] + "/events", data=json.dumps(body).encode(), headers=headers
-    )
+    request = urllib.request.Request(sandbox.gateway + "/events", data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=20) as response:
             return response.status
@@ -814,7 +722,7 @@ def test_a_rotated_token_rolls_the_receiver(sandbox: Sandbox) -> None:
     assert post_to_pod(sandbox, manifest_event(current), old_token) == 401
 
     # The hub sends the new token: a real push rolls out one new Revision serving it.
-    rollout = autodeploy_push.push_and_wait(sandbox.info["kubeconfig"], sandbox.info["gateway"], timeout=60)
+    rollout = autodeploy_push.push_and_wait(str(sandbox.kubeconfig), sandbox.gateway, timeout=60)
     assert sandbox.hello_image() == f"{PULL_HOST}/hello@{rollout.digest}"
     assert len(rollout.revisions_after) == len(rollout.revisions_before) + 1
     assert f"applied: push event: {PULL_HOST}/hello@{current} -> {PULL_HOST}/hello@{rollout.digest}" in (
@@ -830,13 +738,13 @@ def test_a_rotated_token_rolls_the_receiver(sandbox: Sandbox) -> None:
     assert sandbox.get("ksvc", "autodeploy")["status"]["latestReadyRevisionName"] == new_revision
 
 
-def test_a_hub_whose_endpoint_secret_is_missing_runs_without_events(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_a_hub_whose_endpoint_secret_is_missing_runs_without_events(sandbox: Sandbox) -> None:
     """The optional secretKeyRef to a missing Secret leaves REGISTRY_NOTIFICATIONS_ENDPOINTS unset (kubelet's way).
 
     At info, as chosen here (registry_log_level), the hub would log an endpoint it configured; with
     notifications the role's own choice is warn, which would hide that line whatever happens.
     """
-    code, output = sandbox.play(PLAY, tmp_path, registry_log_level="info")
+    code, output = sandbox.play_text(PLAY, registry_log_level="info")
     assert code == 0, output[-3000:]
     hub = sandbox.wait_ready("hub")
     assert {"name": "REGISTRY_LOG_LEVEL", "value": "info"} in hub["spec"]["template"]["spec"]["containers"][0]["env"]

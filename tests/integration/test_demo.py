@@ -23,7 +23,6 @@ import shlex
 import shutil
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,9 +84,8 @@ def _left_in(temp: Path) -> list[str]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path / "sandbox") as sandbox:
-        yield sandbox
+def sandbox_class() -> type[Sandbox]:
+    return Sandbox  # for conftest.py's sandbox fixture
 
 
 def _custom(sandbox: Sandbox, group: str, plural: str) -> list[str]:
