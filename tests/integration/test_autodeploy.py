@@ -161,6 +161,18 @@ def sandbox_class() -> type[Sandbox]:
     return Sandbox  # for conftest.py's sandbox fixture
 
 
+def post_events(base_url: str, body: dict, headers: dict[str, str], timeout: float) -> int:
+    """POST an event envelope (``body``) to ``base_url``/events with ``headers``; the HTTP status, an error's too."""
+    request = urllib.request.Request(
+        base_url + "/events", data=json.dumps(body).encode(), headers={"Content-Type": EVENTS_V1, **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 class Receiver:
     """receiver.py as a local process."""
 
@@ -221,15 +233,8 @@ class Receiver:
         self.process = None
 
     def post(self, body: dict, token: str | None) -> int:
-        headers = {"Content-Type": EVENTS_V1}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(self.url + "/events", data=json.dumps(body).encode(), headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return post_events(self.url, body, headers, timeout=10)
 
     def status(self) -> dict:
         request = urllib.request.Request(self.url + "/status", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -672,13 +677,7 @@ TOKEN_ANNOTATION = "serverless.knlab.io/token-digest"
 
 def post_to_pod(sandbox: Sandbox, body: dict, token: str) -> int:
     """POST an event envelope to the receiver pod's /events through the gateway, by its cluster-local host."""
-    headers = {"Content-Type": EVENTS_V1, "Host": RECEIVER_HOST, "Authorization": f"Bearer {token}"}
-    request = urllib.request.Request(sandbox.gateway + "/events", data=json.dumps(body).encode(), headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
+    return post_events(sandbox.gateway, body, {"Host": RECEIVER_HOST, "Authorization": f"Bearer {token}"}, timeout=20)
 
 
 def event_token(sandbox: Sandbox) -> str:
