@@ -209,7 +209,29 @@ def apply(env: dict[str, str], extra: list[str]) -> None:
         subprocess.run(argv, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL, timeout=1800)
 
 
+def wait_for_the_hub(timeout: float = 420) -> None:
+    """Until every pod of the hub runs its latest Revision. The pushes go to the node's port for the
+    hub, which selects the pods of every Revision of it: right after autodeploy.yml rolled the hub a
+    push can land on the old pod, whose events die with it, and the round would time the receiver's
+    periodic resync instead of the push (seen: 30 s rounds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        latest = (json.loads(kubectl("get", "ksvc", "hub", "-o", "json")).get("status") or {}).get(
+            "latestReadyRevisionName"
+        )
+        pods = json.loads(kubectl("get", "pods", "-l", "serving.knative.dev/service=hub", "-o", "json"))["items"]
+        if pods and all(
+            pod["metadata"]["labels"].get("serving.knative.dev/revision") == latest
+            and not pod["metadata"].get("deletionTimestamp")
+            for pod in pods
+        ):
+            return
+        time.sleep(3)
+    raise SystemExit(f"the hub's older Revisions still had pods after {timeout:.0f} s")
+
+
 def run_rounds(pushes: int, pull_host: str, crane_bin: str) -> dict:
+    wait_for_the_hub()
     probe = probe_setting()
     rounds = []
     for number in range(pushes):
