@@ -220,7 +220,19 @@ def test_a_wrong_token_changes_nothing_where_the_right_one_rolls_out(deployed: C
 def test_pushes_while_the_receiver_is_down_survive_a_hub_restart(deployed: Cluster) -> None:
     """Receiver down, two pushes, the hub's pod deleted (the events it holds for the receiver are
     gone; the images are on its claim), receiver back: only its resync at start can roll them out."""
+    # The receiver down: its Service deleted, and its pods too. Deleting the Service alone is not
+    # enough: its pod terminates gracefully (up to the revision's timeout) and went on taking the
+    # hub's events for a while, rolling out the pushes below itself (seen on the cluster).
     deployed.kubectl("delete", "ksvc", "autodeploy", "-n", NAMESPACE, "--wait=true", timeout=180)
+    selector = "serving.knative.dev/service=autodeploy"
+
+    def receiver_gone() -> bool:
+        if not deployed.names("pods", selector=selector):
+            return True
+        deployed.kubectl("delete", "pods", "-n", NAMESPACE, "-l", selector, "--grace-period=0", "--force")
+        return False
+
+    deployed.wait(receiver_gone, "the receiver's pods to go", timeout=180, interval=2)
     current, before = image(deployed), revisions(deployed)
     first, second = push(deployed), push(deployed)
     assert first != second
