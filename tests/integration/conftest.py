@@ -37,7 +37,7 @@ NEEDS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, (_, reason) in NEEDS.items():
+    for name, (_found, reason) in NEEDS.items():
         config.addinivalue_line("markers", f"{name}: skip unless this machine has it ({reason})")
 
 

@@ -145,7 +145,7 @@ def replicas_at_once(times: Mapping[str, Iterable[float]]) -> int:
             edges += [(min(found), 0), (max(found), 1)]  # at the same instant a start comes first
     edges.sort()
     serving = most = 0
-    for _, end in edges:
+    for _moment, end in edges:
         serving += -1 if end else 1
         most = max(most, serving)
     return most

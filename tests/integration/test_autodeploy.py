@@ -605,7 +605,7 @@ def test_the_receiver_as_a_pod_rolls_out_a_push_from_outside_the_demo(sandbox: S
     accept = ", ".join(autodeploy_push.MANIFEST_TYPES)
 
     def layers(digest: str) -> list[dict]:
-        body, _ = autodeploy_push.fetch(sandbox.gateway, hub_host, f"/v2/hello/manifests/{digest}", accept)
+        body = autodeploy_push.fetch(sandbox.gateway, hub_host, f"/v2/hello/manifests/{digest}", accept)[0]
         return json.loads(body)["layers"]
 
     assert layers(rollout.digest)[:-1] == layers(demo_image.rsplit("@", 1)[1])
